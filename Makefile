@@ -1,0 +1,54 @@
+# google-token-operator — `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install when the project definition changes.
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: help venv kube-binaries browser unit test lint run demo clean
+
+help: ## List the targets with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP) ## Create .venv with the operator and the test tools
+
+kube-binaries: $(STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
+	$(BIN)/python -m google_token_operator.devcluster build
+
+browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+unit: $(STAMP) ## Fast tests of the pure code and the sandbox (no cluster)
+	$(BIN)/pytest -q tests/unit tests/sandbox
+
+test: $(STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser
+	$(BIN)/pytest -q
+	$(BIN)/python hack/check_leftovers.py
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
+	$(BIN)/mypy
+
+run: $(STAMP) ## Run the operator against the current kubeconfig (apply crds/ first)
+	$(BIN)/google-token-operator run
+
+demo: $(STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
+	$(BIN)/python hack/demo.py
+
+clean: ## Remove .venv and build/test output (the kube binary cache stays)
+	rm -rf $(VENV) build dist operator/*.egg-info .pytest_cache .mypy_cache .ruff_cache test-output

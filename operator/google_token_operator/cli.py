@@ -1,0 +1,57 @@
+"""The `google-token-operator` command: run, callback, sandbox, authorize."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .settings import Settings, SettingsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="google-token-operator",
+        description="Keeps Google OAuth access tokens fresh in Kubernetes Secrets.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the operator (kopf) against the current cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
+    run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus port (0: off)")
+    run.add_argument("--liveness-port", type=int, default=8081, help="kopf liveness probe port")
+    run.add_argument("--peering", default=None, help="kopf peering name (default: standalone)")
+    run.add_argument("--verbose", action="store_true", help="log at DEBUG")
+
+    from .sandbox import cli as sandbox_cli
+
+    sandbox_cli.configure_parser(
+        commands.add_parser("sandbox", help="serve a sandbox Google on loopback (tests, demo)")
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"google-token-operator: invalid setting: {error}", file=sys.stderr)
+        return 2
+    if args.command == "sandbox":
+        from .sandbox import cli as sandbox_cli
+
+        return sandbox_cli.run(args)
+    if args.command == "run":
+        from . import runner
+
+        return runner.run(args, settings)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

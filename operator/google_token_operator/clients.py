@@ -1,0 +1,399 @@
+"""GoogleClient decisions: pure functions from what was observed (and the clock) to what to do.
+
+The daemon in handlers.py gathers a `ClientObservation`, asks `next_action`, performs it,
+folds the outcome back in with `after_refresh`, and writes what `desired_status` returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from . import policy
+from .builders import default_token_secret_name
+from .conditions import Condition, find_condition
+from .google import ClientCredentials, ErrorKind, GoogleError
+from .settings import DEFAULT_SCOPES, Settings
+from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
+from .tokens import AccessToken, TokenRecord
+
+AUTHORIZED = "Authorized"
+READY = "Ready"
+
+
+class Reason:
+    """Condition reasons: CamelCase words a person can search the README for."""
+
+    AUTHORIZED = "Authorized"
+    CONSENT_REQUIRED = "ConsentRequired"
+    CONSENT_DENIED = "ConsentDenied"
+    AUTHORIZATION_REVOKED = "AuthorizationRevoked"
+    TOKEN_VALID = "TokenValid"
+    REFRESH_DELAYED = "RefreshDelayed"
+    REFRESH_FAILING = "RefreshFailing"
+    REFRESH_REJECTED = "RefreshRejected"
+    CLIENT_CREDENTIALS_INVALID = "ClientCredentialsInvalid"
+    CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
+    CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"
+    SPEC_INVALID = "SpecInvalid"
+    # Branch reasons
+    CLIENT_NOT_READY = "ClientNotReady"
+    LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
+    LOCATION_VERIFIED = "LocationVerified"
+    LOCATION_CHECK_PENDING = "LocationCheckPending"
+
+
+# Authorized=False reasons that stay until a new consent, whatever else happens.
+STICKY_CONSENT_REASONS = frozenset({Reason.AUTHORIZATION_REVOKED, Reason.CONSENT_DENIED})
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot work with; the message names the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSpec:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    credentials_secret: str
+    scopes: tuple[str, ...]
+    redirect_uri: str
+    login_hint: str
+    token_secret_name: str
+    refresh_before: dt.timedelta
+    revoke_on_delete: bool
+
+
+def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec:
+    meta = body.get("metadata", {})
+    spec = body.get("spec", {})
+    name = str(meta.get("name", ""))
+    credentials = (spec.get("credentialsSecretRef") or {}).get("name")
+    if not credentials:
+        raise SpecError(
+            "spec.credentialsSecretRef.name is required: name the Secret with keys "
+            "client_id and client_secret"
+        )
+    refresh_before = dt.timedelta(0)
+    if spec.get("refreshBefore"):
+        try:
+            refresh_before = parse_duration(str(spec["refreshBefore"]))
+        except ValueError as error:
+            raise SpecError(f"spec.refreshBefore: {error}") from None
+    return ClientSpec(
+        name=name,
+        namespace=str(meta.get("namespace", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        credentials_secret=str(credentials),
+        scopes=tuple(spec.get("scopes") or DEFAULT_SCOPES),
+        redirect_uri=str(spec.get("redirectURI") or settings.callback_url),
+        login_hint=str(spec.get("loginHint") or ""),
+        token_secret_name=str(spec.get("tokenSecretName") or default_token_secret_name(name)),
+        refresh_before=refresh_before,
+        revoke_on_delete=bool(spec.get("revokeOnDelete", False)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CredentialsProblem:
+    reason: str
+    message: str
+
+
+def credentials_from_secret(
+    secret_name: str, data: Mapping[str, str] | None
+) -> ClientCredentials | CredentialsProblem:
+    """Credentials from the decoded data of the credentials Secret (None: no such Secret)."""
+    if data is None:
+        return CredentialsProblem(
+            Reason.CREDENTIALS_SECRET_NOT_FOUND,
+            f"Secret {secret_name!r} not found; create it in this namespace with the keys "
+            "client_id and client_secret of a Google 'Web application' OAuth client",
+        )
+    missing = [key for key in ("client_id", "client_secret") if not data.get(key, "").strip()]
+    if missing:
+        return CredentialsProblem(
+            Reason.CREDENTIALS_SECRET_INVALID,
+            f"Secret {secret_name!r} has no {' and no '.join(missing)}; add the key(s) from "
+            "the OAuth client in the Google console",
+        )
+    return ClientCredentials(data["client_id"].strip(), data["client_secret"].strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureState:
+    """Refresh failures, as remembered in status (so they survive a restart)."""
+
+    attempts: int = 0
+    retry_at: dt.datetime | None = None
+    # Set after invalid_client: the credentials Secret version that failed. No retry until
+    # the Secret changes.
+    rejected_credentials_version: str = ""
+    last_error: str = ""
+
+
+def failure_from_status(status: Mapping[str, Any]) -> FailureState:
+    attempts = int(status.get("failedRefreshAttempts") or 0)
+    ready = find_condition(status.get("conditions"), READY)
+    rejected = ""
+    if ready.get("reason") == Reason.CLIENT_CREDENTIALS_INVALID:
+        rejected = str(status.get("credentialsResourceVersion") or "")
+    retry_at = None
+    if attempts and status.get("nextRefreshTime"):
+        retry_at = parse_rfc3339(str(status["nextRefreshTime"]))
+    return FailureState(attempts, retry_at, rejected, str(ready.get("message") or ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientObservation:
+    spec: ClientSpec
+    credentials: ClientCredentials | CredentialsProblem
+    credentials_version: str
+    record: TokenRecord | None
+    failure: FailureState
+    previous_authorized_reason: str
+
+    def with_record(self, record: TokenRecord | None) -> ClientObservation:
+        return dataclasses.replace(self, record=record)
+
+
+class ActionKind(enum.Enum):
+    WAIT = "wait"  # nothing to do until `until`
+    REFRESH = "refresh"  # call Google now
+    CONSENT = "consent"  # no usable refresh token: publish a consent URL
+    BLOCKED = "blocked"  # a person must fix something first
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    until: dt.datetime | None = None
+    reason: str = ""
+    message: str = ""
+
+
+def jitter_for(observation: ClientObservation) -> float:
+    access = observation.record.access if observation.record else None
+    expiry = format_rfc3339(access.expires_at) if access else ""
+    return policy.jitter_fraction(observation.spec.uid, expiry)
+
+
+def refresh_due(observation: ClientObservation) -> dt.datetime | None:
+    record = observation.record
+    if record is None or record.access is None:
+        return None
+    times = policy.TokenTimes(record.access.issued_at, record.access.expires_at)
+    return policy.refresh_due_at(times, observation.spec.refresh_before, jitter_for(observation))
+
+
+def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
+    credentials = observation.credentials
+    if isinstance(credentials, CredentialsProblem):
+        return Action(ActionKind.BLOCKED, reason=credentials.reason, message=credentials.message)
+    record = observation.record
+    if record is None or not record.refresh_token:
+        return Action(ActionKind.CONSENT, reason=consent_reason(observation))
+    if record.client_id and record.client_id != credentials.client_id:
+        return Action(
+            ActionKind.CONSENT,
+            reason=Reason.CONSENT_REQUIRED,
+            message="the credentials Secret now names another OAuth client; consent again",
+        )
+    failure = observation.failure
+    if failure.rejected_credentials_version == observation.credentials_version:
+        return Action(
+            ActionKind.BLOCKED,
+            reason=Reason.CLIENT_CREDENTIALS_INVALID,
+            message=failure.last_error,
+        )
+    if failure.attempts and failure.retry_at and now < failure.retry_at:
+        return Action(ActionKind.WAIT, until=failure.retry_at)
+    due = refresh_due(observation)
+    if due is None or now >= due:
+        return Action(ActionKind.REFRESH)
+    return Action(ActionKind.WAIT, until=due)
+
+
+def consent_reason(observation: ClientObservation) -> str:
+    if observation.previous_authorized_reason in STICKY_CONSENT_REASONS:
+        return observation.previous_authorized_reason
+    if observation.record is not None and observation.record.access is not None:
+        return Reason.AUTHORIZATION_REVOKED
+    return Reason.CONSENT_REQUIRED
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshOutcome:
+    """What came back from Google, folded into the observation by `after_refresh`."""
+
+    access: AccessToken | None = None
+    new_refresh_token: str | None = None
+    error: GoogleError | None = None
+
+
+def after_refresh(
+    observation: ClientObservation, outcome: RefreshOutcome, now: dt.datetime
+) -> ClientObservation:
+    record = observation.record
+    assert record is not None  # only refreshed when a record with a refresh token exists
+    if outcome.access is not None:
+        return dataclasses.replace(
+            observation,
+            record=record.with_access(outcome.access, outcome.new_refresh_token),
+            failure=FailureState(),
+        )
+    error = outcome.error
+    assert error is not None
+    if error.kind is ErrorKind.INVALID_GRANT:
+        return dataclasses.replace(
+            observation,
+            record=record.revoked(),
+            failure=FailureState(),
+            previous_authorized_reason=Reason.AUTHORIZATION_REVOKED,
+        )
+    if error.kind is ErrorKind.INVALID_CLIENT:
+        return dataclasses.replace(
+            observation,
+            failure=FailureState(
+                rejected_credentials_version=observation.credentials_version,
+                last_error=(
+                    f"Google rejected the OAuth client ({error}); fix client_id/client_secret "
+                    f"in Secret {observation.spec.credentials_secret!r}; the operator retries "
+                    "when that Secret changes"
+                ),
+            ),
+        )
+    attempts = observation.failure.attempts + 1
+    delay = policy.backoff_delay(
+        attempts, error.retry_after, policy.jitter_fraction(observation.spec.uid, str(attempts))
+    )
+    return dataclasses.replace(
+        observation,
+        failure=FailureState(attempts=attempts, retry_at=now + delay, last_error=str(error)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingAuthorization:
+    url: str
+    expires_at: dt.datetime
+    fingerprint: str
+    secret_name: str
+
+
+def desired_conditions(
+    observation: ClientObservation, action: Action, now: dt.datetime
+) -> list[Condition]:
+    record = observation.record
+    access = record.access if record else None
+    token_valid = access is not None and access.expires_at > now
+    expiry_note = f" until {format_rfc3339(access.expires_at)}" if access else ""
+    email = record.account_email if record else ""
+
+    if action.kind is ActionKind.CONSENT:
+        reason = action.reason
+        authorized = Condition(AUTHORIZED, False, reason, _consent_message(reason, action))
+    elif record is not None and record.refresh_token:
+        who = f" by {email}" if email else ""
+        authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, f"Consent given{who}")
+    else:
+        authorized = Condition(
+            AUTHORIZED, False, Reason.CONSENT_REQUIRED, _consent_message("", action)
+        )
+
+    failure = observation.failure
+    if action.kind is ActionKind.BLOCKED:
+        ready = Condition(READY, False, action.reason, action.message)
+    elif action.kind is ActionKind.CONSENT:
+        message = authorized.message
+        if token_valid:
+            message += f"; the last token stays in the Secret{expiry_note}"
+        ready = Condition(READY, False, action.reason, message)
+    elif failure.attempts and token_valid:
+        ready = Condition(
+            READY,
+            True,
+            Reason.REFRESH_DELAYED,
+            f"refresh failed {failure.attempts} time(s) ({failure.last_error}); the current "
+            f"token is valid{expiry_note}; next try at "
+            f"{format_rfc3339(failure.retry_at or now)}",
+        )
+    elif failure.attempts:
+        ready = Condition(
+            READY,
+            False,
+            Reason.REFRESH_FAILING,
+            f"refresh failed {failure.attempts} time(s) ({failure.last_error}) and the token "
+            f"expired; next try at {format_rfc3339(failure.retry_at or now)}",
+        )
+    elif token_valid:
+        ready = Condition(READY, True, Reason.TOKEN_VALID, f"access token valid{expiry_note}")
+    else:
+        ready = Condition(READY, False, Reason.REFRESH_DELAYED, "waiting for the first token")
+    return [authorized, ready]
+
+
+def _consent_message(reason: str, action: Action) -> str:
+    if action.message:
+        return action.message + "; open status.authorization.url to consent"
+    if reason == Reason.AUTHORIZATION_REVOKED:
+        return (
+            "Google says the grant was revoked or expired (invalid_grant); open "
+            "status.authorization.url to consent again"
+        )
+    if reason == Reason.CONSENT_DENIED:
+        return "consent was denied at Google; open status.authorization.url to try again"
+    return "no Google account has consented yet; open status.authorization.url to consent"
+
+
+def desired_status(
+    observation: ClientObservation,
+    action: Action,
+    pending: PendingAuthorization | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Status fields other than conditions (merged by the caller); None removes a field."""
+    record = observation.record
+    access = record.access if record else None
+    failure = observation.failure
+    next_refresh: dt.datetime | None = None
+    if action.kind is ActionKind.WAIT:
+        next_refresh = action.until
+    return {
+        "observedGeneration": observation.spec.generation,
+        "account": {"email": record.account_email} if record and record.account_email else None,
+        "authorization": (
+            {
+                "url": pending.url,
+                "expiresAt": format_rfc3339(pending.expires_at),
+                "fingerprint": pending.fingerprint,
+                "stateSecretName": pending.secret_name,
+            }
+            if pending is not None
+            else None
+        ),
+        "expiresAt": format_rfc3339(access.expires_at) if access else None,
+        "lastRefreshTime": format_rfc3339(access.issued_at) if access else None,
+        "nextRefreshTime": format_rfc3339(next_refresh) if next_refresh else None,
+        "failedRefreshAttempts": failure.attempts,
+        "credentialsResourceVersion": failure.rejected_credentials_version or None,
+        "tokenSecretName": observation.spec.token_secret_name,
+    }
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning `current` into `desired`; empty when nothing changed."""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        if value is None:
+            if current.get(key) is not None:
+                patch[key] = None
+        elif current.get(key) != value:
+            patch[key] = value
+    return patch

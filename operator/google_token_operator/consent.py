@@ -1,0 +1,150 @@
+"""Pending consent: state, PKCE and the consent URL (pure, apart from drawing randomness).
+
+This replaces the seed's `oauth_states` table. A pending consent lives in a Secret in the
+operator's namespace holding only the SHA-256 of the state (never the state itself), the
+PKCE verifier, the redirect URI and an expiry. The Secret's name is derived from the hash,
+so the one who receives the state can find it with a single GET and no list.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from .builders import ROLE_CONSENT, labels_for
+from .settings import IDENTITY_SCOPES
+from .timeutil import format_rfc3339, parse_rfc3339
+from .tokens import decode_data, encode_data
+
+STATE_BYTES = 32  # 256 bits; the issue asks for at least 128.
+VERIFIER_BYTES = 64  # 86 url-safe characters, inside RFC 7636's 43..128.
+CONSENT_SECRET_PREFIX = "gto-consent-"
+CLIENT_NAMESPACE_LABEL = "google-token-operator.dev/client-namespace"
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(STATE_BYTES)
+
+
+def new_code_verifier() -> str:
+    return secrets.token_urlsafe(VERIFIER_BYTES)
+
+
+def code_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def consent_secret_name(state: str) -> str:
+    # 40 hex characters of the hash are plenty to address it and keep the name short.
+    return CONSENT_SECRET_PREFIX + state_hash(state)[:40]
+
+
+def requested_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
+    """The client's scopes plus openid and email, without duplicates, order kept."""
+    return tuple(dict.fromkeys((*scopes, *IDENTITY_SCOPES)))
+
+
+def consent_fingerprint(client_id: str, redirect_uri: str, scopes: tuple[str, ...]) -> str:
+    """What a pending consent depends on; when it changes the pending state is void."""
+    material = "\n".join((client_id, redirect_uri, *sorted(scopes)))
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def authorization_url(
+    auth_uri: str,
+    client_id: str,
+    redirect_uri: str,
+    scopes: tuple[str, ...],
+    state: str,
+    verifier: str,
+    login_hint: str | None,
+) -> str:
+    params = {
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": " ".join(requested_scopes(scopes)),
+        "access_type": "offline",  # without it Google issues no refresh token
+        "prompt": "consent",  # without the consent screen Google issues no new refresh token
+        "include_granted_scopes": "true",
+        "state": state,
+        "code_challenge": code_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    if login_hint:
+        params["login_hint"] = login_hint
+    return f"{auth_uri}?{urlencode(params)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingConsent:
+    """One pending consent as stored (no raw state)."""
+
+    state_sha256: str
+    client_namespace: str
+    client_name: str
+    client_uid: str
+    code_verifier: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    fingerprint: str
+    expires_at: dt.datetime
+
+    def expired(self, now: dt.datetime) -> bool:
+        return now >= self.expires_at
+
+
+def consent_secret(operator_namespace: str, state: str, pending: PendingConsent) -> dict[str, Any]:
+    plain = {
+        "state_sha256": pending.state_sha256,
+        "client_namespace": pending.client_namespace,
+        "client_name": pending.client_name,
+        "client_uid": pending.client_uid,
+        "code_verifier": pending.code_verifier,
+        "redirect_uri": pending.redirect_uri,
+        "scopes": " ".join(pending.scopes),
+        "fingerprint": pending.fingerprint,
+        "expires_at": format_rfc3339(pending.expires_at),
+    }
+    labels = labels_for(pending.client_name, role=ROLE_CONSENT)
+    labels[CLIENT_NAMESPACE_LABEL] = pending.client_namespace
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": consent_secret_name(state),
+            "namespace": operator_namespace,
+            "labels": labels,
+        },
+        "data": encode_data(plain),
+    }
+
+
+def pending_from_data(data: Mapping[str, str] | None) -> PendingConsent | None:
+    plain = decode_data(data or {})
+    try:
+        return PendingConsent(
+            state_sha256=plain["state_sha256"],
+            client_namespace=plain["client_namespace"],
+            client_name=plain["client_name"],
+            client_uid=plain["client_uid"],
+            code_verifier=plain["code_verifier"],
+            redirect_uri=plain["redirect_uri"],
+            scopes=tuple(plain["scopes"].split()),
+            fingerprint=plain["fingerprint"],
+            expires_at=parse_rfc3339(plain["expires_at"]),
+        )
+    except (KeyError, ValueError):
+        return None

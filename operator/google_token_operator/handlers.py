@@ -1,0 +1,251 @@
+"""kopf handlers: thin. They gather from kopf's indexes, call the reconciler, and wake it.
+
+- One daemon per GoogleClient is the only actor that calls Google for it: it sleeps until
+  the pure policy says the next refresh is due, or until an event wakes it (its spec, its
+  Branches, its Secrets or its credentials Secret changed). See the README for why a daemon
+  with a computed sleep rather than a fixed-interval timer.
+- Branch handlers only wake their client's daemon, or report a missing client.
+- Indexes give every pass what it needs without list calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from . import GROUP, VERSION, branches
+from .builders import (
+    CLIENT_LABEL,
+    ROLE_CONSENT,
+    ROLE_LABEL,
+    default_token_secret_name,
+    private_secret_name,
+)
+from .google import GoogleError
+from .kube import KubeError
+from .reconciler import ClientPass, Indexes, Operator, reconcile_branch
+from .tokens import record_from_data
+from .views import Key, SecretView, first, is_managed, managed_secret_view, snapshot
+
+# After an unexpected failure of a pass (API server unreachable, ...), try again soon.
+PASS_RETRY = dt.timedelta(seconds=5)
+
+
+class Wakeups:
+    """One asyncio.Event per GoogleClient: set it and the client's daemon runs a pass now."""
+
+    def __init__(self) -> None:
+        self._events: dict[Key, asyncio.Event] = {}
+
+    def event(self, key: Key) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def wake(self, key: Key) -> None:
+        self.event(key).set()
+
+    def drop(self, key: Key) -> None:
+        self._events.pop(key, None)
+
+
+def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
+    wakeups = Wakeups()
+    clients_resource = (GROUP, VERSION, "googleclients")
+    branches_resource = (GROUP, VERSION, "branches")
+    managed = {"app.kubernetes.io/managed-by": "google-token-operator"}
+    unmanaged = {"app.kubernetes.io/managed-by": kopf.ABSENT}
+
+    # --- indexes -------------------------------------------------------------------------
+
+    @kopf.index("", "v1", "secrets", labels=managed, registry=registry)
+    def managed_secrets(body: kopf.Body, **_: Any) -> dict[Key, SecretView]:
+        view = managed_secret_view(body)
+        return {(view.namespace, view.name): view}
+
+    @kopf.index("", "v1", "secrets", labels=unmanaged, registry=registry)
+    def secret_versions(name: str, namespace: str | None, meta: kopf.Meta, **_: Any) -> Any:
+        # Only the version: credentials are fetched when (and only when) they changed.
+        return {(namespace or "", name): str(meta.get("resourceVersion", ""))}
+
+    @kopf.index(*clients_resource, registry=registry)
+    def clients_by_credentials(name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> Any:
+        secret = str((spec.get("credentialsSecretRef") or {}).get("name", ""))
+        return {(namespace or "", secret): name}
+
+    @kopf.index(*clients_resource, registry=registry)
+    def client_states(name: str, namespace: str | None, status: kopf.Status, **_: Any) -> Any:
+        return {(namespace or "", name): {"conditions": list(status.get("conditions") or [])}}
+
+    @kopf.index(*branches_resource, registry=registry)
+    def branches_by_client(
+        body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any
+    ) -> Any:
+        client = str((spec.get("clientRef") or {}).get("name", ""))
+        return {(namespace or "", client): snapshot(body)}
+
+    # --- GoogleClient ----------------------------------------------------------------------
+
+    # A pass is short; on stop it may finish (backoff), then it is cancelled (timeout).
+    @kopf.daemon(
+        *clients_resource, registry=registry, cancellation_backoff=10, cancellation_timeout=5
+    )
+    async def google_client(
+        stopped: kopf.DaemonStopped,
+        body: kopf.Body,
+        name: str,
+        namespace: str | None,
+        logger: kopf.Logger,
+        **kwargs: Any,
+    ) -> None:
+        indexes = Indexes.from_kwargs(kwargs)
+        wake = wakeups.event((namespace or "", name))
+        last_status: dict[str, Any] = dict(body.get("status") or {})
+        last_record = None
+        while not stopped:
+            wake.clear()
+            try:
+                next_at, last_status, last_record = await ClientPass(op, body, logger).run(
+                    indexes, last_status, last_record
+                )
+            except (KubeError, GoogleError) as error:
+                logger.warning(f"Reconciling failed, retrying in {PASS_RETRY}: {error}")
+                next_at = op.clock() + PASS_RETRY
+            await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
+
+    @kopf.on.event(*clients_resource, registry=registry)
+    def google_client_changed(name: str, namespace: str | None, **_: Any) -> None:
+        wakeups.wake((namespace or "", name))
+
+    @kopf.on.delete(*clients_resource, registry=registry)
+    async def google_client_deleted(
+        name: str,
+        namespace: str | None,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        logger: kopf.Logger,
+        **kwargs: Any,
+    ) -> None:
+        ns = namespace or ""
+        private = first(
+            Indexes.from_kwargs(kwargs).managed_secrets, (ns, private_secret_name(name))
+        )
+        if spec.get("revokeOnDelete") and private is not None:
+            record = record_from_data(private.private_data)
+            if record is not None and record.refresh_token:
+                try:
+                    await op.google.revoke(record.refresh_token)
+                except GoogleError as error:
+                    raise kopf.TemporaryError(
+                        f"Revoking the grant at Google failed: {error}", delay=10
+                    ) from None
+                logger.info("Revoked the grant at Google")
+        # ownerReferences cover a cluster with a garbage collector; delete explicitly too.
+        await _delete_secrets(op, ns, name, spec, status, extra=private_secret_name(name))
+        state_secret = (status.get("authorization") or {}).get("stateSecretName")
+        if state_secret:
+            await op.kube.delete_secret(op.settings.operator_namespace, str(state_secret))
+        wakeups.drop((ns, name))
+        op.metrics.forget("GoogleClient", ns, name)
+
+    # --- Branch ----------------------------------------------------------------------------
+
+    @kopf.on.event(*branches_resource, registry=registry)
+    async def branch_changed(
+        body: kopf.Body,
+        type: str,
+        namespace: str | None,
+        spec: kopf.Spec,
+        logger: kopf.Logger,
+        **kwargs: Any,
+    ) -> None:
+        ns = namespace or ""
+        client_states: kopf.Index[Key, dict[str, Any]] = kwargs["client_states"]
+        client = str((spec.get("clientRef") or {}).get("name", ""))
+        if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        if first(client_states, (ns, client)) is not None:
+            wakeups.wake((ns, client))
+            return
+        # No client to do the work: report it here (the client's daemon takes over once the
+        # client exists, through the branches_by_client index).
+        missing = branches.ClientState(exists=False, ready=False)
+        try:
+            await reconcile_branch(op, snapshot(body), missing, _no_indexes(), op.clock(), logger)
+        except KubeError as error:
+            raise kopf.TemporaryError(str(error), delay=5) from None
+
+    @kopf.on.delete(*branches_resource, registry=registry)
+    async def branch_deleted(
+        name: str,
+        namespace: str | None,
+        uid: str,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        **_: Any,
+    ) -> None:
+        ns = namespace or ""
+        await _delete_secrets(op, ns, name, spec, status)
+        op.forget_branch(uid)
+        op.metrics.forget("Branch", ns, name)
+
+    # --- Secrets ---------------------------------------------------------------------------
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    def secret_changed(
+        name: str,
+        namespace: str | None,
+        labels: Mapping[str, str],
+        **kwargs: Any,
+    ) -> None:
+        """A Secret we write was edited or deleted, or a credentials Secret changed."""
+        ns = namespace or ""
+        clients_by_credentials: kopf.Index[Key, str] = kwargs["clients_by_credentials"]
+        if is_managed(labels):
+            client = labels.get(CLIENT_LABEL, "")
+            if client and labels.get(ROLE_LABEL) != ROLE_CONSENT:
+                wakeups.wake((ns, client))
+            return
+        for client in clients_by_credentials.get((ns, name), ()):
+            wakeups.wake((ns, client))
+
+    return wakeups
+
+
+async def _delete_secrets(
+    op: Operator,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    extra: str = "",
+) -> None:
+    """Delete the consumer Secret (under its current and its last written name) and `extra`."""
+    names = {
+        str(status.get("tokenSecretName") or ""),
+        str(spec.get("tokenSecretName") or default_token_secret_name(name)),
+        extra,
+    } - {""}
+    for secret in names:
+        await op.kube.delete_secret(namespace, secret)
+        op.forget_secret((namespace, secret))
+
+
+def _no_indexes() -> Indexes:
+    return Indexes(managed_secrets={}, secret_versions={}, branches_by_client={})
+
+
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Sleep until woken, stopped, or `seconds` passed, whichever comes first."""
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

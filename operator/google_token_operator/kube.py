@@ -1,0 +1,219 @@
+"""The operator's edge to the Kubernetes API.
+
+Plain dicts in and out (the builders make them). The official client is synchronous, so
+every call runs in a worker thread and the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, VERSION
+
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    """A Kubernetes API failure; the message carries the status and the API's reason only."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"Kubernetes API answered {status}: {reason}")
+        self.status = status
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster config inside a pod, else KUBECONFIG / ~/.kube/config."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+class Kube:
+    def __init__(self, configuration: kubernetes.client.Configuration, threads: int = 16) -> None:
+        configuration.connection_pool_maxsize = threads
+        self._api = kubernetes.client.ApiClient(configuration)
+        self._core = kubernetes.client.CoreV1Api(self._api)
+        self._custom = kubernetes.client.CustomObjectsApi(self._api)
+        self._apps = kubernetes.client.AppsV1Api(self._api)
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(function, *args, _preload_content=False, **kwargs)
+        try:
+            response = await asyncio.to_thread(call)
+        except ApiException as error:
+            raise KubeError(error.status or 0, _reason(error)) from None
+        payload = response.data
+        return json.loads(payload) if payload else {}
+
+    async def _maybe(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Like _call, but None for 404."""
+        try:
+            return await self._call(function, *args, **kwargs)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # Secrets -------------------------------------------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._maybe(
+            self._core.read_namespaced_secret, name, namespace
+        )
+        return result
+
+    async def write_secret(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the Secret, or update the existing object in place (same uid, so a mounted
+        volume follows). Labels and annotations others added are kept; data is replaced."""
+        meta = desired["metadata"]
+        current = await self.get_secret(meta["namespace"], meta["name"])
+        if current is None:
+            try:
+                created: dict[str, Any] = await self._call(
+                    self._core.create_namespaced_secret, meta["namespace"], dict(desired)
+                )
+                return created
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                current = await self.get_secret(meta["namespace"], meta["name"])
+                if current is None:
+                    raise
+        merged = _merge_for_replace(current, desired)
+        replaced: dict[str, Any] = await self._call(
+            self._core.replace_namespaced_secret, meta["name"], meta["namespace"], merged
+        )
+        return replaced
+
+    async def delete_secret(
+        self, namespace: str, name: str, resource_version: str | None = None
+    ) -> bool:
+        """Delete; with a resourceVersion, only that exact version (True if this call won)."""
+        body: dict[str, Any] = {}
+        if resource_version:
+            body["preconditions"] = {"resourceVersion": resource_version}
+        try:
+            await self._call(self._core.delete_namespaced_secret, name, namespace, body=body)
+        except KubeError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    # Custom resources ----------------------------------------------------------------------
+
+    async def get_resource(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._maybe(
+            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+        return result
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """JSON merge patch of the status subresource; a vanished object is not an error."""
+        await self._maybe(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": dict(status)},
+        )
+
+    # Workloads (the callback) ---------------------------------------------------------------
+
+    async def apply_object(self, desired: Mapping[str, Any]) -> None:
+        """Server-side apply of a namespaced object (Deployment, Service, ...)."""
+        meta = desired["metadata"]
+        api_version = str(desired["apiVersion"])
+        plural = _PLURALS[str(desired["kind"])]
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
+        await self._raw(
+            "PATCH",
+            path,
+            desired,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", "google-token-operator"), ("force", "true")],
+        )
+
+    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
+        try:
+            await self._raw("DELETE", path, None)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> Any:
+        call = functools.partial(
+            self._api.call_api,  # type: ignore[call-arg]  # the stubs omit these arguments
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        try:
+            response = await asyncio.to_thread(call)
+        except ApiException as error:
+            raise KubeError(error.status or 0, _reason(error)) from None
+        payload = response[0].data if isinstance(response, tuple) else response.data
+        return json.loads(payload) if payload else {}
+
+
+_PLURALS = {"Deployment": "deployments", "Service": "services", "ServiceAccount": "serviceaccounts"}
+
+
+def _merge_for_replace(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    current_meta = current.get("metadata", {})
+    desired_meta = desired["metadata"]
+    metadata = {
+        **current_meta,
+        "labels": {**(current_meta.get("labels") or {}), **desired_meta.get("labels", {})},
+        "ownerReferences": desired_meta.get("ownerReferences")
+        or current_meta.get("ownerReferences"),
+    }
+    if "annotations" in desired_meta:
+        metadata["annotations"] = {
+            **(current_meta.get("annotations") or {}),
+            **desired_meta["annotations"],
+        }
+    return {**current, "metadata": metadata, "data": dict(desired.get("data", {}))}
+
+
+def _reason(error: ApiException) -> str:
+    try:
+        body = json.loads(error.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    return str(body.get("message") or error.reason or "unknown")

@@ -1,0 +1,88 @@
+"""`google-token-operator run`: wire the settings, the edges and the handlers into kopf."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+import kopf
+
+from . import GROUP, handlers
+from .google import GoogleClient
+from .kube import Kube, load_configuration
+from .metrics import Metrics
+from .reconciler import Operator
+from .settings import Settings
+
+# Kubernetes calls run in threads (the client is synchronous); enough for bursts at start-up
+# when every GoogleClient's daemon makes its first pass.
+KUBE_THREADS = 16
+
+LOG_FORMATS = {
+    "plain": kopf.LogFormat.PLAIN,
+    "full": kopf.LogFormat.FULL,
+    "json": kopf.LogFormat.JSON,
+}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[settings.log_format])
+    asyncio.run(_serve(args, settings))
+    return 0
+
+
+def build_registry(op: Operator, peering: str | None) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, op)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Our own annotations and finalizer; nothing in status.kopf (the status schema is ours).
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        # Events are posted explicitly for condition transitions, not for every log line.
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = KUBE_THREADS
+        # Reconnect watches now and then so a silently dropped connection cannot go unnoticed.
+        settings.watching.server_timeout = 600
+        settings.watching.client_timeout = 660
+        if peering:
+            settings.peering.name = peering
+            settings.peering.mandatory = True
+
+    @kopf.on.cleanup(registry=registry)
+    async def close(**_: Any) -> None:
+        await op.google.close()
+        op.kube.close()
+
+    return registry
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=KUBE_THREADS))
+    metrics = Metrics()
+    metrics.serve(args.metrics_port)
+    op = Operator(
+        settings,
+        Kube(load_configuration(), threads=KUBE_THREADS),
+        GoogleClient(settings.google, settings.http_timeout),
+        metrics,
+    )
+    namespaces = list(args.namespace or settings.watch_namespaces)
+    await kopf.operator(
+        registry=build_registry(op, args.peering),
+        clusterwide=bool(args.all_namespaces or not namespaces),
+        namespaces=namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=(
+            f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+        ),
+    )

@@ -1,0 +1,152 @@
+"""Operator settings: read once from the environment into one typed, validated object.
+
+Every variable is documented in the README; each default below says why it is what it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .timeutil import parse_duration
+
+DEFAULT_SCOPES = ("https://www.googleapis.com/auth/business.manage",)
+# Added to every consent so the operator can show which account consented.
+IDENTITY_SCOPES = ("openid", "email")
+
+_SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the operator cannot work with; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GoogleEndpoints:
+    """Where Google lives. Each defaults to Google's real URL; tests point them at the sandbox."""
+
+    auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    userinfo_uri: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    business_account_api: str = "https://mybusinessaccountmanagement.googleapis.com"
+    business_info_api: str = "https://mybusinessbusinessinformation.googleapis.com"
+    business_reviews_api: str = "https://mybusiness.googleapis.com"
+
+
+# Environment variable -> GoogleEndpoints field.
+ENDPOINT_VARIABLES = {
+    "GOOGLE_OAUTH_AUTH_URI": "auth_uri",
+    "GOOGLE_OAUTH_TOKEN_URI": "token_uri",
+    "GOOGLE_OAUTH_REVOKE_URI": "revoke_uri",
+    "GOOGLE_USERINFO_URI": "userinfo_uri",
+    "GOOGLE_BUSINESS_ACCOUNT_API": "business_account_api",
+    "GOOGLE_BUSINESS_INFO_API": "business_info_api",
+    "GOOGLE_BUSINESS_REVIEWS_API": "business_reviews_api",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    google: GoogleEndpoints = dataclasses.field(default_factory=GoogleEndpoints)
+    # The redirect URI users register in the Google console; localhost works with
+    # `kubectl port-forward` out of the box, a real install sets its public URL.
+    callback_url: str = "http://localhost:8080/oauth2/callback"
+    # Empty means all namespaces (kopf's --all-namespaces).
+    watch_namespaces: tuple[str, ...] = ()
+    # Where the callback workload and the pending-consent state live.
+    operator_namespace: str = "google-token-operator"
+    # Image the callback Deployment runs: the operator's own image in callback mode.
+    callback_image: str = "google-token-operator:latest"
+    # Keep the callback Deployment up even when no consent is pending (one less cold start).
+    callback_always_on: bool = False
+    # How long a consent URL stays usable; Google's own codes live minutes, people take longer.
+    consent_ttl: dt.timedelta = dt.timedelta(minutes=15)
+    # Google's quota is per minute; once a day is enough to notice a lost location.
+    location_check_interval: dt.timedelta = dt.timedelta(hours=24)
+    # One slow Google answer must not hold a refresh forever.
+    http_timeout: dt.timedelta = dt.timedelta(seconds=30)
+    log_format: str = "plain"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        endpoints = GoogleEndpoints(
+            **{
+                field: _url(env, variable, getattr(GoogleEndpoints, field))
+                for variable, field in ENDPOINT_VARIABLES.items()
+            }
+        )
+        defaults = cls()
+        return cls(
+            google=endpoints,
+            callback_url=_url(env, "CALLBACK_URL", defaults.callback_url),
+            watch_namespaces=_namespaces(env.get("WATCH_NAMESPACES", "")),
+            operator_namespace=env.get("OPERATOR_NAMESPACE") or _own_namespace(),
+            callback_image=env.get("CALLBACK_IMAGE") or defaults.callback_image,
+            callback_always_on=_bool(env, "CALLBACK_ALWAYS_ON", defaults.callback_always_on),
+            consent_ttl=_duration(env, "CONSENT_TTL", defaults.consent_ttl),
+            location_check_interval=_duration(
+                env, "LOCATION_CHECK_INTERVAL", defaults.location_check_interval
+            ),
+            http_timeout=_duration(env, "GOOGLE_HTTP_TIMEOUT", defaults.http_timeout),
+            log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("plain", "full", "json")),
+        )
+
+
+def _url(env: Mapping[str, str], variable: str, default: str) -> str:
+    value = env.get(variable, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            f"{variable}={value!r} is not an absolute http(s) URL; "
+            f"set it like {default!r} or unset it for the default"
+        )
+    return value.rstrip("/") if variable.endswith("_API") else value
+
+
+def _duration(env: Mapping[str, str], variable: str, default: dt.timedelta) -> dt.timedelta:
+    text = env.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise SettingsError(f"{variable}: {error}") from None
+    if value <= dt.timedelta(0):
+        raise SettingsError(f"{variable}={text!r} must be a positive duration such as 30s")
+    return value
+
+
+def _bool(env: Mapping[str, str], variable: str, default: bool) -> bool:
+    text = env.get(variable, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{variable}={text!r} must be true or false")
+
+
+def _choice(env: Mapping[str, str], variable: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(variable, "").strip() or default
+    if value not in choices:
+        raise SettingsError(f"{variable}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _namespaces(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _own_namespace() -> str:
+    """In a pod, the namespace of its ServiceAccount; elsewhere the install's default."""
+    try:
+        with open(_SERVICE_ACCOUNT_NAMESPACE_FILE, encoding="utf-8") as file:
+            return file.read().strip()
+    except OSError:
+        return Settings.operator_namespace

@@ -1,0 +1,115 @@
+"""The token record the operator keeps in each GoogleClient's private Secret (plain data).
+
+The private Secret is the source of truth for a client's tokens: consumer Secrets are
+derived from it, and after a restart the operator reads it instead of asking Google again.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+
+from .timeutil import format_rfc3339, parse_rfc3339
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessToken:
+    value: str
+    token_type: str
+    scopes: tuple[str, ...]
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+
+    def remaining(self, now: dt.datetime) -> dt.timedelta:
+        return self.expires_at - now
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRecord:
+    """Everything in the private Secret. `refresh_token` is empty once Google revoked it."""
+
+    refresh_token: str
+    client_id: str
+    scopes: tuple[str, ...]
+    account_email: str
+    access: AccessToken | None
+
+    def with_access(self, access: AccessToken, refresh_token: str | None) -> TokenRecord:
+        """After a refresh: Google does not rotate refresh tokens, but keep one if it does."""
+        return dataclasses.replace(
+            self, access=access, refresh_token=refresh_token or self.refresh_token
+        )
+
+    def revoked(self) -> TokenRecord:
+        """The refresh token is dead; the access token stays usable until it expires."""
+        return dataclasses.replace(self, refresh_token="")
+
+
+PRIVATE_KEYS = (
+    "refresh_token",
+    "client_id",
+    "scopes",
+    "account_email",
+    "access_token",
+    "token_type",
+    "issued_at",
+    "expiry",
+)
+
+
+def record_to_data(record: TokenRecord) -> dict[str, str]:
+    """Private Secret `data` (base64) for a record."""
+    plain = {
+        "refresh_token": record.refresh_token,
+        "client_id": record.client_id,
+        "scopes": " ".join(record.scopes),
+        "account_email": record.account_email,
+    }
+    if record.access is not None:
+        plain |= {
+            "access_token": record.access.value,
+            "token_type": record.access.token_type,
+            "issued_at": format_rfc3339(record.access.issued_at),
+            "expiry": format_rfc3339(record.access.expires_at),
+        }
+    return encode_data(plain)
+
+
+def record_from_data(data: Mapping[str, str] | None) -> TokenRecord | None:
+    """Parse private Secret `data`; None when there is nothing usable in it."""
+    plain = decode_data(data or {})
+    if not plain.get("refresh_token") and not plain.get("access_token"):
+        return None
+    access = None
+    if plain.get("access_token") and plain.get("expiry") and plain.get("issued_at"):
+        access = AccessToken(
+            value=plain["access_token"],
+            token_type=plain.get("token_type") or "Bearer",
+            scopes=tuple(plain.get("scopes", "").split()),
+            issued_at=parse_rfc3339(plain["issued_at"]),
+            expires_at=parse_rfc3339(plain["expiry"]),
+        )
+    return TokenRecord(
+        refresh_token=plain.get("refresh_token", ""),
+        client_id=plain.get("client_id", ""),
+        scopes=tuple(plain.get("scopes", "").split()),
+        account_email=plain.get("account_email", ""),
+        access=access,
+    )
+
+
+def encode_data(plain: Mapping[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode()).decode() for key, value in plain.items()}
+
+
+def decode_data(data: Mapping[str, str]) -> dict[str, str]:
+    decoded = {}
+    for key, value in data.items():
+        try:
+            decoded[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            # A hand-edited Secret with garbage in a key is treated as if the key were absent.
+            continue
+    return decoded

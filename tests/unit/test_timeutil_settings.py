@@ -1,0 +1,66 @@
+import datetime as dt
+
+import pytest
+
+from google_token_operator.settings import ENDPOINT_VARIABLES, Settings, SettingsError
+from google_token_operator.timeutil import format_rfc3339, parse_duration, parse_rfc3339
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("1h30m", 5400), ("1.5h", 5400), ("250ms", 0.25)],
+)
+def test_parse_duration(text: str, seconds: float):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "-5m", "1d", "m5", "1h 30m"])
+def test_parse_duration_rejects(text: str):
+    with pytest.raises(ValueError, match="use a form like"):
+        parse_duration(text)
+
+
+def test_rfc3339_round_trip_is_utc_with_z():
+    moment = dt.datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    text = format_rfc3339(moment)
+    assert text == "2026-03-04T03:06:07Z"
+    assert parse_rfc3339(text) == moment.replace(microsecond=0)
+
+
+def test_defaults_are_googles_real_endpoints():
+    settings = Settings.from_env({})
+    assert settings.google.token_uri == "https://oauth2.googleapis.com/token"
+    assert settings.google.auth_uri == "https://accounts.google.com/o/oauth2/v2/auth"
+    assert (
+        settings.google.business_info_api == "https://mybusinessbusinessinformation.googleapis.com"
+    )
+    assert settings.consent_ttl == dt.timedelta(minutes=15)
+
+
+def test_every_endpoint_variable_is_read():
+    env = {name: f"http://127.0.0.1:9/{name.lower()}" for name in ENDPOINT_VARIABLES}
+    settings = Settings.from_env(env)
+    for name, field in ENDPOINT_VARIABLES.items():
+        assert getattr(settings.google, field) == env[name]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GOOGLE_OAUTH_TOKEN_URI": "oauth2.googleapis.com/token"}, "GOOGLE_OAUTH_TOKEN_URI"),
+        ({"CALLBACK_URL": "ftp://x/cb"}, "CALLBACK_URL"),
+        ({"CONSENT_TTL": "-5m"}, "CONSENT_TTL"),
+        ({"CONSENT_TTL": "0s"}, "CONSENT_TTL"),
+        ({"LOCATION_CHECK_INTERVAL": "soon"}, "LOCATION_CHECK_INTERVAL"),
+        ({"CALLBACK_ALWAYS_ON": "maybe"}, "CALLBACK_ALWAYS_ON"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ],
+)
+def test_invalid_settings_name_the_variable(env: dict[str, str], named: str):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_watch_namespaces_list():
+    settings = Settings.from_env({"WATCH_NAMESPACES": " a, b ,,c "})
+    assert settings.watch_namespaces == ("a", "b", "c")
