@@ -1,3 +1,3 @@
 """Fixtures shared by every tier live in tests/fixtures/; this file only wires them in."""
 
-pytest_plugins = ["fixtures.cluster", "fixtures.sandbox"]
+pytest_plugins = ["fixtures.cluster", "fixtures.sandbox", "fixtures.operator"]

@@ -60,26 +60,26 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
 
     # --- indexes -------------------------------------------------------------------------
 
-    @kopf.index("", "v1", "secrets", labels=managed, registry=registry)
+    @kopf.index("", "v1", "secrets", labels=managed, registry=registry, id="managed_secrets")
     def managed_secrets(body: kopf.Body, **_: Any) -> dict[Key, SecretView]:
         view = managed_secret_view(body)
         return {(view.namespace, view.name): view}
 
-    @kopf.index("", "v1", "secrets", labels=unmanaged, registry=registry)
+    @kopf.index("", "v1", "secrets", labels=unmanaged, registry=registry, id="secret_versions")
     def secret_versions(name: str, namespace: str | None, meta: kopf.Meta, **_: Any) -> Any:
         # Only the version: credentials are fetched when (and only when) they changed.
         return {(namespace or "", name): str(meta.get("resourceVersion", ""))}
 
-    @kopf.index(*clients_resource, registry=registry)
+    @kopf.index(*clients_resource, registry=registry, id="clients_by_credentials")
     def clients_by_credentials(name: str, namespace: str | None, spec: kopf.Spec, **_: Any) -> Any:
         secret = str((spec.get("credentialsSecretRef") or {}).get("name", ""))
         return {(namespace or "", secret): name}
 
-    @kopf.index(*clients_resource, registry=registry)
+    @kopf.index(*clients_resource, registry=registry, id="client_states")
     def client_states(name: str, namespace: str | None, status: kopf.Status, **_: Any) -> Any:
         return {(namespace or "", name): {"conditions": list(status.get("conditions") or [])}}
 
-    @kopf.index(*branches_resource, registry=registry)
+    @kopf.index(*branches_resource, registry=registry, id="branches_by_client")
     def branches_by_client(
         body: kopf.Body, namespace: str | None, spec: kopf.Spec, **_: Any
     ) -> Any:
@@ -90,7 +90,11 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
 
     # A pass is short; on stop it may finish (backoff), then it is cancelled (timeout).
     @kopf.daemon(
-        *clients_resource, registry=registry, cancellation_backoff=10, cancellation_timeout=5
+        *clients_resource,
+        registry=registry,
+        cancellation_backoff=10,
+        cancellation_timeout=5,
+        id="google_client",
     )
     async def google_client(
         stopped: kopf.DaemonStopped,
@@ -115,11 +119,11 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
                 next_at = op.clock() + PASS_RETRY
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 
-    @kopf.on.event(*clients_resource, registry=registry)
+    @kopf.on.event(*clients_resource, registry=registry, id="google_client_changed")
     def google_client_changed(name: str, namespace: str | None, **_: Any) -> None:
         wakeups.wake((namespace or "", name))
 
-    @kopf.on.delete(*clients_resource, registry=registry)
+    @kopf.on.delete(*clients_resource, registry=registry, id="google_client_deleted")
     async def google_client_deleted(
         name: str,
         namespace: str | None,
@@ -152,7 +156,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
 
     # --- Branch ----------------------------------------------------------------------------
 
-    @kopf.on.event(*branches_resource, registry=registry)
+    @kopf.on.event(*branches_resource, registry=registry, id="branch_changed")
     async def branch_changed(
         body: kopf.Body,
         type: str,
@@ -177,7 +181,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
         except KubeError as error:
             raise kopf.TemporaryError(str(error), delay=5) from None
 
-    @kopf.on.delete(*branches_resource, registry=registry)
+    @kopf.on.delete(*branches_resource, registry=registry, id="branch_deleted")
     async def branch_deleted(
         name: str,
         namespace: str | None,
@@ -193,7 +197,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
 
     # --- Secrets ---------------------------------------------------------------------------
 
-    @kopf.on.event("", "v1", "secrets", registry=registry)
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="secret_changed")
     def secret_changed(
         name: str,
         namespace: str | None,

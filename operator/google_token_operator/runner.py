@@ -46,8 +46,9 @@ def build_registry(op: Operator, peering: str | None) -> kopf.OperatorRegistry:
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
-        # Events are posted explicitly for condition transitions, not for every log line.
-        settings.posting.level = logging.WARNING
+        # Events are posted explicitly (condition transitions), never from log lines.
+        settings.posting.loggers = False
+        settings.posting.level = logging.INFO
         settings.execution.max_workers = KUBE_THREADS
         # Reconnect watches now and then so a silently dropped connection cannot go unnoticed.
         settings.watching.server_timeout = 600
@@ -55,6 +56,12 @@ def build_registry(op: Operator, peering: str | None) -> kopf.OperatorRegistry:
         if peering:
             settings.peering.name = peering
             settings.peering.mandatory = True
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same sources as our own client: in-cluster, else KUBECONFIG.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:

@@ -1,0 +1,107 @@
+"""Happy path against the real API server and the sandbox: one client, three Branches."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+from fixtures.operator import Cluster, OperatorFactory, wait_for
+from fixtures.sandbox import OWNER, SCOPES
+
+from google_token_operator.sandbox.demo_data import (
+    DEMO_CLIENT_ID,
+    OWNER_ACCOUNT_ID,
+    OWNER_LOCATION_IDS,
+)
+from google_token_operator.sandbox.server import SandboxServer
+
+CLIENT_KEYS = {"access_token", "expiry", "token_type", "scopes", "token.json"}
+BRANCH_KEYS = CLIENT_KEYS | {"account_id", "location_id", "location_name"}
+PRIVATE_LABELS = {
+    "app.kubernetes.io/managed-by": "google-token-operator",
+    "google-token-operator.dev/client": "acme",
+    "google-token-operator.dev/role": "private",
+}
+
+
+def authorized_client(
+    cluster: Cluster, sandbox: SandboxServer, name: str = "acme", **spec: object
+) -> str:
+    """Credentials + a refresh token placed in the private Secret, as consent leaves it."""
+    cluster.put_demo_credentials()
+    refresh_token = sandbox.state.mint_grant(DEMO_CLIENT_ID, OWNER, SCOPES)
+    cluster.put_secret(
+        f"{name}-google-oauth",
+        {"refresh_token": refresh_token, "client_id": DEMO_CLIENT_ID, "scopes": " ".join(SCOPES)},
+        labels={**PRIVATE_LABELS, "google-token-operator.dev/client": name},
+    )
+    cluster.create("googleclients", name, {"credentialsSecretRef": {"name": "acme-oauth"}, **spec})
+    return refresh_token
+
+
+def branch_spec(location_id: str, client: str = "acme") -> dict[str, object]:
+    return {
+        "clientRef": {"name": client},
+        "accountId": OWNER_ACCOUNT_ID,
+        "locationId": location_id,
+    }
+
+
+def reviews(sandbox: SandboxServer, data: dict[str, str]) -> requests.Response:
+    url = f"{sandbox.url}/v4/{data['location_name']}/reviews"
+    return requests.get(
+        url, headers={"Authorization": f"Bearer {data['access_token']}"}, timeout=10
+    )
+
+
+def test_client_and_three_branches_become_ready(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+) -> None:
+    start_operator()
+    refresh_token = authorized_client(cluster, sandbox)
+    names = [f"branch-{n}" for n in range(3)]
+    for name, location in zip(names, OWNER_LOCATION_IDS, strict=True):
+        cluster.create("branches", name, branch_spec(location))
+
+    ready = cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
+    assert "valid until" in ready["message"]
+    cluster.wait_condition("googleclients", "acme", "Authorized", "True", "Authorized")
+    for name in names:
+        cluster.wait_condition("branches", name, "Ready", "True", "LocationVerified")
+
+    client = cluster.get("googleclients", "acme")
+    assert client is not None
+    status = client["status"]
+    assert status["account"]["email"] == OWNER
+    assert status["expiresAt"] and status["nextRefreshTime"] and status["lastRefreshTime"]
+    assert status["failedRefreshAttempts"] == 0
+
+    client_secret = cluster.secret("acme-google-token")
+    assert client_secret is not None
+    assert set(client_secret) == CLIENT_KEYS
+    assert client_secret["token_type"] == "Bearer"
+    assert client_secret["expiry"].endswith("Z")
+    for name, location in zip(names, OWNER_LOCATION_IDS, strict=True):
+        data = cluster.secret(f"{name}-google-token")
+        assert data is not None
+        assert set(data) == BRANCH_KEYS
+        assert refresh_token not in json.dumps(data)
+        assert data["location_name"] == f"accounts/{OWNER_ACCOUNT_ID}/locations/{location}"
+        assert data["access_token"] == client_secret["access_token"]
+        assert json.loads(data["token.json"])["location_id"] == location
+        response = reviews(sandbox, data)
+        assert response.status_code == 200, response.text
+        assert response.json()["reviews"]
+        branch = cluster.get("branches", name)
+        assert branch is not None
+        assert branch["status"]["location"]["title"]
+
+    # One refresh for the client, however many Branches share it.
+    counts = sandbox.state.counts
+    assert counts["token.refresh_token"] == 1
+    assert counts["locations.get"] == 3
+    events = cluster.events("acme")
+    assert any(e["reason"] == "TokenValid" for e in events), events
+    # A quiet operator: no further token calls while the token is fresh.
+    wait_for(lambda: True, timeout=1)
+    assert sandbox.state.counts["token.refresh_token"] == 1
