@@ -4,54 +4,20 @@ from __future__ import annotations
 
 import json
 
-import requests
-from fixtures.operator import Cluster, OperatorFactory, wait_for
-from fixtures.sandbox import OWNER, SCOPES
-
-from google_token_operator.sandbox.demo_data import (
-    DEMO_CLIENT_ID,
-    OWNER_ACCOUNT_ID,
-    OWNER_LOCATION_IDS,
+from fixtures.operator import (
+    Cluster,
+    OperatorFactory,
+    authorized_client,
+    branch_spec,
+    reviews,
+    wait_for,
 )
+from fixtures.sandbox import OWNER
+from google_token_operator.sandbox.demo_data import OWNER_ACCOUNT_ID, OWNER_LOCATION_IDS
 from google_token_operator.sandbox.server import SandboxServer
 
 CLIENT_KEYS = {"access_token", "expiry", "token_type", "scopes", "token.json"}
 BRANCH_KEYS = CLIENT_KEYS | {"account_id", "location_id", "location_name"}
-PRIVATE_LABELS = {
-    "app.kubernetes.io/managed-by": "google-token-operator",
-    "google-token-operator.dev/client": "acme",
-    "google-token-operator.dev/role": "private",
-}
-
-
-def authorized_client(
-    cluster: Cluster, sandbox: SandboxServer, name: str = "acme", **spec: object
-) -> str:
-    """Credentials + a refresh token placed in the private Secret, as consent leaves it."""
-    cluster.put_demo_credentials()
-    refresh_token = sandbox.state.mint_grant(DEMO_CLIENT_ID, OWNER, SCOPES)
-    cluster.put_secret(
-        f"{name}-google-oauth",
-        {"refresh_token": refresh_token, "client_id": DEMO_CLIENT_ID, "scopes": " ".join(SCOPES)},
-        labels={**PRIVATE_LABELS, "google-token-operator.dev/client": name},
-    )
-    cluster.create("googleclients", name, {"credentialsSecretRef": {"name": "acme-oauth"}, **spec})
-    return refresh_token
-
-
-def branch_spec(location_id: str, client: str = "acme") -> dict[str, object]:
-    return {
-        "clientRef": {"name": client},
-        "accountId": OWNER_ACCOUNT_ID,
-        "locationId": location_id,
-    }
-
-
-def reviews(sandbox: SandboxServer, data: dict[str, str]) -> requests.Response:
-    url = f"{sandbox.url}/v4/{data['location_name']}/reviews"
-    return requests.get(
-        url, headers={"Authorization": f"Bearer {data['access_token']}"}, timeout=10
-    )
 
 
 def test_client_and_three_branches_become_ready(

@@ -1,0 +1,67 @@
+"""The HTML pages of the authorization endpoint: the consent page and Google's error page."""
+
+from __future__ import annotations
+
+import functools
+import html
+import importlib.resources
+import string
+
+from . import CONSENT_PATH
+from .errors import AuthorizationError
+from .state import BUSINESS_SCOPE, EMAIL_SCOPE, SCOPE_ALIASES, ConsentPage
+
+# What Google's consent screen says for each scope; others show their URL.
+_SCOPE_DESCRIPTIONS = {
+    "openid": "Associate you with your personal info on Google",
+    EMAIL_SCOPE: "See your primary Google Account email address",
+    SCOPE_ALIASES["profile"]: "See your personal info, including any personal info you've "
+    "made publicly available",
+    BUSINESS_SCOPE: "See, edit, create and delete your Google business listings",
+}
+
+
+def consent_page(page: ConsentPage) -> str:
+    return _template("consent.html").substitute(
+        app_name=_text(page.app_name),
+        account_chooser=_account_chooser(page),
+        scope_items="\n".join(
+            f"    <li>{_text(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>" for scope in page.scopes
+        ),
+        consent_path=CONSENT_PATH,
+        request_id=_text(page.request_id),
+    )
+
+
+def error_page(error: AuthorizationError) -> str:
+    return _template("error.html").substitute(
+        shown_code=error.shown_code,
+        error=_text(error.error),
+        description=_text(error.description),
+    )
+
+
+def _account_chooser(page: ConsentPage) -> str:
+    """The account the Allow form signs in with (fields tied to it by `form="allow"`)."""
+    if page.login_hint:
+        return (
+            f"Signed in as <strong>{_text(page.login_hint)}</strong>"
+            f'<input type="hidden" name="email" value="{_text(page.login_hint)}" form="allow">'
+        )
+    options = "".join(
+        f'<option value="{_text(email)}">{_text(email)}</option>' for email in page.accounts
+    )
+    return (
+        '<label for="email">Choose an account</label> '
+        f'<select id="email" name="email" form="allow">{options}</select>'
+    )
+
+
+@functools.cache
+def _template(name: str) -> string.Template:
+    source = importlib.resources.files(__package__).joinpath("templates", name)
+    return string.Template(source.read_text(encoding="utf-8"))
+
+
+def _text(value: str) -> str:
+    return html.escape(value, quote=True)
