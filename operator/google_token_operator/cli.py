@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
     run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus port (0: off)")
+    run.add_argument(
+        "--consent-port", type=int, default=8082, help="internal consent API for the callback"
+    )
     run.add_argument("--liveness-port", type=int, default=8081, help="kopf liveness probe port")
     run.add_argument("--peering", default=None, help="kopf peering name (default: standalone)")
     run.add_argument("--verbose", action="store_true", help="log at DEBUG")

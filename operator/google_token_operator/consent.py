@@ -26,6 +26,8 @@ STATE_BYTES = 32  # 256 bits; the issue asks for at least 128.
 VERIFIER_BYTES = 64  # 86 url-safe characters, inside RFC 7636's 43..128.
 CONSENT_SECRET_PREFIX = "gto-consent-"
 CLIENT_NAMESPACE_LABEL = "google-token-operator.dev/client-namespace"
+# Set on a consent Secret once its state was spent: denied, exchanging, authorized, ...
+OUTCOME_LABEL = "google-token-operator.dev/consent-outcome"
 
 
 def new_state() -> str:

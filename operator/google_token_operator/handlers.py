@@ -25,6 +25,7 @@ from .builders import (
     default_token_secret_name,
     private_secret_name,
 )
+from .consent import CLIENT_NAMESPACE_LABEL
 from .google import GoogleError
 from .kube import KubeError
 from .reconciler import ClientPass, Indexes, Operator, reconcile_branch
@@ -209,7 +210,9 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
         clients_by_credentials: kopf.Index[Key, str] = kwargs["clients_by_credentials"]
         if is_managed(labels):
             client = labels.get(CLIENT_LABEL, "")
-            if client and labels.get(ROLE_LABEL) != ROLE_CONSENT:
+            if labels.get(ROLE_LABEL) == ROLE_CONSENT:  # lives in the operator's namespace
+                ns = labels.get(CLIENT_NAMESPACE_LABEL, "")
+            if client:
                 wakeups.wake((ns, client))
             return
         for client in clients_by_credentials.get((ns, name), ()):

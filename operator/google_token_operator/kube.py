@@ -117,6 +117,22 @@ class Kube:
             raise
         return True
 
+    async def patch_secret_labels(
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge labels in; with a resourceVersion the API server refuses (409) if the Secret
+        changed since, which makes the patch a compare-and-swap."""
+        metadata: dict[str, Any] = {"labels": dict(labels)}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        await self._call(
+            self._core.patch_namespaced_secret, name, namespace, {"metadata": metadata}
+        )
+
     # Custom resources ----------------------------------------------------------------------
 
     async def get_resource(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ from .tokens import TokenRecord, decode_data, record_from_data
 from .views import Key, SecretView, first
 
 Clock = Callable[[], dt.datetime]
+PENDING = "pending"
+MISSING = "missing"
 # Even with nothing scheduled, look again now and then: level-based, not only edge-based.
 SAFETY_RECHECK = dt.timedelta(minutes=10)
 
@@ -200,14 +202,18 @@ class ClientPass:
         version, data = await op.credentials_data(spec.namespace, spec.credentials_secret, indexes)
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
         record = self._current_record(spec, indexes, last_record)
+        consent_state = await self._consent_state(last_status)
+        previous_reason = str(
+            find_condition(last_status.get("conditions"), clients.AUTHORIZED).get("reason", "")
+        )
         observation = ClientObservation(
             spec=spec,
             credentials=credentials,
             credentials_version=version,
             record=record,
             failure=clients.failure_from_status(last_status),
-            previous_authorized_reason=str(
-                find_condition(last_status.get("conditions"), clients.AUTHORIZED).get("reason", "")
+            previous_authorized_reason=(
+                Reason.CONSENT_DENIED if consent_state == "denied" else previous_reason
             ),
         )
         action = clients.next_action(observation, now)
@@ -220,7 +226,9 @@ class ClientPass:
         if observation.record is not None and observation.record != record:
             await op.sync_secret(private_secret(owner, observation.record), indexes, "private")
 
-        pending = await self._pending_consent(observation, action, last_status, now)
+        pending = await self._pending_consent(
+            observation, action, last_status, consent_state == PENDING, now
+        )
         conditions = clients.desired_conditions(observation, action, now)
         fields = clients.desired_status(observation, action, pending, now)
         status = await self._write_status(last_status, conditions, fields, now)
@@ -245,6 +253,17 @@ class ClientPass:
         )
         branch_wake = await BranchFanOut(op, self.logger).run(spec, client_state, indexes, now)
         return _earliest(now, action, pending, branch_wake), status, observation.record
+
+    async def _consent_state(self, last_status: Mapping[str, Any]) -> str:
+        """What became of the published consent: PENDING, an outcome label, or MISSING."""
+        name = (last_status.get("authorization") or {}).get("stateSecretName")
+        if not name:
+            return MISSING
+        secret = await self.op.kube.get_secret(self.op.settings.operator_namespace, str(name))
+        if secret is None:
+            return MISSING
+        labels = secret["metadata"].get("labels") or {}
+        return str(labels.get(consent.OUTCOME_LABEL) or PENDING)
 
     def _current_record(
         self, spec: clients.ClientSpec, indexes: Indexes, last_record: TokenRecord | None
@@ -299,6 +318,7 @@ class ClientPass:
         observation: ClientObservation,
         action: Action,
         last_status: Mapping[str, Any],
+        state_unused: bool,
         now: dt.datetime,
     ) -> PendingAuthorization | None:
         """Keep a usable consent URL while consent is needed; drop the state otherwise."""
@@ -316,7 +336,8 @@ class ClientPass:
             credentials.client_id, spec.redirect_uri, spec.scopes
         )
         if (
-            current.get("fingerprint") == fingerprint
+            state_unused
+            and current.get("fingerprint") == fingerprint
             and current.get("expiresAt")
             and parse_rfc3339(str(current["expiresAt"])) > now
         ):

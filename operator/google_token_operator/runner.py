@@ -9,8 +9,9 @@ import logging
 from typing import Any
 
 import kopf
+from aiohttp import web
 
-from . import GROUP, handlers
+from . import GROUP, consent_api, handlers
 from .google import GoogleClient
 from .kube import Kube, load_configuration
 from .metrics import Metrics
@@ -34,9 +35,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_registry(op: Operator, peering: str | None) -> kopf.OperatorRegistry:
+def build_registry(
+    op: Operator, peering: str | None
+) -> tuple[kopf.OperatorRegistry, handlers.Wakeups]:
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, op)
+    wakeups = handlers.register(registry, op)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -68,7 +71,7 @@ def build_registry(op: Operator, peering: str | None) -> kopf.OperatorRegistry:
         await op.google.close()
         op.kube.close()
 
-    return registry
+    return registry, wakeups
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -83,8 +86,25 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
         metrics,
     )
     namespaces = list(args.namespace or settings.watch_namespaces)
+    registry, wakeups = build_registry(op, args.peering)
+    consent_server = web.AppRunner(
+        consent_api.create_app(consent_api.ConsentService(op, wakeups.wake)), access_log=None
+    )
+    await consent_server.setup()
+    if args.consent_port:
+        # Reached by the callback pod only (NetworkPolicy); every answer is bound to a state.
+        await web.TCPSite(consent_server, "0.0.0.0", args.consent_port).start()  # noqa: S104
+    try:
+        await _run_kopf(args, registry, namespaces)
+    finally:
+        await consent_server.cleanup()
+
+
+async def _run_kopf(
+    args: argparse.Namespace, registry: kopf.OperatorRegistry, namespaces: list[str]
+) -> None:
     await kopf.operator(
-        registry=build_registry(op, args.peering),
+        registry=registry,
         clusterwide=bool(args.all_namespaces or not namespaces),
         namespaces=namespaces,
         standalone=args.peering is None,
