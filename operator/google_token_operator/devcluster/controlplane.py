@@ -1,0 +1,476 @@
+"""A throwaway Kubernetes control plane: real etcd and kube-apiserver on loopback ports.
+
+TLS, static-token authentication for an ``admin`` user in ``system:masters``, RBAC
+authorization and service-account token issuing (TokenRequest), as in a real cluster. There is
+no controller-manager: no ``default`` ServiceAccount appears by itself, namespace deletion never
+finishes and Deployments never get pods. Everything lives in one temp dir named
+``gto-controlplane-*``, removed by :meth:`ControlPlane.stop`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import datetime as dt
+import http.client
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from .binaries import ensure_binaries
+
+# hack/check_leftovers.py looks for processes and temp dirs carrying this prefix, and reads
+# OWNER_FILE in them to tell a running session's control plane from one left behind.
+TEMP_PREFIX = "gto-controlplane-"
+OWNER_FILE = "owner.pid"
+ADMIN_USER = "admin"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# The API server drains requests on SIGTERM; after this it is killed.
+STOP_GRACE_SECONDS = 10.0
+_LOG_TAIL_LINES = 40
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not start, or a request to it failed."""
+
+
+def _free_loopback_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out; held open together so they are distinct."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent dies.
+
+    The safety net for a parent killed with SIGKILL, where ``atexit`` never runs. Linux sends
+    it when the *thread* that started the child exits, so start the control plane from a thread
+    that lives as long as it should (the main thread in tests and the CLI).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return preexec
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def _ec_key() -> ec.EllipticCurvePrivateKey:
+    # P-256: generated in microseconds, and both TLS and service-account tokens (ES256) take it.
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def write_pki(folder: Path) -> None:
+    """CA, serving cert for 127.0.0.1/localhost, and the service-account signing key pair."""
+    folder.mkdir(mode=0o700)
+    now = dt.datetime.now(dt.UTC)
+    # Back-dated an hour so a slightly skewed clock does not reject a brand-new cert.
+    not_before, not_after = now - dt.timedelta(hours=1), now + dt.timedelta(days=7)
+
+    ca_key = _ec_key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gto-controlplane-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    serving_key = _ec_key()
+    serving_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(serving_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    sa_key = _ec_key()
+    (folder / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "apiserver.crt").write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(folder / "apiserver.key", _key_pem(serving_key))
+    _write_private(folder / "sa.key", _key_pem(sa_key))
+    (folder / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def kubeconfig_document(server: str, ca_file: Path, token: str, user: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "gto-dev",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": "gto-dev", "user": user}}],
+        "current-context": user,
+    }
+
+
+class ControlPlane:
+    """etcd + kube-apiserver for one test session or demo. Use as a context manager."""
+
+    def __init__(self, bin_dir: Path | None = None, *, start_timeout: float = 60.0) -> None:
+        self._bin_dir = bin_dir
+        self.start_timeout = start_timeout
+        self.admin_token = secrets.token_urlsafe(32)
+        self._workdir: Path | None = None
+        self._api_port: int | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    # -- where things are -------------------------------------------------------------------
+
+    @property
+    def bin_dir(self) -> Path:
+        """Folder with etcd and kube-apiserver; located (or built) on first use."""
+        if self._bin_dir is None:
+            self._bin_dir = ensure_binaries()
+        return self._bin_dir
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._workdir
+
+    @property
+    def server(self) -> str:
+        if self._api_port is None:
+            raise ControlPlaneError("the control plane is not started")
+        return f"https://127.0.0.1:{self._api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (token of ``admin``, group ``system:masters``)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "pki" / "ca.crt"
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for _, process in self._processes]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        if self._workdir is not None:
+            raise ControlPlaneError("the control plane is already started")
+        bin_dir = self.bin_dir
+        self._workdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        atexit.register(self.stop)
+        try:
+            self._start(bin_dir, self._workdir)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, bin_dir: Path, workdir: Path) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        pki = workdir / "pki"
+        write_pki(pki)
+        self._ssl_context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        tokens = workdir / "tokens.csv"
+        _write_private(
+            tokens, f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode()
+        )
+        (workdir / "logs").mkdir()
+
+        etcd_port, self._api_port = _free_loopback_ports(2)
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        # The API server retries etcd until it answers, so both start at once.
+        self._spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                f"--data-dir={workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                # Single member: no peer traffic, so let the kernel pick an unused port.
+                "--listen-peer-urls=http://127.0.0.1:0",
+                # Data is thrown away at stop; fsync would only slow every write.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                f"--secure-port={self._api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # No kubelets or endpoints controllers to talk to; keeps the log quiet.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+        )
+        self._wait_ready(deadline)
+        self.write_kubeconfig(self.kubeconfig, self.admin_token, ADMIN_USER)
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        with (self.workdir / "logs" / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                # Own process group: stop() signals the whole group, Ctrl-C in a terminal
+                # reaches only Python, which then stops the control plane in order.
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
+        self._processes.append((name, process))
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Until /readyz passes, the default namespace exists and RBAC's bootstrap roles are in."""
+        checks = (
+            "/readyz",
+            "/api/v1/namespaces/default",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:basic-user",
+        )
+        pending = list(checks)
+        last = "no answer yet"
+        while pending:
+            for name, process in self._processes:
+                if process.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{name} exited with code {process.returncode} while starting; "
+                        "its log ends with:\n" + _tail(self.workdir / "logs" / f"{name}.log")
+                    )
+            try:
+                status, body = self._request("GET", pending[0])
+                last = f"GET {pending[0]} -> {status} {body[:200]!r}"
+                if status == 200:
+                    pending.pop(0)
+                    continue
+            except OSError as error:
+                last = f"GET {pending[0]} -> {error}"
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-apiserver not ready after {self.start_timeout:.0f} s ({last}); its log "
+                    "ends with:\n" + _tail(self.workdir / "logs" / "kube-apiserver.log")
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the API server, then etcd (TERM, then KILL); remove the temp dir. Idempotent."""
+        atexit.unregister(self.stop)
+        while self._processes:
+            _, process = self._processes.pop()
+            _terminate(process)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self._api_port = None
+        self._ssl_context = None
+
+    # -- using it -----------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        """One admin request; the API server is on loopback, so plain http.client is enough."""
+        if self._api_port is None or self._ssl_context is None:
+            raise ControlPlaneError("the control plane is not started")
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self._api_port, context=self._ssl_context, timeout=10
+        )
+        try:
+            connection.request(
+                method,
+                path,
+                body=None if body is None else json.dumps(body),
+                headers={
+                    "Authorization": f"Bearer {self.admin_token}",
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                },
+            )
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def mint_service_account_token(
+        self,
+        namespace: str,
+        name: str,
+        audiences: Sequence[str] | None = None,
+        seconds: int = 3600,
+    ) -> str:
+        """A bound token for ServiceAccount ``namespace/name`` from the TokenRequest API.
+
+        ``audiences`` default to the API server's own, so the token works against it.
+        The API server refuses ``seconds`` below 600.
+        """
+        spec: dict[str, Any] = {"expirationSeconds": seconds}
+        if audiences is not None:
+            spec["audiences"] = list(audiences)
+        status, body = self._request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        )
+        if status != 201:
+            raise ControlPlaneError(
+                f"TokenRequest for {namespace}/{name} failed: {status} {body.decode()}"
+            )
+        token: str = json.loads(body)["status"]["token"]
+        return token
+
+    def write_kubeconfig(self, path: Path | str, token: str, user: str) -> Path:
+        """Write a kubeconfig for this server that authenticates as ``user`` with ``token``.
+
+        JSON is valid YAML, so every kubeconfig reader takes it.
+        """
+        path = Path(path)
+        document = kubeconfig_document(self.server, self.ca_file, token, user)
+        _write_private(path, json.dumps(document, indent=2).encode())
+        return path
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as admin; the built one, else (KUBEBUILDER_ASSETS without it) PATH's."""
+        kubectl = self.bin_dir / "kubectl"
+        executable = str(kubectl) if kubectl.exists() else shutil.which("kubectl")
+        if executable is None:
+            raise ControlPlaneError(f"no kubectl in {self.bin_dir} or on PATH")
+        return subprocess.run(
+            [executable, f"--kubeconfig={self.kubeconfig}", *args],
+            check=check,
+            input=input,
+            capture_output=True,
+            text=True,
+        )
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
