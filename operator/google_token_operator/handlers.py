@@ -25,6 +25,7 @@ from .builders import (
     default_token_secret_name,
     private_secret_name,
 )
+from .callback_manager import CallbackManager
 from .consent import CLIENT_NAMESPACE_LABEL
 from .google import GoogleError
 from .kube import KubeError
@@ -52,7 +53,7 @@ class Wakeups:
         self._events.pop(key, None)
 
 
-def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
+def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackManager) -> Wakeups:
     wakeups = Wakeups()
     clients_resource = (GROUP, VERSION, "googleclients")
     branches_resource = (GROUP, VERSION, "branches")
@@ -121,8 +122,18 @@ def register(registry: kopf.OperatorRegistry, op: Operator) -> Wakeups:
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 
     @kopf.on.event(*clients_resource, registry=registry, id="google_client_changed")
-    def google_client_changed(name: str, namespace: str | None, **_: Any) -> None:
-        wakeups.wake((namespace or "", name))
+    async def google_client_changed(
+        name: str, namespace: str | None, type: str, status: kopf.Status, **_: Any
+    ) -> None:
+        key = (namespace or "", name)
+        wakeups.wake(key)
+        pending = type != "DELETED" and bool(status.get("authorization"))
+        try:
+            await callbacks.observe(key, pending)
+        except KubeError as error:
+            raise kopf.TemporaryError(
+                f"Managing the callback workload: {error}", delay=10
+            ) from None
 
     @kopf.on.delete(*clients_resource, registry=registry, id="google_client_deleted")
     async def google_client_deleted(

@@ -10,14 +10,14 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
 
-T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeError(Exception):
@@ -130,7 +130,11 @@ class Kube:
         if resource_version:
             metadata["resourceVersion"] = resource_version
         await self._call(
-            self._core.patch_namespaced_secret, name, namespace, {"metadata": metadata}
+            self._core.patch_namespaced_secret,
+            name,
+            namespace,
+            {"metadata": metadata},
+            _content_type=MERGE_PATCH,
         )
 
     # Custom resources ----------------------------------------------------------------------
@@ -153,61 +157,28 @@ class Kube:
             plural,
             name,
             {"status": dict(status)},
+            _content_type=MERGE_PATCH,
         )
 
     # Workloads (the callback) ---------------------------------------------------------------
 
     async def apply_object(self, desired: Mapping[str, Any]) -> None:
-        """Server-side apply of a namespaced object (Deployment, Service, ...)."""
+        """Server-side apply of a namespaced Deployment, Service or ServiceAccount."""
         meta = desired["metadata"]
-        api_version = str(desired["apiVersion"])
-        plural = _PLURALS[str(desired["kind"])]
-        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        path = f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
-        await self._raw(
-            "PATCH",
-            path,
-            desired,
-            content_type="application/apply-patch+yaml",
-            query=[("fieldManager", "google-token-operator"), ("force", "true")],
+        patch = {
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "Service": self._core.patch_namespaced_service,
+            "ServiceAccount": self._core.patch_namespaced_service_account,
+        }[str(desired["kind"])]
+        await self._call(
+            patch,
+            meta["name"],
+            meta["namespace"],
+            dict(desired),
+            field_manager="google-token-operator",
+            force=True,
+            _content_type="application/apply-patch+yaml",
         )
-
-    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        path = f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}/{name}"
-        try:
-            await self._raw("DELETE", path, None)
-        except KubeError as error:
-            if error.status != 404:
-                raise
-
-    async def _raw(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None,
-        content_type: str = "application/json",
-        query: list[tuple[str, str]] | None = None,
-    ) -> Any:
-        call = functools.partial(
-            self._api.call_api,  # type: ignore[call-arg]  # the stubs omit these arguments
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=dict(body) if body is not None else None,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
-        try:
-            response = await asyncio.to_thread(call)
-        except ApiException as error:
-            raise KubeError(error.status or 0, _reason(error)) from None
-        payload = response[0].data if isinstance(response, tuple) else response.data
-        return json.loads(payload) if payload else {}
-
-
-_PLURALS = {"Deployment": "deployments", "Service": "services", "ServiceAccount": "serviceaccounts"}
 
 
 def _merge_for_replace(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:

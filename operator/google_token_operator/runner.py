@@ -12,6 +12,7 @@ import kopf
 from aiohttp import web
 
 from . import GROUP, consent_api, handlers
+from .callback_manager import CallbackManager
 from .google import GoogleClient
 from .kube import Kube, load_configuration
 from .metrics import Metrics
@@ -39,7 +40,8 @@ def build_registry(
     op: Operator, peering: str | None
 ) -> tuple[kopf.OperatorRegistry, handlers.Wakeups]:
     registry = kopf.OperatorRegistry()
-    wakeups = handlers.register(registry, op)
+    callbacks = CallbackManager(op)
+    wakeups = handlers.register(registry, op, callbacks)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -68,6 +70,7 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
+        await callbacks.close()
         await op.google.close()
         op.kube.close()
 

@@ -63,6 +63,9 @@ class Settings:
     callback_image: str = "google-token-operator:latest"
     # Keep the callback Deployment up even when no consent is pending (one less cold start).
     callback_always_on: bool = False
+    # After the last consent completes, keep the callback up this long (the person still
+    # needs the success page; and a restart should not flap the Deployment).
+    callback_idle: dt.timedelta = dt.timedelta(minutes=5)
     # How long a consent URL stays usable; Google's own codes live minutes, people take longer.
     consent_ttl: dt.timedelta = dt.timedelta(minutes=15)
     # Google's quota is per minute; once a day is enough to notice a lost location.
@@ -88,6 +91,7 @@ class Settings:
             operator_namespace=env.get("OPERATOR_NAMESPACE") or _own_namespace(),
             callback_image=env.get("CALLBACK_IMAGE") or defaults.callback_image,
             callback_always_on=_bool(env, "CALLBACK_ALWAYS_ON", defaults.callback_always_on),
+            callback_idle=_duration(env, "CALLBACK_IDLE", defaults.callback_idle),
             consent_ttl=_duration(env, "CONSENT_TTL", defaults.consent_ttl),
             location_check_interval=_duration(
                 env, "LOCATION_CHECK_INTERVAL", defaults.location_check_interval

@@ -14,9 +14,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from kubernetes.client import ApiException, AppsV1Api
 
 from fixtures.operator import OWNER, Cluster, OperatorFactory, OperatorProcess, wait_for
 from google_token_operator import consent
+from google_token_operator.callback_workload import CALLBACK_NAME
 from google_token_operator.sandbox.server import SandboxServer
 
 
@@ -227,3 +229,36 @@ def test_expired_link_is_refused_and_replaced(
     assert driver.hand_over(**redirect)["outcome"] == "invalid_state"
     assert driver.url(previous=url) != url  # a fresh link, published by itself
     assert sandbox.state.counts["token.authorization_code"] == 0
+
+
+def test_callback_workload_runs_only_while_consent_is_pending(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+) -> None:
+    port = free_port()
+    start_operator("--consent-port", str(port), CALLBACK_IDLE="2s", CALLBACK_IMAGE="gto:test")
+    apps = AppsV1Api(cluster.core.api_client)
+
+    def replicas() -> int | None:
+        try:
+            deployment = apps.read_namespaced_deployment(CALLBACK_NAME, cluster.namespace)
+        except ApiException as error:
+            assert error.status == 404
+            return None
+        return int(deployment.spec.replicas)
+
+    assert replicas() is None
+    cluster.put_demo_credentials()
+    cluster.create("googleclients", "acme", {"credentialsSecretRef": {"name": "acme-oauth"}})
+    wait_for(lambda: replicas() == 1, 20, what="the callback Deployment")
+    deployment = apps.read_namespaced_deployment(CALLBACK_NAME, cluster.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.image == "gto:test"
+    assert container.args[0] == "callback"
+    assert deployment.spec.template.spec.automount_service_account_token is False
+    service = cluster.core.read_namespaced_service(CALLBACK_NAME, cluster.namespace)
+    assert service.spec.selector == {"app.kubernetes.io/name": CALLBACK_NAME}
+    cluster.core.read_namespaced_service_account(CALLBACK_NAME, cluster.namespace)
+
+    driver = Consent(cluster, sandbox, port)
+    assert driver.hand_over(**driver.google_redirect(driver.url()))["outcome"] == "authorized"
+    wait_for(lambda: replicas() == 0, 20, what="the callback scaled to zero")
