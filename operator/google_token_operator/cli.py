@@ -27,13 +27,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--consent-port", type=int, default=8082, help="internal consent API for the callback"
     )
     run.add_argument("--liveness-port", type=int, default=8081, help="kopf liveness probe port")
-    run.add_argument("--peering", default=None, help="kopf peering name (default: standalone)")
+    run.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="hold a Lease so only one replica acts (run two or more replicas with it)",
+    )
     run.add_argument("--verbose", action="store_true", help="log at DEBUG")
+
+    from .callback import cli as callback_cli
+
+    callback_cli.configure_parser(
+        commands.add_parser(
+            "callback", help="serve the OAuth consent callback (GET /oauth2/callback)"
+        )
+    )
 
     from .sandbox import cli as sandbox_cli
 
     sandbox_cli.configure_parser(
         commands.add_parser("sandbox", help="serve a sandbox Google on loopback (tests, demo)")
+    )
+
+    from . import authorize
+
+    authorize.configure_parser(
+        commands.add_parser(
+            "authorize", help="print a GoogleClient's consent URL and wait until it is authorized"
+        )
     )
     return parser
 
@@ -45,10 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"google-token-operator: invalid setting: {error}", file=sys.stderr)
         return 2
+    if args.command == "callback":
+        from .callback import cli as callback_cli
+
+        return callback_cli.run(args)
     if args.command == "sandbox":
         from .sandbox import cli as sandbox_cli
 
         return sandbox_cli.run(args)
+    if args.command == "authorize":
+        from . import authorize
+
+        return authorize.run(args)
     if args.command == "run":
         from . import runner
 

@@ -49,6 +49,7 @@ class Kube:
         self._core = kubernetes.client.CoreV1Api(self._api)
         self._custom = kubernetes.client.CustomObjectsApi(self._api)
         self._apps = kubernetes.client.AppsV1Api(self._api)
+        self._leases = kubernetes.client.CoordinationV1Api(self._api)
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -159,6 +160,43 @@ class Kube:
             {"status": dict(status)},
             _content_type=MERGE_PATCH,
         )
+
+    # Leases (leader election) ----------------------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._maybe(
+            self._leases.read_namespaced_lease, name, namespace
+        )
+        return result
+
+    async def create_lease(self, namespace: str, name: str, spec: Mapping[str, Any]) -> bool:
+        """False when another replica created it first."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": dict(spec),
+        }
+        try:
+            await self._call(self._leases.create_namespaced_lease, namespace, body)
+        except KubeError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def replace_lease(self, lease: Mapping[str, Any]) -> bool:
+        """PUT with the resourceVersion read: False when another replica wrote it meanwhile."""
+        meta = lease["metadata"]
+        try:
+            await self._call(
+                self._leases.replace_namespaced_lease, meta["name"], meta["namespace"], dict(lease)
+            )
+        except KubeError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
 
     # Workloads (the callback) ---------------------------------------------------------------
 

@@ -11,10 +11,11 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from . import GROUP, consent_api, handlers
+from . import GROUP, consent_api, handlers, leader
 from .callback_manager import CallbackManager
 from .google import GoogleClient
 from .kube import Kube, load_configuration
+from .leader import LeaderElection
 from .metrics import Metrics
 from .reconciler import Operator
 from .settings import Settings
@@ -22,6 +23,7 @@ from .settings import Settings
 # Kubernetes calls run in threads (the client is synchronous); enough for bursts at start-up
 # when every GoogleClient's daemon makes its first pass.
 KUBE_THREADS = 16
+LEASE_NAME = "google-token-operator"
 
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
@@ -32,13 +34,10 @@ LOG_FORMATS = {
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[settings.log_format])
-    asyncio.run(_serve(args, settings))
-    return 0
+    return asyncio.run(_serve(args, settings))
 
 
-def build_registry(
-    op: Operator, peering: str | None
-) -> tuple[kopf.OperatorRegistry, handlers.Wakeups]:
+def build_registry(op: Operator) -> tuple[kopf.OperatorRegistry, handlers.Wakeups]:
     registry = kopf.OperatorRegistry()
     callbacks = CallbackManager(op)
     wakeups = handlers.register(registry, op, callbacks)
@@ -58,9 +57,6 @@ def build_registry(
         # Reconnect watches now and then so a silently dropped connection cannot go unnoticed.
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
-        if peering:
-            settings.peering.name = peering
-            settings.peering.mandatory = True
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -77,7 +73,7 @@ def build_registry(
     return registry, wakeups
 
 
-async def _serve(args: argparse.Namespace, settings: Settings) -> None:
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=KUBE_THREADS))
     metrics = Metrics()
@@ -88,8 +84,13 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
         GoogleClient(settings.google, settings.http_timeout),
         metrics,
     )
-    namespaces = list(args.namespace or settings.watch_namespaces)
-    registry, wakeups = build_registry(op, args.peering)
+    election = None
+    if args.leader_election:
+        election = LeaderElection(
+            op.kube, settings.operator_namespace, LEASE_NAME, leader.default_identity()
+        )
+        await election.acquire()
+    registry, wakeups = build_registry(op)
     consent_server = web.AppRunner(
         consent_api.create_app(consent_api.ConsentService(op, wakeups.wake)), access_log=None
     )
@@ -98,21 +99,41 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> None:
         # Reached by the callback pod only (NetworkPolicy); every answer is bound to a state.
         await web.TCPSite(consent_server, "0.0.0.0", args.consent_port).start()  # noqa: S104
     try:
-        await _run_kopf(args, registry, namespaces)
+        return await _run_kopf(args, registry, settings, election)
     finally:
         await consent_server.cleanup()
 
 
 async def _run_kopf(
-    args: argparse.Namespace, registry: kopf.OperatorRegistry, namespaces: list[str]
-) -> None:
-    await kopf.operator(
-        registry=registry,
-        clusterwide=bool(args.all_namespaces or not namespaces),
-        namespaces=namespaces,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        liveness_endpoint=(
-            f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
-        ),
+    args: argparse.Namespace,
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    election: LeaderElection | None,
+) -> int:
+    """Run kopf; with leader election, stop it (exit 1) as soon as the Lease is lost."""
+    namespaces = list(args.namespace or settings.watch_namespaces)
+    stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            clusterwide=bool(args.all_namespaces or not namespaces),
+            namespaces=namespaces,
+            standalone=True,  # one active replica is ensured by the Lease, not kopf peering
+            stop_flag=stop,
+            liveness_endpoint=(
+                f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+            ),
+        )
     )
+    if election is None:
+        await operator
+        return 0
+    holding = asyncio.create_task(election.hold())
+    await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+    if operator.done():
+        holding.cancel()
+        await operator
+        return 0
+    stop.set()  # the Lease is lost: another replica may act now
+    await operator
+    return 1
