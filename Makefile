@@ -8,6 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Re-install when the project definition changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# The tests, the demo and the image all use the same wheel, rebuilt when a source changes.
+WHEEL_STAMP := $(VENV)/.wheel-installed
+PACKAGE_SOURCES := $(shell find operator -type f \( -name '*.py' -o -name '*.html' -o -name 'py.typed' \)) pyproject.toml
+# The devcluster finds hack/kube-binaries through this when installed from the wheel.
+export GTO_REPO_ROOT := $(CURDIR)
 
 .PHONY: help venv kube-binaries browser unit test lint run demo clean
 
@@ -17,13 +22,19 @@ help: ## List the targets with one line each
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet '.[test]'
+	rm -f $(VENV)/.installed-* $(WHEEL_STAMP)
 	touch $@
 
-venv: $(STAMP) ## Create .venv with the operator and the test tools
+$(WHEEL_STAMP): $(STAMP) $(PACKAGE_SOURCES)
+	rm -rf dist
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/pip install --quiet --force-reinstall --no-deps dist/google_token_operator-*.whl
+	touch $@
 
-kube-binaries: $(STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
+venv: $(WHEEL_STAMP) ## Create .venv with the operator (installed from its wheel) and the test tools
+
+kube-binaries: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
 	$(BIN)/python -m google_token_operator.devcluster build
 
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
@@ -32,22 +43,22 @@ browser: ## Install Debian's chromium for the browser tests (apt-get; needs root
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-unit: $(STAMP) ## Fast tests of the pure code and the sandbox (no cluster)
+unit: $(WHEEL_STAMP) ## Fast tests of the pure code and the sandbox (no cluster)
 	$(BIN)/pytest -q tests/unit tests/sandbox
 
-test: $(STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser
+test: $(WHEEL_STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser
 	$(BIN)/pytest -q
 	$(BIN)/python hack/check_leftovers.py
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(WHEEL_STAMP) ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check operator tests hack
 	$(BIN)/ruff format --check operator tests hack
 	$(BIN)/mypy
 
-run: $(STAMP) ## Run the operator against the current kubeconfig (apply crds/ first)
+run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply crds/ first)
 	$(BIN)/google-token-operator run
 
-demo: $(STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
+demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
 	$(BIN)/python hack/demo.py
 
 clean: ## Remove .venv and build/test output (the kube binary cache stays)

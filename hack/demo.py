@@ -38,6 +38,8 @@ from google_token_operator.sandbox.server import SandboxServer
 from google_token_operator.sandbox.state import SandboxState
 
 REPO = Path(__file__).resolve().parents[1]
+# The package may be installed from its wheel; the control plane builds from this checkout.
+os.environ.setdefault("GTO_REPO_ROOT", str(REPO))
 NAMESPACE = "demo"
 # Short tokens so a refresh happens while you watch (refreshed ~10 s before expiry).
 TOKEN_LIFETIME = 30

@@ -1,0 +1,377 @@
+"""`google-token-operator authorize NAME -n NS`: print a GoogleClient's consent URL and wait.
+
+The operator publishes the URL (it creates the pending consent for every GoogleClient that
+needs one); this command shows it and waits until the GoogleClient is Authorized. `decide`
+works out, from one reading of the GoogleClient, what to print and whether to stop; the loop
+in `wait_for_authorization` only fetches, prints and sleeps, with its clock and sleep
+passed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import enum
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, VERSION
+from .builders import default_token_secret_name
+from .clients import AUTHORIZED, READY, Reason
+from .conditions import find_condition
+from .kube import load_configuration
+from .timeutil import format_rfc3339, parse_rfc3339
+
+POLL_INTERVAL = 1.0
+# The operator publishes a URL within a second or so; only a longer wait needs explaining.
+SLOW_URL_NOTICE = dt.timedelta(seconds=2)
+# As long as a consent URL lives by default (CONSENT_TTL).
+DEFAULT_TIMEOUT_SECONDS = 900
+
+
+class Exit(enum.IntEnum):
+    AUTHORIZED = 0
+    FAILED = 1  # no such GoogleClient, or the Kubernetes API cannot be read
+    DENIED = 3
+    TIMED_OUT = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientStatus:
+    """What this command reads from a GoogleClient."""
+
+    authorized: bool
+    authorized_reason: str
+    ready_reason: str
+    ready_message: str
+    url: str
+    url_expires_at: dt.datetime | None
+    fingerprint: str
+    account: str
+    token_secret: str
+
+
+def read_status(body: Mapping[str, Any]) -> ClientStatus:
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    authorized = find_condition(conditions, AUTHORIZED)
+    ready = find_condition(conditions, READY)
+    authorization = status.get("authorization") or {}
+    expires_at = authorization.get("expiresAt")
+    name = str((body.get("metadata") or {}).get("name", ""))
+    return ClientStatus(
+        authorized=authorized.get("status") == "True",
+        authorized_reason=str(authorized.get("reason") or ""),
+        ready_reason=str(ready.get("reason") or ""),
+        ready_message=str(ready.get("message") or ""),
+        url=str(authorization.get("url") or ""),
+        url_expires_at=parse_rfc3339(expires_at) if expires_at else None,
+        fingerprint=str(authorization.get("fingerprint") or ""),
+        account=str((status.get("account") or {}).get("email") or ""),
+        token_secret=str(
+            status.get("tokenSecretName")
+            or (body.get("spec") or {}).get("tokenSecretName")
+            or default_token_secret_name(name)
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShownConsent:
+    """The consent URL printed for the person."""
+
+    url: str
+    expires_at: dt.datetime | None
+    fingerprint: str
+    # Authorized already said ConsentDenied (an earlier attempt) when this URL was shown.
+    denied_before: bool
+
+    def spent(self, status: ClientStatus, now: dt.datetime) -> bool:
+        """The operator withdrew this URL before it expired and while the consent settings
+        stayed the same: someone used it."""
+        unexpired = self.expires_at is None or now < self.expires_at
+        return status.url != self.url and unexpired and status.fingerprint == self.fingerprint
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    """What the command knows between two readings of the GoogleClient."""
+
+    namespace: str
+    name: str
+    started: dt.datetime
+    timeout: dt.timedelta
+    shown: ShownConsent | None = None
+    noticed_slow_url: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    watch: Watch
+    lines: tuple[str, ...] = ()  # to print, in order
+    status_line: str = ""  # the one progress line, rewritten in place
+    exit: Exit | None = None
+
+
+def decide(watch: Watch, body: Mapping[str, Any] | None, now: dt.datetime) -> Decision:
+    """What to print and whether to stop, from one reading of the GoogleClient (None: absent)."""
+    if body is None:
+        return Decision(
+            watch,
+            (
+                f"GoogleClient {watch.name} not found in namespace {watch.namespace}; "
+                f"`kubectl get googleclients -n {watch.namespace}` lists the ones there.",
+            ),
+            exit=Exit.FAILED,
+        )
+    status = read_status(body)
+    if status.authorized:
+        return Decision(watch, authorized_lines(watch, status), exit=Exit.AUTHORIZED)
+    if is_new_denial(watch, status, now):
+        return Decision(
+            watch,
+            (
+                f"Consent for GoogleClient {watch} was denied at Google; nothing was stored. "
+                "Run this command again for a new consent URL.",
+            ),
+            exit=Exit.DENIED,
+        )
+    elapsed = now - watch.started
+    if elapsed >= watch.timeout:
+        return Decision(watch, (timeout_message(watch, status),), exit=Exit.TIMED_OUT)
+    lines: tuple[str, ...] = ()
+    if status.url and (watch.shown is None or status.url != watch.shown.url):
+        lines = consent_url_lines(status, renewed=watch.shown is not None)
+        shown = ShownConsent(
+            status.url,
+            status.url_expires_at,
+            status.fingerprint,
+            denied_before=status.authorized_reason == Reason.CONSENT_DENIED,
+        )
+        watch = dataclasses.replace(watch, shown=shown)
+    elif watch.shown is None and not watch.noticed_slow_url and elapsed > SLOW_URL_NOTICE:
+        lines = ("waiting for the operator to publish a consent URL…",)
+        watch = dataclasses.replace(watch, noticed_slow_url=True)
+    return Decision(watch, lines, status_line(watch, status, elapsed))
+
+
+def is_new_denial(watch: Watch, status: ClientStatus, now: dt.datetime) -> bool:
+    """Denied at the URL this command showed, not at an earlier one.
+
+    ConsentDenied stays until a consent succeeds, so after an earlier denial only the URL
+    shown here being spent tells a new denial apart.
+    """
+    shown = watch.shown
+    if shown is None or status.authorized_reason != Reason.CONSENT_DENIED:
+        return False
+    return not shown.denied_before or shown.spent(status, now)
+
+
+def authorized_lines(watch: Watch, status: ClientStatus) -> tuple[str, ...]:
+    already = "already " if watch.shown is None else ""
+    return (
+        f"GoogleClient {watch} is {already}authorized.",
+        f"  account:       {status.account or '(e-mail not known yet)'}",
+        f"  access token:  Secret {watch.namespace}/{status.token_secret}",
+    )
+
+
+def consent_url_lines(status: ClientStatus, *, renewed: bool) -> tuple[str, ...]:
+    expiry = (
+        f" (it expires at {format_rfc3339(status.url_expires_at)})" if status.url_expires_at else ""
+    )
+    intro = (
+        "A new consent URL was published (the previous one expired, was used without "
+        "success, or the GoogleClient changed). Open this one instead"
+        if renewed
+        else "Open this URL in a browser and approve access"
+    )
+    return (f"{intro}{expiry}:", "", f"    {status.url}", "")
+
+
+def status_line(watch: Watch, status: ClientStatus, elapsed: dt.timedelta) -> str:
+    waiting_for = "consent" if watch.shown else "a consent URL"
+    return (
+        f"waiting for {waiting_for}: {format_elapsed(elapsed)} elapsed, "
+        f"Ready: {status.ready_reason or 'not reported yet'}"
+    )
+
+
+def timeout_message(watch: Watch, status: ClientStatus) -> str:
+    waited = format_elapsed(watch.timeout)
+    ready = f"Ready: {status.ready_reason or 'not reported'}"
+    if status.ready_message:
+        ready += f" ({status.ready_message})"
+    if watch.shown is None:
+        return (
+            f"No consent URL appeared for GoogleClient {watch} within {waited}. Check that the "
+            f"operator runs and watches namespace {watch.namespace} (its log says why it "
+            f"waits), and the GoogleClient's conditions. {ready}."
+        )
+    return (
+        f"GoogleClient {watch} was not authorized within {waited}. Check that the consent URL "
+        "was opened and approved, and that Google's redirect reached the callback "
+        "(spec.redirectURI or the operator's CALLBACK_URL must point at it); "
+        f"`kubectl describe googleclient {watch.name} -n {watch.namespace}` shows the "
+        f"conditions and events. {ready}."
+    )
+
+
+def format_elapsed(duration: dt.timedelta) -> str:
+    minutes, seconds = divmod(int(duration.total_seconds()), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+# -- I/O ------------------------------------------------------------------------------------
+
+
+class Console:
+    """Full lines, plus one progress line rewritten in place (only on a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self._status_width = 0
+
+    def show(self, decision: Decision) -> None:
+        if decision.lines:
+            self._clear_status()
+            for line in decision.lines:
+                print(line, file=self.stream)
+        if decision.status_line and self.live:
+            padding = " " * max(0, self._status_width - len(decision.status_line))
+            self.stream.write(f"\r{decision.status_line}{padding}")
+            self._status_width = len(decision.status_line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._clear_status()
+        self.stream.flush()
+
+    def _clear_status(self) -> None:
+        if self._status_width:
+            self.stream.write("\r" + " " * self._status_width + "\r")
+            self._status_width = 0
+
+
+def wait_for_authorization(
+    fetch: Callable[[], Mapping[str, Any] | None],
+    namespace: str,
+    name: str,
+    timeout: dt.timedelta,
+    *,
+    out: TextIO,
+    clock: Callable[[], dt.datetime],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Exit:
+    watch = Watch(namespace, name, started=clock(), timeout=timeout)
+    console = Console(out)
+    try:
+        while True:
+            decision = decide(watch, fetch(), clock())
+            console.show(decision)
+            if decision.exit is not None:
+                return decision.exit
+            watch = decision.watch
+            sleep(POLL_INTERVAL)
+    finally:
+        console.close()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Print the consent URL of a GoogleClient (the operator publishes it in "
+        "status.authorization.url) and wait until a Google account has consented; then print "
+        "the account and the Secret that holds the access token. Exit status: 0 authorized, "
+        "1 not found or Kubernetes unreachable, 3 consent denied, 4 timed out."
+    )
+    parser.add_argument("name", metavar="NAME", help="the GoogleClient")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="its namespace (default: the kubeconfig context's namespace, else default)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="give up after this long (default: %(default)s, a consent URL's lifetime)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        configuration = load_configuration()
+    except kubernetes.config.ConfigException as error:
+        _complain(f"no Kubernetes configuration ({error}); set KUBECONFIG or run in a pod")
+        return Exit.FAILED
+    namespace = args.namespace or _context_namespace()
+    with kubernetes.client.ApiClient(configuration) as api:
+        fetch = _client_reader(kubernetes.client.CustomObjectsApi(api), namespace, args.name)
+        try:
+            return wait_for_authorization(
+                fetch,
+                namespace,
+                args.name,
+                dt.timedelta(seconds=args.timeout),
+                out=sys.stdout,
+                clock=lambda: dt.datetime.now(dt.UTC),
+            )
+        except ApiException as error:
+            _complain(
+                f"cannot read GoogleClient {namespace}/{args.name}: Kubernetes API answered "
+                f"{error.status} {error.reason}"
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            _complain(f"cannot reach the Kubernetes API: {error}")
+        except KeyboardInterrupt:
+            return 130  # the shell's code for Ctrl-C
+    return Exit.FAILED
+
+
+def _client_reader(
+    api: kubernetes.client.CustomObjectsApi, namespace: str, name: str
+) -> Callable[[], Mapping[str, Any] | None]:
+    def read() -> Mapping[str, Any] | None:
+        try:
+            body = api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "googleclients", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return body if isinstance(body, dict) else None
+
+    return read
+
+
+def _context_namespace() -> str:
+    """Like kubectl: the current kubeconfig context's namespace, else "default"."""
+    try:
+        _, context = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        return str(context["context"].get("namespace") or "default")
+    except (kubernetes.config.ConfigException, KeyError, TypeError):
+        return "default"
+
+
+def _positive_seconds(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of seconds")
+    return int(text)
+
+
+def _complain(message: str) -> None:
+    print(f"google-token-operator authorize: {message}", file=sys.stderr)
