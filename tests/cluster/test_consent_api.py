@@ -7,7 +7,6 @@ the redirect from Google is followed by hand so each state rule can be checked e
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -16,16 +15,17 @@ import pytest
 import requests
 from kubernetes.client import ApiException, AppsV1Api
 
-from fixtures.operator import OWNER, Cluster, OperatorFactory, OperatorProcess, wait_for
+from fixtures.operator import (
+    OWNER,
+    Cluster,
+    OperatorFactory,
+    OperatorProcess,
+    free_port,
+    wait_for,
+)
 from google_token_operator import consent
 from google_token_operator.callback_workload import CALLBACK_NAME
 from google_token_operator.sandbox.server import SandboxServer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Consent:

@@ -7,13 +7,14 @@ import json
 import time
 
 import requests
-from test_consent_api import Consent, free_port
+from test_consent_api import Consent
 
 from fixtures.operator import (
     Cluster,
     OperatorFactory,
     authorized_client,
     branch_spec,
+    free_port,
     wait_for,
 )
 from google_token_operator.sandbox.demo_data import DEMO_CLIENT_ID, OWNER_LOCATION_IDS
