@@ -43,8 +43,8 @@ browser: ## Install Debian's chromium for the browser tests (apt-get; needs root
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-unit: $(WHEEL_STAMP) ## Fast tests of the pure code and the sandbox (no cluster)
-	$(BIN)/pytest -q tests/unit tests/sandbox
+unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no cluster, no browser)
+	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
 test: $(WHEEL_STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser
 	$(BIN)/pytest -q
