@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
-import html
-import importlib.resources
 import string
 from collections.abc import Mapping
 from typing import Any, TypeGuard
+
+from ..html_templates import escaped, template
 
 
 class Outcome(enum.StrEnum):
@@ -94,20 +93,22 @@ _TITLES = {
 def outcome_page(answer: OperatorAnswer) -> Page:
     client = answer.client
     values = {
-        "message": _text(answer.message),
+        "message": escaped(answer.message),
         "for_client": (
-            f' for GoogleClient <strong id="client">{_text(str(client))}</strong>' if client else ""
+            f' for GoogleClient <strong id="client">{escaped(str(client))}</strong>'
+            if client
+            else ""
         ),
         "retry": _retry_hint(client),
     }
     if answer.outcome is Outcome.AUTHORIZED:
         assert client is not None  # parse_answer guarantees it
         values |= {
-            "account": _text(answer.account or "Your Google account"),
-            "client": _text(str(client)),
-            "name": _text(client.name),
-            "namespace": _text(client.namespace),
-            "token_secret": _text(answer.token_secret or ""),
+            "account": escaped(answer.account or "Your Google account"),
+            "client": escaped(str(client)),
+            "name": escaped(client.name),
+            "namespace": escaped(client.namespace),
+            "token_secret": escaped(answer.token_secret or ""),
         }
     return _page(answer.outcome, answer.status, values)
 
@@ -123,7 +124,7 @@ def operator_unreachable_page() -> Page:
 def _page(key: str, status: int, values: Mapping[str, str]) -> Page:
     body = _template(f"{key}.html").substitute(values)
     document = _template("layout.html").substitute(
-        title=_text(_TITLES[key]),
+        title=escaped(_TITLES[key]),
         tone="ok" if key == Outcome.AUTHORIZED else "problem",
         body=body,
     )
@@ -133,8 +134,8 @@ def _page(key: str, status: int, values: Mapping[str, str]) -> Page:
 def _retry_hint(client: ClientRef | None) -> str:
     """How to get a current consent URL: with the client's names when known."""
     return _template("retry.html").substitute(
-        name=_text(client.name) if client else "NAME",
-        namespace=_text(client.namespace) if client else "NAMESPACE",
+        name=escaped(client.name) if client else "NAME",
+        namespace=escaped(client.namespace) if client else "NAMESPACE",
     )
 
 
@@ -155,11 +156,5 @@ def _optional_text(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-@functools.cache
 def _template(name: str) -> string.Template:
-    source = importlib.resources.files(__package__).joinpath("templates", name)
-    return string.Template(source.read_text(encoding="utf-8"))
-
-
-def _text(value: str) -> str:
-    return html.escape(value, quote=True)
+    return template(__package__ or "", name)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import html
-import importlib.resources
 import string
 
+from ..html_templates import escaped, template
 from . import CONSENT_PATH
 from .errors import AuthorizationError
 from .state import BUSINESS_SCOPE, EMAIL_SCOPE, SCOPE_ALIASES, ConsentPage
@@ -23,21 +21,22 @@ _SCOPE_DESCRIPTIONS = {
 
 def consent_page(page: ConsentPage) -> str:
     return _template("consent.html").substitute(
-        app_name=_text(page.app_name),
+        app_name=escaped(page.app_name),
         account_chooser=_account_chooser(page),
         scope_items="\n".join(
-            f"    <li>{_text(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>" for scope in page.scopes
+            f"    <li>{escaped(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>"
+            for scope in page.scopes
         ),
         consent_path=CONSENT_PATH,
-        request_id=_text(page.request_id),
+        request_id=escaped(page.request_id),
     )
 
 
 def error_page(error: AuthorizationError) -> str:
     return _template("error.html").substitute(
         shown_code=error.shown_code,
-        error=_text(error.error),
-        description=_text(error.description),
+        error=escaped(error.error),
+        description=escaped(error.description),
     )
 
 
@@ -45,11 +44,11 @@ def _account_chooser(page: ConsentPage) -> str:
     """The account the Allow form signs in with (fields tied to it by `form="allow"`)."""
     if page.login_hint:
         return (
-            f"Signed in as <strong>{_text(page.login_hint)}</strong>"
-            f'<input type="hidden" name="email" value="{_text(page.login_hint)}" form="allow">'
+            f"Signed in as <strong>{escaped(page.login_hint)}</strong>"
+            f'<input type="hidden" name="email" value="{escaped(page.login_hint)}" form="allow">'
         )
     options = "".join(
-        f'<option value="{_text(email)}">{_text(email)}</option>' for email in page.accounts
+        f'<option value="{escaped(email)}">{escaped(email)}</option>' for email in page.accounts
     )
     return (
         '<label for="email">Choose an account</label> '
@@ -57,11 +56,5 @@ def _account_chooser(page: ConsentPage) -> str:
     )
 
 
-@functools.cache
 def _template(name: str) -> string.Template:
-    source = importlib.resources.files(__package__).joinpath("templates", name)
-    return string.Template(source.read_text(encoding="utf-8"))
-
-
-def _text(value: str) -> str:
-    return html.escape(value, quote=True)
+    return template(__package__ or "", name)
