@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from fixtures.operator import (
     OWNER,
     Cluster,
@@ -26,6 +28,17 @@ SHORT = {"refreshBefore": "1h"}
 LIFETIME = 20
 
 
+@pytest.fixture
+def short_lived_client(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+) -> None:
+    """The operator and a Ready client whose 20 s tokens are refreshed every ~10 s."""
+    sandbox.state.token_lifetime = LIFETIME
+    start_operator()
+    authorized_client(cluster, sandbox, **SHORT)
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
+
+
 def refreshes(sandbox: SandboxServer) -> int:
     return sandbox.state.counts["token.refresh_token"]
 
@@ -43,12 +56,8 @@ def steady(read: object, seconds: float) -> None:
 
 
 def test_revoked_grant_asks_for_consent_without_retry_storm(
-    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+    cluster: Cluster, sandbox: SandboxServer, short_lived_client: None
 ) -> None:
-    sandbox.state.token_lifetime = LIFETIME
-    start_operator()
-    authorized_client(cluster, sandbox, **SHORT)
-    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
     first = cluster.secret("acme-google-token")
     assert first is not None
     sandbox.state.revoke_grants(DEMO_CLIENT_ID, OWNER)
@@ -68,12 +77,8 @@ def test_revoked_grant_asks_for_consent_without_retry_storm(
 
 
 def test_rejected_client_waits_for_the_credentials_secret_to_change(
-    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+    cluster: Cluster, sandbox: SandboxServer, short_lived_client: None
 ) -> None:
-    sandbox.state.token_lifetime = LIFETIME
-    start_operator()
-    authorized_client(cluster, sandbox, **SHORT)
-    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
     sandbox.state.break_client_secret(DEMO_CLIENT_ID)
 
     rejected = cluster.wait_condition(
@@ -98,12 +103,8 @@ def test_rejected_client_waits_for_the_credentials_secret_to_change(
 
 
 def test_overloaded_google_backs_off_and_stays_ready(
-    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+    cluster: Cluster, sandbox: SandboxServer, short_lived_client: None
 ) -> None:
-    sandbox.state.token_lifetime = LIFETIME
-    start_operator()
-    authorized_client(cluster, sandbox, **SHORT)
-    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
     sandbox.state.inject_faults("token", status=503, count=1, retry_after=2)
     sandbox.state.inject_faults("token", status=429, count=1)
 
