@@ -16,6 +16,9 @@ export GTO_REPO_ROOT := $(CURDIR)
 
 .PHONY: help venv kube-binaries browser unit test lint run demo clean
 
+# image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
+include hack/kind.mk
+
 help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
@@ -62,4 +65,4 @@ demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator,
 	$(BIN)/python hack/demo.py
 
 clean: ## Remove .venv and build/test output (the kube binary cache stays)
-	rm -rf $(VENV) build dist operator/*.egg-info .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) build dist bin operator/*.egg-info .pytest_cache .mypy_cache .ruff_cache test-output

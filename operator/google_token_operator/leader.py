@@ -104,6 +104,21 @@ class LeaderElection:
                 logger.error("Could not renew the Lease in time; stopping")
                 return
 
+    async def release(self) -> None:
+        """Give the Lease up on a clean stop, so a standby takes over in one retry period."""
+        try:
+            current = await self.kube.get_lease(self.namespace, self.name)
+            spec = (current or {}).get("spec") or {}
+            if current is None or spec.get("holderIdentity") != self.identity:
+                return
+            await self.kube.replace_lease(
+                {**current, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1}}
+            )
+        except KubeError as error:
+            logger.warning(f"Releasing the Lease failed (a standby waits it out): {error}")
+            return
+        logger.info("Released the Lease")
+
     async def _try(self) -> bool:
         """One acquire-or-renew attempt; True when this process holds the Lease afterwards."""
         now = self.clock()

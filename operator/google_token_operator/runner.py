@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -84,13 +85,9 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         GoogleClient(settings.google, settings.http_timeout),
         metrics,
     )
-    election = None
-    if args.leader_election:
-        election = LeaderElection(
-            op.kube, settings.operator_namespace, LEASE_NAME, leader.default_identity()
-        )
-        await election.acquire()
     registry, wakeups = build_registry(op)
+    # The consent API serves on every replica (a standby too): what it does is bound to a
+    # single-use state and lands in the cluster, where the leader's watch picks it up.
     consent_server = web.AppRunner(
         consent_api.create_app(consent_api.ConsentService(op, wakeups.wake)), access_log=None
     )
@@ -98,10 +95,34 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.consent_port:
         # Reached by the callback pod only (NetworkPolicy); every answer is bound to a state.
         await web.TCPSite(consent_server, "0.0.0.0", args.consent_port).start()  # noqa: S104
+    election = None
     try:
+        if args.leader_election:
+            election = LeaderElection(
+                op.kube, settings.operator_namespace, LEASE_NAME, leader.default_identity()
+            )
+            await _while_alive(election.acquire(), args.liveness_port)
         return await _run_kopf(args, registry, settings, election)
     finally:
         await consent_server.cleanup()
+
+
+async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -> None:
+    """Answer the liveness probe while a standby waits; kopf takes the port once it leads."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="standby")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    if liveness_port:
+        await web.TCPSite(runner, "0.0.0.0", liveness_port).start()  # noqa: S104
+    try:
+        await waiting
+    finally:
+        await runner.cleanup()
 
 
 async def _run_kopf(
@@ -111,12 +132,12 @@ async def _run_kopf(
     election: LeaderElection | None,
 ) -> int:
     """Run kopf; with leader election, stop it (exit 1) as soon as the Lease is lost."""
-    namespaces = list(args.namespace or settings.watch_namespaces)
+    namespaces = [] if args.all_namespaces else list(args.namespace or settings.watch_namespaces)
     stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=registry,
-            clusterwide=bool(args.all_namespaces or not namespaces),
+            clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,  # one active replica is ensured by the Lease, not kopf peering
             stop_flag=stop,
@@ -130,9 +151,10 @@ async def _run_kopf(
         return 0
     holding = asyncio.create_task(election.hold())
     await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
-    if operator.done():
+    if operator.done():  # stopped by a signal: hand over at once instead of in 15 s
         holding.cancel()
         await operator
+        await election.release()
         return 0
     stop.set()  # the Lease is lost: another replica may act now
     await operator

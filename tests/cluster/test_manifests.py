@@ -345,6 +345,73 @@ def test_consumer_example_mounts_the_branch_secret_as_a_directory(
     assert result.stdout.count("(server dry run)") == len(objects)
 
 
+def test_network_policies_service_and_ingress_fit_the_callback_workload(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    from google_token_operator.callback_workload import callback_deployment, callback_service
+
+    docs = render(control_plane, PRODUCTION)
+    callback = callback_deployment(Settings(), OPERATOR_NS)
+    callback_labels = callback["spec"]["template"]["metadata"]["labels"]
+    callback_container = callback["spec"]["template"]["spec"]["containers"][0]
+
+    def selects(selector: Doc, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+    # The callback reaches the consent API through the operator's Service, at the URL the
+    # builder gives it.
+    service = pick(docs, "Service", OPERATOR)
+    assert f"http://{OPERATOR}.{OPERATOR_NS}.svc:8082" in callback_container["args"]
+    operator_labels = pick(docs, "Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
+    assert selects({"matchLabels": service["spec"]["selector"]}, operator_labels)
+
+    # Operator: 8082 only from callback pods, 9090 from any namespace, nothing else.
+    policy = pick(docs, "NetworkPolicy", OPERATOR)["spec"]
+    assert selects(policy["podSelector"], operator_labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in policy["ingress"]}
+    assert set(by_port) == {8082, 9090}
+    (consent_peer,) = by_port[8082]
+    assert set(consent_peer) == {"podSelector"}
+    assert selects(consent_peer["podSelector"], callback_labels)
+    assert not selects(consent_peer["podSelector"], operator_labels)
+    assert by_port[9090] == [{"namespaceSelector": {}}]
+    # Callback: 8080 from anywhere.
+    open_policy = pick(docs, "NetworkPolicy", CALLBACK)["spec"]
+    assert selects(open_policy["podSelector"], callback_labels)
+    assert open_policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert {"containerPort": 8080, "name": "http"} in callback_container["ports"]
+
+    # The optional Ingress component routes the callback path to the builder's Service.
+    overlay = tmp_path / "with-ingress"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                # kustomize takes relative paths only
+                "resources": [os.path.relpath(PRODUCTION, overlay)],
+                "components": [
+                    os.path.relpath(MANIFESTS / "components" / "callback-ingress", overlay)
+                ],
+            }
+        )
+    )
+    ingress = pick(render(control_plane, overlay), "Ingress", CALLBACK)
+    assert ingress["metadata"]["namespace"] == OPERATOR_NS
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/oauth2/callback"
+    backend = path["backend"]["service"]
+    port_names = {p["name"] for p in callback_service(OPERATOR_NS)["spec"]["ports"]}
+    assert backend["name"] == CALLBACK and backend["port"]["name"] in port_names
+    # ...and it is not part of the default install.
+    assert all(d["kind"] != "Ingress" for d in docs)
+    install(control_plane)
+    dry = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(ingress), check=False
+    )
+    assert dry.returncode == 0, dry.stderr
+
+
 # --- applying ------------------------------------------------------------------------------
 
 
