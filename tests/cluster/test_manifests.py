@@ -39,7 +39,7 @@ from google_token_operator import GROUP
 from google_token_operator.devcluster import ControlPlane
 from google_token_operator.sandbox.demo_data import OWNER_LOCATION_IDS
 from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.settings import Settings
+from google_token_operator.settings import ENDPOINT_VARIABLES, Settings
 
 MANIFESTS = REPO / "manifests"
 PRODUCTION = MANIFESTS / "overlays" / "production"
@@ -53,15 +53,7 @@ OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR}"
 CALLBACK_USER = f"system:serviceaccount:{OPERATOR_NS}:{CALLBACK}"
 LEASE = "google-token-operator"
 OPERATOR_ARGS = ["run", "--all-namespaces", "--leader-election"]
-GOOGLE_VARIABLES = (
-    "GOOGLE_OAUTH_AUTH_URI",
-    "GOOGLE_OAUTH_TOKEN_URI",
-    "GOOGLE_OAUTH_REVOKE_URI",
-    "GOOGLE_USERINFO_URI",
-    "GOOGLE_BUSINESS_ACCOUNT_API",
-    "GOOGLE_BUSINESS_INFO_API",
-    "GOOGLE_BUSINESS_REVIEWS_API",
-)
+GOOGLE_VARIABLES = tuple(ENDPOINT_VARIABLES)
 # What an RBAC refusal of the operator's own identity looks like in its log (kopf's own
 # fallbacks log "Not enough permissions ..."). Matched case-sensitively on purpose.
 RBAC_DENIALS = (f'"{OPERATOR_USER}" cannot', "Not enough permissions")
