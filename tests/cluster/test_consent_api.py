@@ -262,3 +262,20 @@ def test_callback_workload_runs_only_while_consent_is_pending(
     driver = Consent(cluster, sandbox, port)
     assert driver.hand_over(**driver.google_redirect(driver.url()))["outcome"] == "authorized"
     wait_for(lambda: replicas() == 0, 20, what="the callback scaled to zero")
+
+
+def test_a_spec_change_that_affects_consent_voids_the_pending_link(
+    flow: tuple[Consent, OperatorProcess], cluster: Cluster, sandbox: SandboxServer
+) -> None:
+    driver, _ = flow
+    url = driver.url()
+    redirect = driver.google_redirect(url)
+    cluster.patch_spec(
+        "googleclients",
+        "acme",
+        {"scopes": ["https://www.googleapis.com/auth/business.manage", "profile"]},
+    )
+    fresh = driver.url(previous=url)
+    assert "profile" in dict(parse_qsl(urlsplit(fresh).query))["scope"].split()
+    assert driver.hand_over(**redirect)["outcome"] == "invalid_state"
+    assert sandbox.state.counts["token.authorization_code"] == 0
