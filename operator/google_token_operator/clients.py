@@ -34,7 +34,6 @@ class Reason:
     TOKEN_VALID = "TokenValid"
     REFRESH_DELAYED = "RefreshDelayed"
     REFRESH_FAILING = "RefreshFailing"
-    REFRESH_REJECTED = "RefreshRejected"
     CLIENT_CREDENTIALS_INVALID = "ClientCredentialsInvalid"
     CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
     CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"

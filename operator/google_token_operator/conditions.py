@@ -62,10 +62,6 @@ def find_condition(conditions: Sequence[Mapping[str, Any]] | None, kind: str) ->
     return {}
 
 
-def is_true(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> bool:
-    return find_condition(conditions, kind).get("status") == "True"
-
-
 def changed_reasons(
     before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:

@@ -17,9 +17,10 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, branches
+from . import GROUP, MANAGED_BY, VERSION, branches
 from .builders import (
     CLIENT_LABEL,
+    MANAGED_BY_LABEL,
     ROLE_CONSENT,
     ROLE_LABEL,
     default_token_secret_name,
@@ -57,8 +58,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
     wakeups = Wakeups()
     clients_resource = (GROUP, VERSION, "googleclients")
     branches_resource = (GROUP, VERSION, "branches")
-    managed = {"app.kubernetes.io/managed-by": "google-token-operator"}
-    unmanaged = {"app.kubernetes.io/managed-by": kopf.ABSENT}
+    managed = {MANAGED_BY_LABEL: MANAGED_BY}
+    unmanaged = {MANAGED_BY_LABEL: kopf.ABSENT}
 
     # --- indexes -------------------------------------------------------------------------
 

@@ -12,14 +12,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from .builders import (
-    BRANCH_LABEL,
-    CLIENT_LABEL,
-    MANAGED_BY_LABEL,
-    ROLE_LABEL,
-    ROLE_PRIVATE,
-    content_hash,
-)
+from . import MANAGED_BY
+from .builders import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE, content_hash
 
 Key = tuple[str, str]
 V = TypeVar("V")
@@ -30,9 +24,6 @@ class SecretView:
     namespace: str
     name: str
     resource_version: str
-    role: str
-    client: str
-    branch: str
     data_hash: str
     private_data: Mapping[str, str] | None
 
@@ -46,16 +37,13 @@ def managed_secret_view(body: Mapping[str, Any]) -> SecretView:
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         resource_version=str(meta.get("resourceVersion", "")),
-        role=role,
-        client=str(labels.get(CLIENT_LABEL, "")),
-        branch=str(labels.get(BRANCH_LABEL, "")),
         data_hash=content_hash(data),
         private_data=dict(data) if role == ROLE_PRIVATE else None,
     )
 
 
 def is_managed(labels: Mapping[str, str]) -> bool:
-    return labels.get(MANAGED_BY_LABEL) == "google-token-operator"
+    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +66,3 @@ def first(index: Mapping[Key, Iterable[V]], key: Key) -> V | None:
     for value in index.get(key, ()):
         return value
     return None
-
-
-def every(index: Mapping[Key, Iterable[V]], key: Key) -> list[V]:
-    return list(index.get(key, ()))
