@@ -24,6 +24,9 @@ from pathlib import Path
 
 from google_token_operator.devcluster import ControlPlane, binaries
 
+# The package may be installed from its wheel; the binaries build from this checkout.
+os.environ.setdefault("GTO_REPO_ROOT", str(Path(__file__).resolve().parents[1]))
+
 
 def report(name: str, value: float | int) -> None:
     print(f"{name} {value:.2f}" if isinstance(value, float) else f"{name} {value}", flush=True)
