@@ -146,9 +146,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         **kwargs: Any,
     ) -> None:
         ns = namespace or ""
-        private = first(
-            Indexes.from_kwargs(kwargs).managed_secrets, (ns, private_secret_name(name))
-        )
+        indexes = Indexes.from_kwargs(kwargs)
+        private = first(indexes.managed_secrets, (ns, private_secret_name(name)))
         if spec.get("revokeOnDelete") and private is not None:
             record = record_from_data(private.private_data)
             if record is not None and record.refresh_token:
@@ -166,6 +165,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
             await op.kube.delete_secret(op.settings.operator_namespace, str(state_secret))
         wakeups.drop((ns, name))
         op.metrics.forget("GoogleClient", ns, name)
+        # Its Branches have no client now: say so (they keep their last token until it expires).
+        missing = branches.ClientState(exists=False, ready=False)
+        for branch in list(indexes.branches_by_client.get((ns, name), ())):
+            await reconcile_branch(op, branch, missing, indexes, op.clock(), logger)
 
     # --- Branch ----------------------------------------------------------------------------
 

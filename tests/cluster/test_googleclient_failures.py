@@ -229,3 +229,15 @@ def test_deleting_removes_what_it_owns_and_revokes_on_request(
     # The grant is gone at Google: its refresh token no longer works.
     answer = post_token(sandbox, grant_type="refresh_token", refresh_token=refresh_token)
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+
+
+def test_branches_of_a_deleted_client_report_it(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+) -> None:
+    start_operator()
+    authorized_client(cluster, sandbox)
+    cluster.create("branches", "downtown", branch_spec(OWNER_LOCATION_IDS[0]))
+    cluster.wait_condition("branches", "downtown", "Ready", "True", timeout=20)
+    cluster.delete("googleclients", "acme")
+    cluster.wait_condition("branches", "downtown", "Ready", "False", "ClientNotReady", timeout=10)
+    assert "ClientNotReady" in event_reasons(cluster, "downtown")
