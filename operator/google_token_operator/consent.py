@@ -28,6 +28,7 @@ CONSENT_SECRET_PREFIX = "gto-consent-"
 CLIENT_NAMESPACE_LABEL = "google-token-operator.dev/client-namespace"
 # Set on a consent Secret once its state was spent: denied, exchanging, authorized, ...
 OUTCOME_LABEL = "google-token-operator.dev/consent-outcome"
+OUTCOME_DENIED = "denied"
 
 
 def new_state() -> str:

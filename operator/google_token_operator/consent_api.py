@@ -104,11 +104,11 @@ class ConsentService:
         ):
             return INVALID_STATE
         client_key = (pending.client_namespace, pending.client_name)
-        outcome = "denied" if error or not code else "exchanging"
+        outcome = consent.OUTCOME_DENIED if error or not code else "exchanging"
         if not await self._claim(secret, outcome):
             return INVALID_STATE  # a concurrent request spent it first
         self.wake(client_key)
-        if outcome == "denied":
+        if outcome == consent.OUTCOME_DENIED:
             return ConsentAnswer(
                 "denied",
                 400,

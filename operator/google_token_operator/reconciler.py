@@ -36,6 +36,7 @@ from .tokens import TokenRecord, decode_data, record_from_data
 from .views import Key, SecretView, first
 
 Clock = Callable[[], dt.datetime]
+# What became of a published consent (the outcome label the consent API sets, or these).
 PENDING = "pending"
 MISSING = "missing"
 # Even with nothing scheduled, look again now and then: level-based, not only edge-based.
@@ -206,6 +207,8 @@ class ClientPass:
         previous_reason = str(
             find_condition(last_status.get("conditions"), clients.AUTHORIZED).get("reason", "")
         )
+        if consent_state == consent.OUTCOME_DENIED:
+            previous_reason = Reason.CONSENT_DENIED
         observation = ClientObservation(
             spec=spec,
             credentials=credentials,
@@ -213,7 +216,9 @@ class ClientPass:
             record=record,
             failure=clients.failure_from_status(last_status),
             previous_authorized_reason=(
-                Reason.CONSENT_DENIED if consent_state == "denied" else previous_reason
+                Reason.CONSENT_DENIED
+                if consent_state == consent.OUTCOME_DENIED
+                else previous_reason
             ),
         )
         action = clients.next_action(observation, now)
@@ -226,13 +231,7 @@ class ClientPass:
         if observation.record is not None and observation.record != record:
             await op.sync_secret(private_secret(owner, observation.record), indexes, "private")
 
-        pending = await self._pending_consent(
-            observation, action, last_status, consent_state == PENDING, now
-        )
-        conditions = clients.desired_conditions(observation, action, now)
-        fields = clients.desired_status(observation, action, pending, now)
-        status = await self._write_status(last_status, conditions, fields, now)
-
+        # Secrets first, status after: Ready=True is only ever seen with the token in place.
         access = observation.record.access if observation.record else None
         if access is not None:
             op.metrics.token_expiration.labels(spec.namespace, spec.name).set(
@@ -244,6 +243,13 @@ class ClientPass:
                 "consumer",
             )
         await self._remove_renamed_secret(last_status, spec.token_secret_name, spec.namespace)
+
+        pending = await self._pending_consent(
+            observation, action, last_status, consent_state == PENDING, now
+        )
+        conditions = clients.desired_conditions(observation, action, now)
+        fields = clients.desired_status(observation, action, pending, now)
+        status = await self._write_status(last_status, conditions, fields, now)
 
         client_state = branches.ClientState(
             exists=True,
