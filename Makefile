@@ -6,13 +6,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install when the project definition changes.
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-# The tests, the demo and the image all use the same wheel, rebuilt when a source changes.
+# Re-install when a project definition changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml sandbox/pyproject.toml | cksum | cut -d' ' -f1)
+# The tests, the demo and the image all use the same wheels (the operator, and the sandbox
+# Google for tests and demo), rebuilt when a source changes.
 WHEEL_STAMP := $(VENV)/.wheel-installed
-PACKAGE_SOURCES := $(shell find operator -type f \( -name '*.py' -o -name '*.html' -o -name 'py.typed' \)) pyproject.toml
-# The devcluster finds hack/kube-binaries through this when installed from the wheel.
-export GTO_REPO_ROOT := $(CURDIR)
+PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -name '*.html' -o -name 'py.typed' -o -name pyproject.toml \)) pyproject.toml
+# hack/devkit (local control plane, background servers) is imported from the checkout.
+DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
 .PHONY: help venv kube-binaries browser unit test lint run demo clean
 
@@ -25,20 +26,20 @@ help: ## List the targets with one line each
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test]'
+	$(BIN)/pip install --quiet '.[test]' ./sandbox
 	rm -f $(VENV)/.installed-* $(WHEEL_STAMP)
 	touch $@
 
 $(WHEEL_STAMP): $(STAMP) $(PACKAGE_SOURCES)
 	rm -rf dist
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
-	$(BIN)/pip install --quiet --force-reinstall --no-deps dist/google_token_operator-*.whl
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
+	$(BIN)/pip install --quiet --force-reinstall --no-deps dist/*.whl
 	touch $@
 
-venv: $(WHEEL_STAMP) ## Create .venv with the operator (installed from its wheel) and the test tools
+venv: $(WHEEL_STAMP) ## Create .venv with the operator and the sandbox (from their wheels) and the test tools
 
 kube-binaries: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
-	$(BIN)/python -m google_token_operator.devcluster build
+	$(DEVKIT) $(BIN)/python -m devkit build
 
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -54,15 +55,15 @@ test: $(WHEEL_STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster
 	$(BIN)/python hack/check_leftovers.py
 
 lint: $(WHEEL_STAMP) ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check operator tests hack
-	$(BIN)/ruff format --check operator tests hack
+	$(BIN)/ruff check operator sandbox tests hack
+	$(BIN)/ruff format --check operator sandbox tests hack
 	$(BIN)/mypy
 
-run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply crds/ first)
+run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply crds/, create its namespace first)
 	$(BIN)/google-token-operator run
 
 demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
 	$(BIN)/python hack/demo.py
 
 clean: ## Remove .venv and build/test output (the kube binary cache stays)
-	rm -rf $(VENV) build dist bin operator/*.egg-info .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) build dist bin operator/*.egg-info sandbox/*.egg-info sandbox/build .pytest_cache .mypy_cache .ruff_cache test-output

@@ -22,10 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from google_token_operator.devcluster import ControlPlane, binaries
-
-# The package may be installed from its wheel; the binaries build from this checkout.
-os.environ.setdefault("GTO_REPO_ROOT", str(Path(__file__).resolve().parents[1]))
+from devkit import ControlPlane, binaries
 
 
 def report(name: str, value: float | int) -> None:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from google_token_operator.devcluster import OWNER_FILE, TEMP_PREFIX
+from devkit import OWNER_FILE, TEMP_PREFIX
 
 _WORKDIR = re.compile(rf"(/[^\s=]*/{re.escape(TEMP_PREFIX)}[^/\s]+)")
 

@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 
 import requests
 
-from google_token_operator.devcluster import ControlPlane
-from google_token_operator.sandbox.demo_data import (
+from devkit import ControlPlane
+from devkit.servers import SandboxServer
+from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
     DEMO_CLIENT_SECRET,
@@ -34,12 +35,9 @@ from google_token_operator.sandbox.demo_data import (
     OWNER_EMAIL,
     OWNER_LOCATION_IDS,
 )
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import SandboxState
+from google_token_sandbox.state import SandboxState
 
 REPO = Path(__file__).resolve().parents[1]
-# The package may be installed from its wheel; the control plane builds from this checkout.
-os.environ.setdefault("GTO_REPO_ROOT", str(REPO))
 NAMESPACE = "demo"
 # Short tokens so a refresh happens while you watch (refreshed ~10 s before expiry).
 TOKEN_LIFETIME = 30

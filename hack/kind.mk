@@ -10,6 +10,7 @@ LOCALBIN := $(CURDIR)/bin
 KIND := $(LOCALBIN)/kind-$(KIND_VERSION)
 KUBECTL ?= kubectl
 IMAGE ?= google-token-operator:dev
+SANDBOX_IMAGE ?= google-token-sandbox:dev
 OPERATOR_NS := google-token-operator
 EXAMPLES_NS := reviews-demo
 
@@ -20,8 +21,9 @@ $(KIND):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION)
 	mv $(LOCALBIN)/kind $@
 
-image: ## Build the container image google-token-operator:dev (Dockerfile)
+image: ## Build the images google-token-operator:dev and (kind only) google-token-sandbox:dev
 	docker build -t $(IMAGE) .
+	docker build --target sandbox -t $(SANDBOX_IMAGE) .
 
 kind-up: $(KIND) ## Create the kind cluster (kind pinned in ./bin, built with go install)
 	@if $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
@@ -33,8 +35,8 @@ kind-up: $(KIND) ## Create the kind cluster (kind pinned in ./bin, built with go
 kind-down: $(KIND) ## Delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-kind-load: $(KIND) ## Load the image into the kind cluster (after make image)
-	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+kind-load: $(KIND) ## Load the images into the kind cluster (after make image)
+	$(KIND) load docker-image $(IMAGE) $(SANDBOX_IMAGE) --name $(KIND_CLUSTER)
 
 deploy: ## Install the kind overlay (operator + sandbox Google) into the current kube context
 	$(KUBECTL) apply -k manifests/overlays/kind

@@ -23,10 +23,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
-from .builders import default_token_secret_name
-from .clients import AUTHORIZED, READY, Reason
-from .conditions import find_condition
+from .conditions import AUTHORIZED, READY, Reason, find_condition
 from .kube import load_configuration
+from .naming import default_token_secret_name
 from .timeutil import format_rfc3339, parse_rfc3339
 
 POLL_INTERVAL = 1.0

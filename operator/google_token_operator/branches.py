@@ -7,9 +7,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from .builders import BranchLocation, default_token_secret_name
-from .clients import READY, Reason
-from .conditions import Condition
+from .conditions import READY, Condition, Reason
+from .naming import BranchLocation, default_token_secret_name
 from .timeutil import format_rfc3339, parse_rfc3339
 from .tokens import AccessToken
 

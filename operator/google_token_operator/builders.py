@@ -5,73 +5,21 @@ Handlers never assemble objects inline; they call a builder and apply the result
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from . import GROUP, MANAGED_BY, VERSION
+from .naming import (
+    ROLE_CONSUMER,
+    ROLE_PRIVATE,
+    BranchLocation,
+    Owner,
+    labels_for,
+    private_secret_name,
+)
 from .timeutil import format_rfc3339
 from .tokens import AccessToken, TokenRecord, encode_data, record_to_data
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-CLIENT_LABEL = f"{GROUP}/client"
-BRANCH_LABEL = f"{GROUP}/branch"
-ROLE_LABEL = f"{GROUP}/role"
-# Secret roles, so a label selector tells consumer Secrets from the private ones.
-ROLE_PRIVATE = "private"
-ROLE_CONSUMER = "consumer"
-ROLE_CONSENT = "consent"
-
-API_VERSION = f"{GROUP}/{VERSION}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Owner:
-    """The custom resource an object belongs to."""
-
-    kind: str
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class BranchLocation:
-    account_id: str
-    location_id: str
-
-    @property
-    def location_name(self) -> str:
-        return f"accounts/{self.account_id}/locations/{self.location_id}"
-
-
-def labels_for(client_name: str, branch_name: str | None = None, role: str = "") -> dict[str, str]:
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, CLIENT_LABEL: client_name}
-    if branch_name is not None:
-        labels[BRANCH_LABEL] = branch_name
-    if role:
-        labels[ROLE_LABEL] = role
-    return labels
-
-
-def private_secret_name(client_name: str) -> str:
-    return f"{client_name}-google-oauth"
-
-
-def default_token_secret_name(resource_name: str) -> str:
-    return f"{resource_name}-google-token"
 
 
 def content_hash(data: Mapping[str, str]) -> str:
@@ -80,7 +28,7 @@ def content_hash(data: Mapping[str, str]) -> str:
 
 
 def consumer_data(access: AccessToken, location: BranchLocation | None) -> dict[str, str]:
-    """The keys of a consumer Secret (DESIGN.md): never a refresh token or client secret."""
+    """The keys of a consumer Secret (README, "Secrets"): never a refresh token or client secret."""
     fields = {
         "access_token": access.value,
         "expiry": format_rfc3339(access.expires_at),

@@ -1,4 +1,4 @@
-"""The `google-token-operator` command: run, callback, sandbox, authorize."""
+"""The `google-token-operator` command: run, callback, authorize."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .consent.contract import CONSENT_PORT
 from .settings import Settings, SettingsError
 
 
@@ -24,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces")
     run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus port (0: off)")
     run.add_argument(
-        "--consent-port", type=int, default=8082, help="internal consent API for the callback"
+        "--consent-port",
+        type=int,
+        default=CONSENT_PORT,
+        help="internal consent API for the callback",
     )
     run.add_argument("--liveness-port", type=int, default=8081, help="kopf liveness probe port")
     run.add_argument(
@@ -34,18 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="log at DEBUG")
 
-    from .callback import cli as callback_cli
+    from .consent.callback import cli as callback_cli
 
     callback_cli.configure_parser(
         commands.add_parser(
             "callback", help="serve the OAuth consent callback (GET /oauth2/callback)"
         )
-    )
-
-    from .sandbox import cli as sandbox_cli
-
-    sandbox_cli.configure_parser(
-        commands.add_parser("sandbox", help="serve a sandbox Google on loopback (tests, demo)")
     )
 
     from . import authorize
@@ -66,13 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"google-token-operator: invalid setting: {error}", file=sys.stderr)
         return 2
     if args.command == "callback":
-        from .callback import cli as callback_cli
+        from .consent.callback import cli as callback_cli
 
         return callback_cli.run(args)
-    if args.command == "sandbox":
-        from .sandbox import cli as sandbox_cli
-
-        return sandbox_cli.run(args)
     if args.command == "authorize":
         from . import authorize
 

@@ -1,7 +1,8 @@
 """GoogleClient decisions: pure functions from what was observed (and the clock) to what to do.
 
-The daemon in handlers.py gathers a `ClientObservation`, asks `next_action`, performs it,
-folds the outcome back in with `after_refresh`, and writes what `desired_status` returns.
+A pass (`reconcile.client_pass.ClientPass`) gathers a `ClientObservation`, asks `next_action`,
+performs it, folds the outcome back in with `after_refresh`, and writes what
+`desired_conditions` and `desired_status` return.
 """
 
 from __future__ import annotations
@@ -13,40 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import policy
-from .builders import default_token_secret_name
-from .conditions import Condition, find_condition
-from .google import ClientCredentials, ErrorKind, GoogleError
+from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
+from .consent.pending import PublishedConsent
+from .google_types import ClientCredentials, ErrorKind, GoogleError
+from .naming import default_token_secret_name
 from .settings import DEFAULT_SCOPES, Settings
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from .tokens import AccessToken, TokenRecord
-
-AUTHORIZED = "Authorized"
-READY = "Ready"
-
-
-class Reason:
-    """Condition reasons: CamelCase words a person can search the README for."""
-
-    AUTHORIZED = "Authorized"
-    CONSENT_REQUIRED = "ConsentRequired"
-    CONSENT_DENIED = "ConsentDenied"
-    AUTHORIZATION_REVOKED = "AuthorizationRevoked"
-    TOKEN_VALID = "TokenValid"
-    REFRESH_DELAYED = "RefreshDelayed"
-    REFRESH_FAILING = "RefreshFailing"
-    CLIENT_CREDENTIALS_INVALID = "ClientCredentialsInvalid"
-    CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
-    CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"
-    SPEC_INVALID = "SpecInvalid"
-    # Branch reasons
-    CLIENT_NOT_READY = "ClientNotReady"
-    LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
-    LOCATION_VERIFIED = "LocationVerified"
-    LOCATION_CHECK_PENDING = "LocationCheckPending"
-
-
-# Authorized=False reasons that stay until a new consent, whatever else happens.
-STICKY_CONSENT_REASONS = frozenset({Reason.AUTHORIZATION_REVOKED, Reason.CONSENT_DENIED})
 
 
 class SpecError(ValueError):
@@ -278,17 +252,19 @@ def after_refresh(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class PendingAuthorization:
-    url: str
-    expires_at: dt.datetime
-    fingerprint: str
-    secret_name: str
+def operator_namespace_missing(namespace: str) -> str:
+    """Why no consent URL could be published: the pending consent has nowhere to live."""
+    return (
+        f"no consent URL: the operator keeps pending consent in namespace {namespace!r}, which "
+        f"does not exist; create it (kubectl create namespace {namespace}) or set "
+        "OPERATOR_NAMESPACE to an existing namespace"
+    )
 
 
 def desired_conditions(
-    observation: ClientObservation, action: Action, now: dt.datetime
+    observation: ClientObservation, action: Action, now: dt.datetime, consent_problem: str = ""
 ) -> list[Condition]:
+    """The Authorized and Ready conditions; `consent_problem` says why no URL was published."""
     record = observation.record
     access = record.access if record else None
     token_valid = access is not None and access.expires_at > now
@@ -309,6 +285,8 @@ def desired_conditions(
     failure = observation.failure
     if action.kind is ActionKind.BLOCKED:
         ready = Condition(READY, False, action.reason, action.message)
+    elif action.kind is ActionKind.CONSENT and consent_problem:
+        ready = Condition(READY, False, Reason.OPERATOR_NAMESPACE_MISSING, consent_problem)
     elif action.kind is ActionKind.CONSENT:
         message = authorized.message
         if token_valid:
@@ -354,7 +332,7 @@ def _consent_message(reason: str, action: Action) -> str:
 def desired_status(
     observation: ClientObservation,
     action: Action,
-    pending: PendingAuthorization | None,
+    pending: PublishedConsent | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
     """Status fields other than conditions (merged by the caller); None removes a field."""
@@ -367,16 +345,7 @@ def desired_status(
     return {
         "observedGeneration": observation.spec.generation,
         "account": {"email": record.account_email} if record and record.account_email else None,
-        "authorization": (
-            {
-                "url": pending.url,
-                "expiresAt": format_rfc3339(pending.expires_at),
-                "fingerprint": pending.fingerprint,
-                "stateSecretName": pending.secret_name,
-            }
-            if pending is not None
-            else None
-        ),
+        "authorization": pending.to_status() if pending is not None else None,
         "expiresAt": format_rfc3339(access.expires_at) if access else None,
         "lastRefreshTime": format_rfc3339(access.issued_at) if access else None,
         "nextRefreshTime": format_rfc3339(next_refresh) if next_refresh else None,

@@ -1,4 +1,5 @@
-"""Kubernetes-style status conditions as plain data (pure functions)."""
+"""Kubernetes-style status conditions as plain data (pure functions), and their vocabulary:
+the condition types and reasons of both kinds (each reason is explained in the README)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,54 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .timeutil import format_rfc3339
+
+# Condition types.
+AUTHORIZED = "Authorized"  # GoogleClient: Google holds a consent for it
+READY = "Ready"  # GoogleClient and Branch: a valid token is in the consumer Secret
+
+
+class Reason:
+    """Condition reasons: CamelCase words a person can search the README for."""
+
+    # GoogleClient
+    AUTHORIZED = "Authorized"
+    CONSENT_REQUIRED = "ConsentRequired"
+    CONSENT_DENIED = "ConsentDenied"
+    AUTHORIZATION_REVOKED = "AuthorizationRevoked"
+    TOKEN_VALID = "TokenValid"
+    REFRESH_DELAYED = "RefreshDelayed"
+    REFRESH_FAILING = "RefreshFailing"
+    CLIENT_CREDENTIALS_INVALID = "ClientCredentialsInvalid"
+    CREDENTIALS_SECRET_NOT_FOUND = "CredentialsSecretNotFound"
+    CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"
+    SPEC_INVALID = "SpecInvalid"
+    OPERATOR_NAMESPACE_MISSING = "OperatorNamespaceMissing"
+    # Branch
+    CLIENT_NOT_READY = "ClientNotReady"
+    LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
+    LOCATION_VERIFIED = "LocationVerified"
+    LOCATION_CHECK_PENDING = "LocationCheckPending"
+
+
+# Authorized=False reasons that stay until a new consent, whatever else happens.
+STICKY_CONSENT_REASONS = frozenset({Reason.AUTHORIZATION_REVOKED, Reason.CONSENT_DENIED})
+
+# Reasons whose Event is a Warning when the condition is False.
+WARNING_REASONS = frozenset(
+    {
+        Reason.AUTHORIZATION_REVOKED,
+        Reason.CLIENT_CREDENTIALS_INVALID,
+        Reason.CREDENTIALS_SECRET_NOT_FOUND,
+        Reason.CREDENTIALS_SECRET_INVALID,
+        Reason.REFRESH_DELAYED,
+        Reason.REFRESH_FAILING,
+        Reason.CONSENT_DENIED,
+        Reason.LOCATION_NOT_ACCESSIBLE,
+        Reason.CLIENT_NOT_READY,
+        Reason.SPEC_INVALID,
+        Reason.OPERATOR_NAMESPACE_MISSING,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,21 +18,16 @@ from typing import Any
 import kopf
 
 from . import GROUP, MANAGED_BY, VERSION, branches
-from .builders import (
-    CLIENT_LABEL,
-    MANAGED_BY_LABEL,
-    ROLE_CONSENT,
-    ROLE_LABEL,
-    default_token_secret_name,
-    private_secret_name,
-)
-from .callback_manager import CallbackManager
-from .consent import CLIENT_NAMESPACE_LABEL
-from .google import GoogleError
+from .consent.manager import CallbackManager
+from .consent.pending import CLIENT_NAMESPACE_LABEL
+from .google_types import GoogleError
 from .kube import KubeError
-from .reconciler import ClientPass, Indexes, Operator, reconcile_branch
-from .tokens import record_from_data
-from .views import Key, SecretView, first, is_managed, managed_secret_view, snapshot
+from .naming import CLIENT_LABEL, MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL, Key, is_managed
+from .reconcile.branch_pass import reconcile_branch
+from .reconcile.client_pass import ClientPass
+from .reconcile.context import Indexes, Operator
+from .reconcile.deletion import delete_branch, delete_client
+from .views import SecretView, first, managed_secret_view, snapshot
 
 # After an unexpected failure of a pass (API server unreachable, ...), try again soon.
 PASS_RETRY = dt.timedelta(seconds=5)
@@ -128,13 +123,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
     ) -> None:
         key = (namespace or "", name)
         wakeups.wake(key)
-        pending = type != "DELETED" and bool(status.get("authorization"))
-        try:
-            await callbacks.observe(key, pending)
-        except KubeError as error:
-            raise kopf.TemporaryError(
-                f"Managing the callback workload: {error}", delay=10
-            ) from None
+        callbacks.observe(key, pending=type != "DELETED" and bool(status.get("authorization")))
 
     @kopf.on.delete(*clients_resource, registry=registry, id="google_client_deleted")
     async def google_client_deleted(
@@ -146,29 +135,13 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         **kwargs: Any,
     ) -> None:
         ns = namespace or ""
-        indexes = Indexes.from_kwargs(kwargs)
-        private = first(indexes.managed_secrets, (ns, private_secret_name(name)))
-        if spec.get("revokeOnDelete") and private is not None:
-            record = record_from_data(private.private_data)
-            if record is not None and record.refresh_token:
-                try:
-                    await op.google.revoke(record.refresh_token)
-                except GoogleError as error:
-                    raise kopf.TemporaryError(
-                        f"Revoking the grant at Google failed: {error}", delay=10
-                    ) from None
-                logger.info("Revoked the grant at Google")
-        # ownerReferences cover a cluster with a garbage collector; delete explicitly too.
-        await _delete_secrets(op, ns, name, spec, status, extra=private_secret_name(name))
-        state_secret = (status.get("authorization") or {}).get("stateSecretName")
-        if state_secret:
-            await op.kube.delete_secret(op.settings.operator_namespace, str(state_secret))
+        try:
+            await delete_client(op, ns, name, spec, status, Indexes.from_kwargs(kwargs), logger)
+        except GoogleError as error:
+            raise kopf.TemporaryError(
+                f"Revoking the grant at Google failed: {error}", delay=10
+            ) from None
         wakeups.drop((ns, name))
-        op.metrics.forget("GoogleClient", ns, name)
-        # Its Branches have no client now: say so (they keep their last token until it expires).
-        missing = branches.ClientState(exists=False, ready=False)
-        for branch in list(indexes.branches_by_client.get((ns, name), ())):
-            await reconcile_branch(op, branch, missing, indexes, op.clock(), logger)
 
     # --- Branch ----------------------------------------------------------------------------
 
@@ -193,7 +166,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         # client exists, through the branches_by_client index).
         missing = branches.ClientState(exists=False, ready=False)
         try:
-            await reconcile_branch(op, snapshot(body), missing, _no_indexes(), op.clock(), logger)
+            await reconcile_branch(op, snapshot(body), missing, Indexes.empty(), op.clock(), logger)
         except KubeError as error:
             raise kopf.TemporaryError(str(error), delay=5) from None
 
@@ -206,10 +179,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         status: kopf.Status,
         **_: Any,
     ) -> None:
-        ns = namespace or ""
-        await _delete_secrets(op, ns, name, spec, status)
-        op.forget_branch(uid)
-        op.metrics.forget("Branch", ns, name)
+        await delete_branch(op, namespace or "", name, uid, spec, status)
 
     # --- Secrets ---------------------------------------------------------------------------
 
@@ -234,29 +204,6 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
             wakeups.wake((ns, client))
 
     return wakeups
-
-
-async def _delete_secrets(
-    op: Operator,
-    namespace: str,
-    name: str,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    extra: str = "",
-) -> None:
-    """Delete the consumer Secret (under its current and its last written name) and `extra`."""
-    names = {
-        str(status.get("tokenSecretName") or ""),
-        str(spec.get("tokenSecretName") or default_token_secret_name(name)),
-        extra,
-    } - {""}
-    for secret in names:
-        await op.kube.delete_secret(namespace, secret)
-        op.forget_secret((namespace, secret))
-
-
-def _no_indexes() -> Indexes:
-    return Indexes(managed_secrets={}, secret_versions={}, branches_by_client={})
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

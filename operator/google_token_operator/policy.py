@@ -10,9 +10,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 
-# The promise to consumers (DESIGN.md): while Google answers, a consumer Secret never holds a
-# token with less than this left. A refresh window of a third of a 1 h token (20 min) leaves
-# 10 min of retries before the promise is at risk.
+# The promise to consumers (README, "Reading the token in your pods"): while Google answers,
+# a consumer Secret never holds a token with less than this left. A refresh window of a third
+# of a 1 h token (20 min) leaves 10 min of retries before the promise is at risk.
 PROMISED_REMAINING_FRACTION = 1 / 6
 # Spread refreshes so thousands of clients issued at the same second do not refresh together.
 MAX_JITTER = dt.timedelta(seconds=60)

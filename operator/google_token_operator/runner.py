@@ -12,13 +12,15 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from . import GROUP, consent_api, handlers, leader
-from .callback_manager import CallbackManager
-from .google import GoogleClient
+from . import GROUP, handlers, leader
+from .consent import api as consent_api
+from .consent.contract import HEALTHZ_PATH
+from .consent.manager import CallbackManager
+from .google_http import GoogleHttp
 from .kube import Kube, load_configuration
 from .leader import LeaderElection
 from .metrics import Metrics
-from .reconciler import Operator
+from .reconcile.context import Operator
 from .settings import Settings
 
 # Kubernetes calls run in threads (the client is synchronous); enough for bursts at start-up
@@ -82,7 +84,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     op = Operator(
         settings,
         Kube(load_configuration(), threads=KUBE_THREADS),
-        GoogleClient(settings.google, settings.http_timeout),
+        GoogleHttp(settings.google, settings.http_timeout),
         metrics,
     )
     registry, wakeups = build_registry(op)
@@ -114,7 +116,7 @@ async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -
         return web.Response(text="standby")
 
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get(HEALTHZ_PATH, healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     if liveness_port:
@@ -142,7 +144,7 @@ async def _run_kopf(
             standalone=True,  # one active replica is ensured by the Lease, not kopf peering
             stop_flag=stop,
             liveness_endpoint=(
-                f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+                f"http://0.0.0.0:{args.liveness_port}{HEALTHZ_PATH}" if args.liveness_port else None
             ),
         )
     )

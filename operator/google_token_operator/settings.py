@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from .consent.contract import CALLBACK_PATH, CALLBACK_PORT
 from .timeutil import parse_duration
 
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/business.manage",)
@@ -54,7 +55,7 @@ class Settings:
     google: GoogleEndpoints = dataclasses.field(default_factory=GoogleEndpoints)
     # The redirect URI users register in the Google console; localhost works with
     # `kubectl port-forward` out of the box, a real install sets its public URL.
-    callback_url: str = "http://localhost:8080/oauth2/callback"
+    callback_url: str = f"http://localhost:{CALLBACK_PORT}{CALLBACK_PATH}"
     # Empty means all namespaces (kopf's --all-namespaces).
     watch_namespaces: tuple[str, ...] = ()
     # Where the callback workload and the pending-consent state live.

@@ -9,10 +9,6 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-# The same grammar as the CRD's `pattern` for duration fields, so the API server and the
-# operator agree on what a duration is.
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-
 
 def parse_duration(text: str) -> dt.timedelta:
     """Parse a Go-style duration such as ``90s``, ``15m`` or ``1h30m``.

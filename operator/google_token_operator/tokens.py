@@ -22,9 +22,6 @@ class AccessToken:
     issued_at: dt.datetime
     expires_at: dt.datetime
 
-    def remaining(self, now: dt.datetime) -> dt.timedelta:
-        return self.expires_at - now
-
 
 @dataclasses.dataclass(frozen=True)
 class TokenRecord:
@@ -37,26 +34,21 @@ class TokenRecord:
     access: AccessToken | None
 
     def with_access(self, access: AccessToken, refresh_token: str | None) -> TokenRecord:
-        """After a refresh: Google does not rotate refresh tokens, but keep one if it does."""
+        """After a refresh: Google does not rotate refresh tokens, but keep one if it does.
+
+        The grant's scopes become the new token's: the private Secret stores one scope list,
+        so a token read back from it equals the one held in memory.
+        """
         return dataclasses.replace(
-            self, access=access, refresh_token=refresh_token or self.refresh_token
+            self,
+            access=access,
+            refresh_token=refresh_token or self.refresh_token,
+            scopes=access.scopes,
         )
 
     def revoked(self) -> TokenRecord:
         """The refresh token is dead; the access token stays usable until it expires."""
         return dataclasses.replace(self, refresh_token="")
-
-
-PRIVATE_KEYS = (
-    "refresh_token",
-    "client_id",
-    "scopes",
-    "account_email",
-    "access_token",
-    "token_type",
-    "issued_at",
-    "expiry",
-)
 
 
 def record_to_data(record: TokenRecord) -> dict[str, str]:

@@ -12,10 +12,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from . import MANAGED_BY
-from .builders import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE, content_hash
+from .builders import content_hash
+from .naming import ROLE_LABEL, ROLE_PRIVATE, Key
 
-Key = tuple[str, str]
 V = TypeVar("V")
 
 
@@ -40,10 +39,6 @@ def managed_secret_view(body: Mapping[str, Any]) -> SecretView:
         data_hash=content_hash(data),
         private_data=dict(data) if role == ROLE_PRIVATE else None,
     )
-
-
-def is_managed(labels: Mapping[str, str]) -> bool:
-    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY
 
 
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,16 +20,16 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 from playwright.sync_api import Page
 
+from devkit import ControlPlane
+from devkit.servers import SandboxServer
 from fixtures.browser import screenshot
 from fixtures.operator import OWNER, Cluster, OperatorFactory, free_port, wait_for
-from google_token_operator.callback_workload import CALLBACK_NAME
-from google_token_operator.devcluster import ControlPlane
-from google_token_operator.sandbox.demo_data import (
+from google_token_operator.consent.workload import CALLBACK_NAME
+from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
     DEMO_CLIENT_SECRET,
 )
-from google_token_operator.sandbox.server import SandboxServer
 
 
 class Flow:

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page
 
+from devkit.servers import CallbackServer, SandboxServer
 from fixtures.browser import screenshot
 from fixtures.callback import ACCOUNT, DENIED, TOKEN_SECRET, FakeOperator
 from fixtures.sandbox import OWNER
-from google_token_operator import consent
-from google_token_operator.callback.server import CallbackServer
-from google_token_operator.sandbox.server import SandboxServer
+from google_token_operator.consent import pending as consent
 from google_token_operator.settings import DEFAULT_SCOPES
 
 CLIENT_ID = "200000000000-browsertest.apps.googleusercontent.com"
@@ -43,14 +42,15 @@ def consent_url(sandbox: SandboxServer, callback: CallbackServer) -> tuple[str, 
     sandbox.state.register_client(
         CLIENT_ID, "browser-test-secret", [callback.callback_url], name=APP_NAME
     )
-    state = consent.new_state()
+    fresh = consent.draw_fresh()
+    state = fresh.state
     url = consent.authorization_url(
         sandbox.env["GOOGLE_OAUTH_AUTH_URI"],
         CLIENT_ID,
         callback.callback_url,
         DEFAULT_SCOPES,
         state,
-        consent.new_code_verifier(),
+        fresh.verifier,
         login_hint=None,
     )
     return url, state

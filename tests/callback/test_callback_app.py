@@ -30,8 +30,12 @@ from fixtures.callback import (
     answer,
     read_page,
 )
-from google_token_operator.callback import CALLBACK_PATH, HEALTHZ_PATH, OPERATOR_URL_VARIABLE
-from google_token_operator.callback.app import SECURITY_HEADERS, create_app
+from google_token_operator.consent.callback.app import SECURITY_HEADERS, create_app
+from google_token_operator.consent.contract import (
+    CALLBACK_PATH,
+    HEALTHZ_PATH,
+    OPERATOR_URL_VARIABLE,
+)
 
 STATE = "st-9f2c1e0b7a6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0"
 CODE = "4/0AeaYSHD-not-a-real-code-7Qx"

@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from devkit import ControlPlane
+from devkit.servers import SandboxServer
 from fixtures.operator import OWNER, Cluster, OperatorFactory, free_port
-from google_token_operator.devcluster import ControlPlane
-from google_token_operator.sandbox.server import SandboxServer
 
 
 def authorize(control_plane: ControlPlane, namespace: str, name: str) -> subprocess.Popen[str]:

@@ -15,6 +15,7 @@ import pytest
 import requests
 from kubernetes.client import ApiException, AppsV1Api
 
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     OWNER,
     Cluster,
@@ -23,9 +24,8 @@ from fixtures.operator import (
     free_port,
     wait_for,
 )
-from google_token_operator import consent
-from google_token_operator.callback_workload import CALLBACK_NAME
-from google_token_operator.sandbox.server import SandboxServer
+from google_token_operator.consent import pending as consent
+from google_token_operator.consent.workload import CALLBACK_NAME
 
 
 class Consent:
@@ -197,7 +197,7 @@ def test_the_stored_pkce_verifier_is_the_one_sent(
     # Swap the verifier the operator will send: Google (the sandbox) must refuse the code.
     cluster.put_secret(
         name,
-        {**stored, "code_verifier": consent.new_code_verifier()},
+        {**stored, "code_verifier": consent.draw_fresh().verifier},
         labels={
             "app.kubernetes.io/managed-by": "google-token-operator",
             "google-token-operator.dev/client": "acme",

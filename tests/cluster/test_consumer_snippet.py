@@ -16,9 +16,9 @@ import google.auth._helpers
 import google.auth.transport.requests
 import pytest
 
+from devkit.servers import SandboxServer
 from fixtures.operator import Cluster, OperatorFactory, authorized_client, branch_spec, wait_for
-from google_token_operator.sandbox.demo_data import OWNER_LOCATION_IDS
-from google_token_operator.sandbox.server import SandboxServer
+from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- consumer-snippet"

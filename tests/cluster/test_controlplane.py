@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from google_token_operator.devcluster import BinariesMissingError, ControlPlane, binaries
+from devkit import BinariesMissingError, ControlPlane, binaries
 
 
 def test_secret_round_trips_through_the_api_server(

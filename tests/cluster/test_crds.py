@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from google_token_operator.devcluster import ControlPlane
+from devkit import ControlPlane
 
 GOOD_CLIENT = {"credentialsSecretRef": {"name": "acme-oauth"}}
 GOOD_BRANCH = {"clientRef": {"name": "acme"}, "accountId": "123", "locationId": "456"}

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     OWNER,
     Cluster,
@@ -15,13 +16,12 @@ from fixtures.operator import (
     wait_for,
 )
 from fixtures.sandbox import post_token
-from google_token_operator.sandbox.demo_data import (
+from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     OTHER_LOCATION_ID,
     OWNER_LOCATION_IDS,
 )
-from google_token_operator.sandbox.server import SandboxServer
 
 # Short tokens and a refresh window of half their life: a refresh every ~10 s.
 SHORT = {"refreshBefore": "1h"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     Cluster,
     OperatorFactory,
@@ -13,8 +14,7 @@ from fixtures.operator import (
     reviews,
 )
 from fixtures.sandbox import OWNER
-from google_token_operator.sandbox.demo_data import OWNER_ACCOUNT_ID, OWNER_LOCATION_IDS
-from google_token_operator.sandbox.server import SandboxServer
+from google_token_sandbox.demo_data import OWNER_ACCOUNT_ID, OWNER_LOCATION_IDS
 
 CLIENT_KEYS = {"access_token", "expiry", "token_type", "scopes", "token.json"}
 BRANCH_KEYS = CLIENT_KEYS | {"account_id", "location_id", "location_name"}

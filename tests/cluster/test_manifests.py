@@ -25,6 +25,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from devkit import ControlPlane
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     OWNER,
     REPO,
@@ -36,10 +38,8 @@ from fixtures.operator import (
     wait_for,
 )
 from google_token_operator import GROUP
-from google_token_operator.devcluster import ControlPlane
-from google_token_operator.sandbox.demo_data import OWNER_LOCATION_IDS
-from google_token_operator.sandbox.server import SandboxServer
 from google_token_operator.settings import ENDPOINT_VARIABLES, Settings
+from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
 MANIFESTS = REPO / "manifests"
 PRODUCTION = MANIFESTS / "overlays" / "production"
@@ -291,8 +291,9 @@ def test_kind_overlay_renders_with_the_sandbox(control_plane: ControlPlane) -> N
             r"http://(google-sandbox\.google-token-operator\.svc|localhost):8099", env[variable]
         ), variable
     sandbox = container(pick(docs, "Deployment", "google-sandbox")["spec"]["template"], "sandbox")
-    assert sandbox["image"] == operator["image"] and sandbox["imagePullPolicy"] == "Never"
-    assert sandbox["args"][0] == "sandbox" and "--auto-approve" in sandbox["args"]
+    # Its own image (the Dockerfile's `sandbox` target): the operator's image has no sandbox.
+    assert sandbox["image"] == "google-token-sandbox:dev" and sandbox["imagePullPolicy"] == "Never"
+    assert "--auto-approve" in sandbox["args"]
     assert pick(docs, "Service", "google-sandbox")["spec"]["ports"][0]["port"] == 8099
     # The sandbox accepts the examples' placeholder OAuth client as it is.
     credentials = pick(render(control_plane, EXAMPLES), "Secret", "acme-oauth")["stringData"]
@@ -340,7 +341,7 @@ def test_consumer_example_mounts_the_branch_secret_as_a_directory(
 def test_network_policies_service_and_ingress_fit_the_callback_workload(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    from google_token_operator.callback_workload import callback_deployment, callback_service
+    from google_token_operator.consent.workload import callback_deployment, callback_service
 
     docs = render(control_plane, PRODUCTION)
     callback = callback_deployment(Settings(), OPERATOR_NS)
@@ -444,7 +445,7 @@ def test_production_overlay_dry_run_then_apply_on_the_real_api_server(
 def test_restricted_pod_security_accepts_the_operator_and_callback_pods(
     control_plane: ControlPlane, kube_api: client.ApiClient, namespace: str
 ) -> None:
-    from google_token_operator.callback_workload import callback_deployment
+    from google_token_operator.consent.workload import callback_deployment
 
     core = client.CoreV1Api(kube_api)
     core.patch_namespace(

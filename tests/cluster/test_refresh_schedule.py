@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     Cluster,
     OperatorFactory,
@@ -13,9 +14,8 @@ from fixtures.operator import (
     wait_for,
 )
 from google_token_operator import policy
-from google_token_operator.sandbox.demo_data import OWNER_LOCATION_IDS
-from google_token_operator.sandbox.server import SandboxServer
 from google_token_operator.timeutil import parse_rfc3339
+from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
 LIFETIME = 60
 OBSERVE_SECONDS = 300

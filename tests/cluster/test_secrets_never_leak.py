@@ -9,6 +9,7 @@ import time
 import requests
 from test_consent_api import Consent
 
+from devkit.servers import SandboxServer
 from fixtures.operator import (
     Cluster,
     OperatorFactory,
@@ -17,8 +18,7 @@ from fixtures.operator import (
     free_port,
     wait_for,
 )
-from google_token_operator.sandbox.demo_data import DEMO_CLIENT_ID, OWNER_LOCATION_IDS
-from google_token_operator.sandbox.server import SandboxServer
+from google_token_sandbox.demo_data import DEMO_CLIENT_ID, OWNER_LOCATION_IDS
 
 
 def test_no_secret_in_logs_events_status_or_metrics(

@@ -6,9 +6,9 @@ import datetime as dt
 import signal
 import time
 
+from devkit.servers import SandboxServer
 from fixtures.operator import Cluster, OperatorFactory, authorized_client, wait_for
 from google_token_operator.leader import LEASE_DURATION, RETRY_PERIOD
-from google_token_operator.sandbox.server import SandboxServer
 from google_token_operator.timeutil import parse_rfc3339
 
 # Documented in the README: a standby takes over within the Lease duration plus one retry.

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import OTHER, OWNER, TIMEOUT, access_token
-from google_token_operator.sandbox.business import Review
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import DEMO_CLIENT_ID
+from google_token_sandbox.business import Review
+from google_token_sandbox.state import DEMO_CLIENT_ID
 
 ACCOUNT = "1234567890"
 LOCATIONS = ("1111111111", "2222222222", "3333333333")

@@ -1,4 +1,4 @@
-"""`google-token-operator sandbox`: prints the environment, serves, stops on SIGINT."""
+"""`google-token-sandbox`: prints the environment, serves, stops on SIGINT."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import pytest
 import requests
 
 from fixtures.sandbox import TIMEOUT, authorization_params, redirect_query
-from google_token_operator.sandbox import cli
-from google_token_operator.sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from google_token_operator.settings import ENDPOINT_VARIABLES
+from google_token_sandbox import cli
+from google_token_sandbox.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 CALLBACK = "http://127.0.0.1:18080/oauth2/callback"
 
 
 def start_sandbox(*options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "google_token_operator", "sandbox", *options],
+        [sys.executable, "-m", "google_token_sandbox", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,7 +75,7 @@ def test_the_cli_prints_the_environment_serves_and_stops_on_sigint(
     process, printed = running_sandbox
     env = exports(printed)
 
-    assert set(env) == set(ENDPOINT_VARIABLES)  # every setting DESIGN.md names
+    assert set(env) == set(ENDPOINT_VARIABLES)  # every GOOGLE_* setting of the operator
     assert any("cli-client" in line for line in printed if line.startswith("#"))
     assert not [line for line in printed if "cli-secret" in line or DEMO_CLIENT_SECRET in line]
 

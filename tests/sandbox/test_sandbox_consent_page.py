@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 import requests
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import (
     OTHER,
     OWNER,
@@ -16,9 +17,8 @@ from fixtures.sandbox import (
     exchange,
     redirect_query,
 )
-from google_token_operator.sandbox import AUTH_PATH
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import DEMO_CLIENT_ID, DEMO_REDIRECT_URIS
+from google_token_sandbox import AUTH_PATH
+from google_token_sandbox.state import DEMO_CLIENT_ID, DEMO_REDIRECT_URIS
 
 
 @dataclasses.dataclass

@@ -6,10 +6,10 @@ from typing import Any
 
 import requests
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import OWNER, SCOPES, TIMEOUT, approve, authorize, post_token
-from google_token_operator.sandbox import CONTROL_PREFIX
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import DEMO_CLIENT_ID
+from google_token_sandbox import CONTROL_PREFIX
+from google_token_sandbox.state import DEMO_CLIENT_ID
 
 
 def control(sandbox: SandboxServer, path: str, body: Any = None) -> requests.Response:

@@ -20,10 +20,10 @@ from google.oauth2 import id_token
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import OWNER, REDIRECT_URI, SCOPES, TIMEOUT, redirect_query
-from google_token_operator.sandbox import CERTS_PATH
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import (
+from google_token_sandbox import CERTS_PATH
+from google_token_sandbox.state import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_REDIRECT_URIS,

@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import (
     OWNER,
     REDIRECT_URI,
@@ -22,9 +23,8 @@ from fixtures.sandbox import (
     exchange,
     post_token,
 )
-from google_token_operator.sandbox import REVOKE_PATH, TOKENINFO_PATH, USERINFO_PATH
-from google_token_operator.sandbox.server import SandboxServer
-from google_token_operator.sandbox.state import (
+from google_token_sandbox import REVOKE_PATH, TOKENINFO_PATH, USERINFO_PATH
+from google_token_sandbox.state import (
     BUSINESS_SCOPE,
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -168,7 +168,7 @@ def test_pkce_s256_and_plain_verify(sandbox: SandboxServer) -> None:
         assert exchange(sandbox, redirect["code"], code_verifier=VERIFIER).status_code == 200
 
 
-# -- the error table of google-behaviour.md, one test per row ------------------------------
+# -- the error table of docs/google-behaviour.md, one test per row ------------------------------
 
 
 def assert_oauth_error(

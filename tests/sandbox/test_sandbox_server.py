@@ -8,9 +8,10 @@ import threading
 import aiohttp
 import pytest
 
+from devkit.servers import SandboxServer
 from fixtures.sandbox import access_token
-from google_token_operator.sandbox.server import SandboxServer, base_url
-from google_token_operator.sandbox.state import SandboxState
+from google_token_operator.serving import base_url
+from google_token_sandbox.state import SandboxState
 
 
 def sandbox_threads() -> list[threading.Thread]:

@@ -1,7 +1,7 @@
 import datetime as dt
 
 from google_token_operator import branches
-from google_token_operator.clients import Reason
+from google_token_operator.conditions import Reason
 from google_token_operator.tokens import AccessToken
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

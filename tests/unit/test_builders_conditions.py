@@ -3,8 +3,8 @@ import datetime as dt
 import json
 
 from google_token_operator import builders, conditions, tokens
-from google_token_operator.builders import BranchLocation, Owner
 from google_token_operator.conditions import Condition
+from google_token_operator.naming import BranchLocation, Owner
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 ACCESS = tokens.AccessToken(

@@ -7,16 +7,13 @@ from typing import Any
 import pytest
 
 from fixtures.callback import ACCOUNT, AUTHORIZED, CLIENT, DENIED, TOKEN_SECRET, answer, read_page
-from google_token_operator.callback.pages import (
-    ClientRef,
-    OperatorAnswer,
-    Outcome,
+from google_token_operator.consent.callback.pages import (
     Page,
     missing_state_page,
     operator_unreachable_page,
     outcome_page,
-    parse_answer,
 )
+from google_token_operator.consent.contract import ClientRef, ConsentAnswer, Outcome, parse_answer
 
 ACME = ClientRef("reviews", "acme")
 
@@ -150,10 +147,10 @@ def test_every_page_is_plain_complete_html(page: Page) -> None:
 
 
 def test_parse_answer_reads_the_operator_contract() -> None:
-    assert parse_answer(AUTHORIZED) == OperatorAnswer(
+    assert parse_answer(AUTHORIZED) == ConsentAnswer(
         Outcome.AUTHORIZED, 200, "Consent stored.", ACME, ACCOUNT, TOKEN_SECRET
     )
-    assert parse_answer(answer("invalid_state", 400, "m")) == OperatorAnswer(
+    assert parse_answer(answer("invalid_state", 400, "m")) == ConsentAnswer(
         Outcome.INVALID_STATE, 400, "m"
     )
 

@@ -1,4 +1,4 @@
-from google_token_operator import callback_workload
+from google_token_operator.consent import workload as callback_workload
 from google_token_operator.settings import Settings
 
 

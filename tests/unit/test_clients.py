@@ -13,7 +13,7 @@ from google_token_operator.clients import (
     Reason,
     RefreshOutcome,
 )
-from google_token_operator.google import ClientCredentials, ErrorKind, GoogleError
+from google_token_operator.google_types import ClientCredentials, ErrorKind, GoogleError
 from google_token_operator.settings import Settings
 from google_token_operator.tokens import AccessToken, TokenRecord
 

@@ -5,17 +5,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from google_token_operator import consent, google
-from google_token_operator.google import ErrorKind
+from google_token_operator import google_types as google
+from google_token_operator.consent import pending as consent
+from google_token_operator.google_types import ErrorKind
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def test_state_and_verifier_are_long_and_random():
-    states = {consent.new_state() for _ in range(100)}
+    states = {consent.draw_fresh().state for _ in range(100)}
     assert len(states) == 100
     assert all(len(base64.urlsafe_b64decode(s + "==")) >= 16 for s in states)
-    verifier = consent.new_code_verifier()
+    verifier = consent.draw_fresh().verifier
     assert 43 <= len(verifier) <= 128
 
 
@@ -52,7 +53,7 @@ def test_authorization_url_carries_everything_google_needs():
 
 
 def test_state_secret_never_holds_the_raw_state():
-    state = consent.new_state()
+    state = consent.draw_fresh().state
     pending = consent.PendingConsent(
         state_sha256=consent.state_hash(state),
         client_namespace="team",

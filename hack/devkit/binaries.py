@@ -1,6 +1,6 @@
 """Find, or build once, the etcd, kube-apiserver and kubectl binaries the local control plane runs.
 
-Lookup order (DESIGN.md, "Components and how they start"):
+Lookup order:
 
 1. ``KUBEBUILDER_ASSETS`` when set (envtest's layout: one folder holding the binaries);
 2. the cache ``${GTO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/google-token-operator}/kube-binaries/``,
@@ -114,13 +114,8 @@ def version_ldflags(kubernetes: str) -> str:
 
 
 def repo_root() -> Path:
-    """The checkout holding ``hack/kube-binaries``: ``GTO_REPO_ROOT``, else found from this file.
-
-    The package is installed editable, so this file lives at
-    ``<repo>/operator/google_token_operator/devcluster/binaries.py``.
-    """
-    configured = os.environ.get("GTO_REPO_ROOT")
-    return Path(configured) if configured else Path(__file__).resolve().parents[3]
+    """The checkout holding ``hack/kube-binaries`` (this file is its hack/devkit/binaries.py)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def cache_root() -> Path:
@@ -187,8 +182,7 @@ def ensure_binaries() -> Path:
         raise BinariesMissingError(
             f"no etcd/kube-apiserver: KUBEBUILDER_ASSETS is not set and {module_dir / 'go.mod'} "
             "(the pinned versions) does not exist. Set KUBEBUILDER_ASSETS to a folder holding "
-            "etcd and kube-apiserver 1.34+, or set GTO_REPO_ROOT to a google-token-operator "
-            "checkout."
+            "etcd and kube-apiserver 1.34+."
         )
     pins = read_pins(module_dir)
     target = cache_dir(pins)

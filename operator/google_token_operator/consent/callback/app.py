@@ -9,7 +9,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import CALLBACK_PATH, CONSENT_API_PATH, HEALTHZ_PATH, pages
+from ..contract import (
+    CALLBACK_PATH,
+    CONSENT_API_PATH,
+    HEALTHZ_PATH,
+    ConsentAnswer,
+    parse_answer,
+)
+from . import pages
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +88,7 @@ async def _callback(request: web.Request) -> web.Response:
     return _html(pages.outcome_page(answer))
 
 
-async def _hand_to_operator(
-    app: web.Application, handover: dict[str, Any]
-) -> pages.OperatorAnswer | None:
+async def _hand_to_operator(app: web.Application, handover: dict[str, Any]) -> ConsentAnswer | None:
     """The operator's answer; None when it could not be reached or answered nonsense."""
     try:
         async with app[OPERATOR_SESSION].post(app[CONSENT_API_URL], json=handover) as response:
@@ -95,7 +100,7 @@ async def _hand_to_operator(
             "the operator's consent API could not be reached: %s: %s", type(error).__name__, error
         )
         return None
-    answer = pages.parse_answer(body)
+    answer = parse_answer(body)
     if answer is None:
         logger.warning("the operator's consent API answered something else than a consent answer")
     return answer

@@ -1,4 +1,4 @@
-"""``python -m google_token_operator.devcluster build|up``.
+"""``python -m devkit build|up``.
 
 ``build`` locates (or builds once) the binaries and prints their folder; ``up`` starts a
 control plane, prints ``export KUBECONFIG=...`` and keeps it running until Ctrl-C or SIGTERM.
@@ -17,7 +17,7 @@ from .controlplane import ControlPlane, ControlPlaneError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m google_token_operator.devcluster",
+        prog="python -m devkit",
         description="Local Kubernetes control plane (etcd + kube-apiserver) for tests and demos.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,75 +7,17 @@ escaped; nothing from the query string, so a code or state can never end up on a
 from __future__ import annotations
 
 import dataclasses
-import enum
 import string
 from collections.abc import Mapping
-from typing import Any, TypeGuard
 
-from ..html_templates import escaped, template
-
-
-class Outcome(enum.StrEnum):
-    """What the operator's consent API did with what Google sent."""
-
-    AUTHORIZED = "authorized"
-    DENIED = "denied"
-    INVALID_STATE = "invalid_state"
-    EXCHANGE_FAILED = "exchange_failed"
-    NO_REFRESH_TOKEN = "no_refresh_token"
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientRef:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatorAnswer:
-    """The consent API's answer; `status` is the HTTP status the browser gets."""
-
-    outcome: Outcome
-    status: int
-    message: str
-    client: ClientRef | None = None
-    account: str | None = None
-    token_secret: str | None = None
+from ...html_templates import escaped, template
+from ..contract import ClientRef, ConsentAnswer, Outcome
 
 
 @dataclasses.dataclass(frozen=True)
 class Page:
     status: int
     html: str
-
-
-def parse_answer(body: Any) -> OperatorAnswer | None:
-    """The operator's answer, or None when `body` is not one (another version, a proxy's page).
-
-    An authorized answer must name the client and its consumer Secret: the page tells the
-    person where the token goes.
-    """
-    if not isinstance(body, Mapping):
-        return None
-    try:
-        outcome = Outcome(str(body.get("outcome")))
-    except ValueError:
-        return None
-    status = body.get("status")
-    message = body.get("message")
-    account = body.get("account")
-    token_secret = body.get("tokenSecret")
-    if not (_is_http_status(status) and isinstance(message, str)):
-        return None
-    if not (_optional_text(account) and _optional_text(token_secret)):
-        return None
-    client = _client_ref(body.get("client"))
-    if outcome is Outcome.AUTHORIZED and (client is None or not token_secret):
-        return None
-    return OperatorAnswer(outcome, status, message, client, account or None, token_secret or None)
 
 
 # The <title> and <h1> of each page; the body is templates/<key>.html.
@@ -90,7 +32,7 @@ _TITLES = {
 }
 
 
-def outcome_page(answer: OperatorAnswer) -> Page:
+def outcome_page(answer: ConsentAnswer) -> Page:
     client = answer.client
     values = {
         "message": escaped(answer.message),
@@ -102,7 +44,7 @@ def outcome_page(answer: OperatorAnswer) -> Page:
         "retry": _retry_hint(client),
     }
     if answer.outcome is Outcome.AUTHORIZED:
-        assert client is not None  # parse_answer guarantees it
+        assert client is not None  # contract.parse_answer guarantees it
         values |= {
             "account": escaped(answer.account or "Your Google account"),
             "client": escaped(str(client)),
@@ -137,23 +79,6 @@ def _retry_hint(client: ClientRef | None) -> str:
         name=escaped(client.name) if client else "NAME",
         namespace=escaped(client.namespace) if client else "NAMESPACE",
     )
-
-
-def _client_ref(value: Any) -> ClientRef | None:
-    if not isinstance(value, Mapping):
-        return None
-    namespace, name = value.get("namespace"), value.get("name")
-    if isinstance(namespace, str) and isinstance(name, str) and namespace and name:
-        return ClientRef(namespace, name)
-    return None
-
-
-def _is_http_status(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= 599
-
-
-def _optional_text(value: Any) -> bool:
-    return value is None or isinstance(value, str)
 
 
 def _template(name: str) -> string.Template:

@@ -1,6 +1,6 @@
 """A sandbox Google: OAuth and Business Profile endpoints on one loopback host.
 
-It behaves as `google-behaviour.md` describes, so the operator, its tests and `make demo`
+It behaves as `docs/google-behaviour.md` describes, so the operator, its tests and `make demo`
 run without Google. Every path mirrors Google's real one, so pointing the operator at the
 sandbox is only a matter of swapping the host (see `sandbox_environment`).
 """

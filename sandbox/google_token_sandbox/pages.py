@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import string
 
-from ..html_templates import escaped, template
+from google_token_operator.html_templates import escaped, template
+
 from . import CONSENT_PATH
 from .errors import AuthorizationError
 from .state import BUSINESS_SCOPE, EMAIL_SCOPE, SCOPE_ALIASES, ConsentPage

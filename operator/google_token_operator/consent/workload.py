@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import MANAGED_BY
-from .builders import MANAGED_BY_LABEL
-from .settings import Settings
+from .. import MANAGED_BY
+from ..naming import MANAGED_BY_LABEL
+from ..settings import Settings
+from .contract import CALLBACK_PORT, CONSENT_PORT, HEALTHZ_PATH
 
 CALLBACK_NAME = "google-token-operator-callback"
 OPERATOR_SERVICE = "google-token-operator"
-CONSENT_PORT = 8082
-CALLBACK_PORT = 8080
 # Numeric so Kubernetes can verify runAsNonRoot without inspecting the image.
 NON_ROOT_USER = 10001
 
@@ -48,7 +47,7 @@ def restricted_container_security() -> dict[str, Any]:
 
 def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
     operator_url = f"http://{OPERATOR_SERVICE}.{namespace}.svc:{CONSENT_PORT}"
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    probe = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "periodSeconds": 10}
     return {
         "metadata": {"labels": dict(LABELS)},
         "spec": {

@@ -17,41 +17,20 @@ from typing import Any
 
 from aiohttp import web
 
-from . import clients, consent
-from .builders import Owner, private_secret
-from .google import ApiError, ErrorKind, GoogleError
-from .kube import KubeError
-from .reconciler import Operator
-from .tokens import TokenRecord, decode_data
+from .. import clients
+from ..builders import private_secret
+from ..google_types import ApiError, ErrorKind, GoogleError
+from ..kube import KubeError
+from ..naming import Key, Owner
+from ..reconcile.context import Operator
+from ..tokens import TokenRecord, decode_data
+from . import pending as consent
+from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
 
-Key = tuple[str, str]
 logger = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass(frozen=True)
-class ConsentAnswer:
-    outcome: str
-    status: int
-    message: str
-    client: Key | None = None
-    account: str | None = None
-    token_secret: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "status": self.status,
-            "message": self.message,
-            "client": (
-                {"namespace": self.client[0], "name": self.client[1]} if self.client else None
-            ),
-            "account": self.account,
-            "tokenSecret": self.token_secret,
-        }
-
-
 INVALID_STATE = ConsentAnswer(
-    "invalid_state",
+    Outcome.INVALID_STATE,
     400,
     "This consent link is unknown, expired or was already used. Open the current consent URL "
     "from the GoogleClient's status.authorization.url, or run "
@@ -79,7 +58,7 @@ def exchange_failure(error: GoogleError, credentials_secret: str) -> ConsentAnsw
     else:
         advice = "Google could not answer right now; open the consent URL again in a minute"
         status = 502
-    return ConsentAnswer("exchange_failed", status, f"Google answered {error}: {advice}")
+    return ConsentAnswer(Outcome.EXCHANGE_FAILED, status, f"Google answered {error}: {advice}")
 
 
 class ConsentService:
@@ -104,20 +83,21 @@ class ConsentService:
         ):
             return INVALID_STATE
         client_key = (pending.client_namespace, pending.client_name)
+        client = ClientRef(*client_key)
         outcome = consent.OUTCOME_DENIED if error or not code else "exchanging"
         if not await self._claim(secret, outcome):
             return INVALID_STATE  # a concurrent request spent it first
         self.wake(client_key)
         if outcome == consent.OUTCOME_DENIED:
             return ConsentAnswer(
-                "denied",
+                Outcome.DENIED,
                 400,
                 f"Consent was not given ({error or 'no code'}); nothing was stored. Open the "
                 "GoogleClient's new consent URL to try again.",
-                client=client_key,
+                client=client,
             )
-        answer = await self._exchange(pending, code)
-        await self._mark(secret_name, answer.outcome)
+        answer = await self._exchange(pending, code, client)
+        await self._mark(secret_name, str(answer.outcome))
         self.wake(client_key)
         return answer
 
@@ -146,42 +126,43 @@ class ConsentService:
             if error.status != 404:
                 raise
 
-    async def _exchange(self, pending: consent.PendingConsent, code: str) -> ConsentAnswer:
+    async def _exchange(
+        self, pending: consent.PendingConsent, code: str, client: ClientRef
+    ) -> ConsentAnswer:
         op = self.op
-        client_key = (pending.client_namespace, pending.client_name)
-        body = await op.kube.get_resource("googleclients", *client_key)
+        body = await op.kube.get_resource("googleclients", client.namespace, client.name)
         if body is None or body["metadata"].get("uid") != pending.client_uid:
-            return dataclasses.replace(INVALID_STATE, client=client_key)
+            return dataclasses.replace(INVALID_STATE, client=client)
         spec = clients.parse_client_spec(body, op.settings)
         secret = await op.kube.get_secret(spec.namespace, spec.credentials_secret)
         credentials = clients.credentials_from_secret(
             spec.credentials_secret, decode_data(secret.get("data") or {}) if secret else None
         )
         if isinstance(credentials, clients.CredentialsProblem):
-            return ConsentAnswer("exchange_failed", 502, credentials.message, client=client_key)
+            return ConsentAnswer(Outcome.EXCHANGE_FAILED, 502, credentials.message, client=client)
         try:
             response = await op.google.exchange_code(
                 credentials, code, pending.code_verifier, pending.redirect_uri, pending.scopes
             )
         except GoogleError as error:
             return dataclasses.replace(
-                exchange_failure(error, spec.credentials_secret), client=client_key
+                exchange_failure(error, spec.credentials_secret), client=client
             )
         if not response.refresh_token:
             return ConsentAnswer(
-                "no_refresh_token",
+                Outcome.NO_REFRESH_TOKEN,
                 400,
                 "Google sent no refresh token, which happens when the account already granted "
                 "access without a consent screen. Remove this app's access at "
                 "https://myaccount.google.com/permissions (or make sure prompt=consent is "
                 "sent), then open the consent URL again.",
-                client=client_key,
+                client=client,
             )
         email = ""
         try:
             email = await op.google.userinfo_email(response.access.value)
         except ApiError as error:  # the daemon asks again later; the grant is what matters
-            logger.warning(f"Could not read the account e-mail of {client_key}: {error}")
+            logger.warning(f"Could not read the account e-mail of {client}: {error}")
         record = TokenRecord(
             refresh_token=response.refresh_token,
             client_id=credentials.client_id,
@@ -192,10 +173,10 @@ class ConsentService:
         owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
         await op.kube.write_secret(private_secret(owner, record))
         return ConsentAnswer(
-            "authorized",
+            Outcome.AUTHORIZED,
             200,
             "Consent recorded. The operator writes a fresh access token into the Secret now.",
-            client=client_key,
+            client=client,
             account=email or None,
             token_secret=spec.token_secret_name,
         )
@@ -220,6 +201,6 @@ def create_app(service: ConsentService) -> web.Application:
         return web.Response(text="ok")
 
     app = web.Application()
-    app.router.add_post("/consent", complete)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_post(CONSENT_API_PATH, complete)
+    app.router.add_get(HEALTHZ_PATH, healthz)
     return app

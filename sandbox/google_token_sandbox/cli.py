@@ -1,4 +1,4 @@
-"""`google-token-operator sandbox`: serve the sandbox Google and print how to point at it."""
+"""`google-token-sandbox`: serve the sandbox Google and print how to point at it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import asyncio
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
+
+from google_token_operator import serving
 
 from . import CONTROL_PREFIX, sandbox_environment
+from .app import create_app
 from .demo_data import DEMO_CLIENT_NAME
-from .server import serve
 from .state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS, SandboxState
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             {"token_lifetime": args.token_lifetime, "auto_approve": args.auto_approve}
         )
     except ValueError as error:
-        print(f"google-token-operator sandbox: {error}", file=sys.stderr)
+        print(f"google-token-sandbox: {error}", file=sys.stderr)
         return 2
     if args.client_id != DEMO_CLIENT_ID or args.client_secret or args.redirect_uri:
         state.register_client(
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve_until_signalled(state, args))
     except OSError as error:
-        print(f"google-token-operator sandbox: cannot serve: {error}", file=sys.stderr)
+        print(f"google-token-sandbox: cannot serve: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -92,7 +95,7 @@ async def _serve_until_signalled(state: SandboxState, args: argparse.Namespace) 
     def announce(url: str) -> None:
         _print_environment(url, args.client_id, secret_given=bool(args.client_secret))
 
-    await serve(state, args.host, args.port, stop=stop, on_ready=announce)
+    await serving.serve(create_app(state), args.host, args.port, stop=stop, on_ready=announce)
 
 
 def _print_environment(url: str, client_id: str, *, secret_given: bool) -> None:
@@ -102,10 +105,20 @@ def _print_environment(url: str, client_id: str, *, secret_given: bool) -> None:
     secret_hint = (
         "the --client-secret you passed"
         if secret_given
-        else "DEMO_CLIENT_SECRET in google_token_operator.sandbox.state"
+        else "DEMO_CLIENT_SECRET in google_token_sandbox.demo_data"
     )
     lines += [
         f"# OAuth client id: {client_id} (secret: {secret_hint})",
         f"# Sandbox control API: {url}{CONTROL_PREFIX}/counts; stop with Ctrl-C",
     ]
     print("\n".join(lines), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="google-token-sandbox")
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

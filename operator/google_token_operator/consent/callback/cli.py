@@ -10,8 +10,14 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
-from .. import serving
-from . import CALLBACK_PATH, DEFAULT_OPERATOR_URL, HEALTHZ_PATH, OPERATOR_URL_VARIABLE
+from ... import serving
+from ..contract import (
+    CALLBACK_PATH,
+    CALLBACK_PORT,
+    DEFAULT_OPERATOR_URL,
+    HEALTHZ_PATH,
+    OPERATOR_URL_VARIABLE,
+)
 from .app import create_app
 
 
@@ -29,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=8080,
+        default=CALLBACK_PORT,
         help="port to bind; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(

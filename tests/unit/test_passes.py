@@ -1,0 +1,222 @@
+"""The passes with fake edges: what one pass reads, decides and writes, call by call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fakes import LOG, FakeKube, operator_with_fakes
+
+from google_token_operator.conditions import Reason, find_condition
+from google_token_operator.consent import pending as consent
+from google_token_operator.consent.api import ConsentService
+from google_token_operator.consent.contract import Outcome
+from google_token_operator.google_types import ErrorKind, GoogleError
+from google_token_operator.reconcile.client_pass import ClientPass
+from google_token_operator.reconcile.deletion import delete_client
+from google_token_operator.settings import Settings
+
+NS = "team"
+CLIENT_ID = "cid.apps.googleusercontent.com"
+PRIVATE_LABELS = {
+    "app.kubernetes.io/managed-by": "google-token-operator",
+    "google-token-operator.dev/client": "acme",
+    "google-token-operator.dev/role": "private",
+}
+
+
+def client_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "kind": "GoogleClient",
+        "metadata": {"name": "acme", "namespace": NS},
+        "spec": {"credentialsSecretRef": {"name": "acme-oauth"}, **spec},
+    }
+
+
+def branch_body(name: str, location: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "kind": "Branch",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"clientRef": {"name": "acme"}, "accountId": "123", "locationId": location},
+    }
+
+
+def authorized(kube: FakeKube, **spec: Any) -> dict[str, Any]:
+    """Credentials, a refresh token in the private Secret, and the GoogleClient."""
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_secret(
+        NS,
+        "acme-google-oauth",
+        {"refresh_token": "1//r", "client_id": CLIENT_ID, "scopes": "openid"},
+        labels=PRIVATE_LABELS,
+    )
+    return kube.put_resource("googleclients", client_body(**spec))
+
+
+async def run_pass(op: Any, kube: FakeKube, last: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = kube.resource("googleclients", NS, "acme")
+    last_status = last if last is not None else dict(body.get("status") or {})
+    _, status, _ = await ClientPass(op, body, LOG).run(kube.indexes(), last_status, None)
+    return status
+
+
+def condition(status: dict[str, Any], kind: str) -> tuple[str, str]:
+    found = find_condition(status.get("conditions"), kind)
+    return str(found.get("status")), str(found.get("reason"))
+
+
+async def test_a_refresh_pass_calls_google_once_and_writes_each_secret_once() -> None:
+    op, kube, google, clock, events = operator_with_fakes()
+    authorized(kube)
+
+    status = await run_pass(op, kube)
+
+    assert google.calls["refresh"] == 1
+    assert condition(status, "Ready") == ("True", Reason.TOKEN_VALID)
+    assert condition(status, "Authorized") == ("True", Reason.AUTHORIZED)
+    consumer = kube.plain(NS, "acme-google-token")
+    private = kube.plain(NS, "acme-google-oauth")
+    assert consumer is not None and private is not None
+    assert consumer["access_token"] == private["access_token"]
+    assert "refresh_token" not in consumer
+    assert private["refresh_token"] == "1//r"
+    assert private["account_email"] == "owner@example.com"  # asked once, through userinfo
+    assert sorted(kube.writes) == sorted(
+        [
+            ("write", (NS, "acme-google-oauth")),
+            ("write", (NS, "acme-google-token")),
+            ("status", (NS, "acme")),
+        ]
+    )
+    assert ("acme", False, Reason.TOKEN_VALID) in events.posted
+
+    # Nothing due, nothing changed: the next pass calls nobody and writes nothing.
+    kube.writes.clear()
+    clock.advance(minutes=5)
+    await run_pass(op, kube, status)
+    assert google.calls["refresh"] == 1
+    assert kube.writes == []
+
+
+async def test_a_refresh_pass_after_a_retryable_error_backs_off_and_keeps_the_token() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube, refreshBefore="1h")
+    status = await run_pass(op, kube)
+    token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+    clock.advance(minutes=35)  # within the refresh window of a 1 h token
+    google.refresh_errors.append(GoogleError(ErrorKind.RETRYABLE, 503, "server_error", ""))
+    status = await run_pass(op, kube, status)
+
+    assert google.calls["refresh"] == 2
+    assert condition(status, "Ready") == ("True", Reason.REFRESH_DELAYED)
+    assert status["failedRefreshAttempts"] == 1
+    assert (kube.plain(NS, "acme-google-token") or {})["access_token"] == token
+
+
+async def test_a_branch_fan_out_writes_each_branch_secret_with_one_google_token_call() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube)
+    kube.put_resource("branches", branch_body("downtown", "111"))
+    kube.put_resource("branches", branch_body("airport", "222"))
+    google.refused_locations.add("222")
+
+    await run_pass(op, kube)
+
+    assert google.calls["refresh"] == 1
+    assert google.calls["location"] == 2
+    client_token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+    downtown = kube.plain(NS, "downtown-google-token") or {}
+    assert downtown["access_token"] == client_token
+    assert downtown["location_name"] == "accounts/123/locations/111"
+    assert condition(kube.resource("branches", NS, "downtown")["status"], "Ready") == (
+        "True",
+        Reason.LOCATION_VERIFIED,
+    )
+    assert condition(kube.resource("branches", NS, "airport")["status"], "Ready") == (
+        "False",
+        Reason.LOCATION_NOT_ACCESSIBLE,
+    )
+
+
+async def test_a_client_without_consent_publishes_one_url_and_reuses_it() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+
+    status = await run_pass(op, kube)
+    url = status["authorization"]["url"]
+    assert condition(status, "Authorized") == ("False", Reason.CONSENT_REQUIRED)
+    assert f"client_id={CLIENT_ID.split('.')[0]}" in url
+    state_secrets = [key for key in kube.secrets if key[0] == "gto"]
+    assert len(state_secrets) == 1
+
+    clock.advance(minutes=1)
+    again = await run_pass(op, kube, status)
+    assert again["authorization"]["url"] == url
+    assert [key for key in kube.secrets if key[0] == "gto"] == state_secrets
+    assert google.calls == {}
+
+
+async def test_a_missing_operator_namespace_is_named_in_the_condition() -> None:
+    op, kube, _, _, _ = operator_with_fakes(Settings(operator_namespace="nowhere"))
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+
+    status = await run_pass(op, kube)
+
+    ready = find_condition(status["conditions"], "Ready")
+    assert ready["reason"] == Reason.OPERATOR_NAMESPACE_MISSING
+    assert (
+        "'nowhere'" in ready["message"] and "kubectl create namespace nowhere" in ready["message"]
+    )
+    assert "authorization" not in status
+
+
+async def test_a_consent_exchange_stores_the_refresh_token_once() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    body = kube.put_resource("googleclients", client_body())
+    fresh = consent.draw_fresh()
+    request = consent.ConsentRequest(
+        NS, "acme", body["metadata"]["uid"], CLIENT_ID, "https://cb/cb", ("openid",), "",
+        "https://auth", dt.timedelta(minutes=15),
+    )  # fmt: skip
+    plan = consent.plan_consent(request, None, False, op.clock(), fresh, "gto")
+    assert plan.write is not None
+    await kube.write_secret(plan.write)
+    woken: list[tuple[str, str]] = []
+    service = ConsentService(op, woken.append)
+
+    answer = await service.complete(fresh.state, "the-code", "")
+
+    assert answer.outcome is Outcome.AUTHORIZED
+    assert answer.token_secret == "acme-google-token"
+    assert google.calls["exchange"] == 1
+    private = kube.plain(NS, "acme-google-oauth") or {}
+    assert private["refresh_token"] == "1//refresh-from-the-code"
+    assert private["account_email"] == "owner@example.com"
+    assert woken == [(NS, "acme"), (NS, "acme")]
+    # The state is spent: the same callback again changes nothing.
+    again = await service.complete(fresh.state, "the-code", "")
+    assert again.outcome is Outcome.INVALID_STATE
+    assert google.calls["exchange"] == 1
+
+
+async def test_the_delete_path_revokes_removes_secrets_and_tells_the_branches() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube, revokeOnDelete=True)
+    kube.put_resource("branches", branch_body("downtown", "111"))
+    status = await run_pass(op, kube)
+    body = kube.resource("googleclients", NS, "acme")
+
+    await delete_client(op, NS, "acme", body["spec"], status, kube.indexes(), LOG)
+
+    assert google.revoked == ["1//r"]
+    assert kube.plain(NS, "acme-google-oauth") is None
+    assert kube.plain(NS, "acme-google-token") is None
+    assert kube.plain(NS, "acme-oauth") is not None  # the user's credentials stay
+    branch = kube.resource("branches", NS, "downtown")["status"]
+    assert condition(branch, "Ready") == ("False", Reason.CLIENT_NOT_READY)
