@@ -27,6 +27,7 @@ import requests
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
+from google_token_operator.consent.contract import KEY_FIELD, KEY_SECRET
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
@@ -117,6 +118,13 @@ class Demo:
         text = self.kubectl("get", plural, name, "-n", NAMESPACE, "-o", "json")
         result: dict[str, Any] = json.loads(text)
         return result
+
+    def secret_field(self, name: str, key: str) -> str | None:
+        """One decoded value of a Secret in the demo namespace; None while it is not there."""
+        result = self.plane.kubectl(
+            "get", "secret", name, "-n", NAMESPACE, "-o", f"jsonpath={{.data.{key}}}", check=False
+        )
+        return base64.b64decode(result.stdout).decode() if result.returncode == 0 else None
 
     def condition(self, plural: str, name: str, kind: str) -> dict[str, Any]:
         for item in self.resource(plural, name).get("status", {}).get("conditions", []):
@@ -215,6 +223,8 @@ def walk_through(
         "0",
         env=env,
     )
+    # In a cluster the key is mounted into the callback pod; here it is copied into a file.
+    key_file = demo.workdir / "consent-api-key"
     demo.spawn(
         "callback",
         "callback",
@@ -224,6 +234,8 @@ def walk_through(
         str(callback_port),
         "--operator-url",
         f"http://127.0.0.1:{consent_port}",
+        "--api-key-file",
+        str(key_file),
         env=env,
     )
     info(f"operator log: {operator_log}")
@@ -239,6 +251,8 @@ def walk_through(
         60,
         "the consent URL",
     )
+    key = wait(lambda: demo.secret_field(KEY_SECRET, KEY_FIELD), 30, "the callback's key")
+    key_file.write_text(key)
     print(demo.kubectl("get", "googletokens", "-n", NAMESPACE), end="")
     info("Consent URL (status.authorization.url):")
     print(f"\n    {url}\n", flush=True)

@@ -3,28 +3,23 @@
 The operator publishes the URL (it creates the pending consent for every GoogleClient that
 needs one); this command shows it and waits until the GoogleClient is Authorized. `decide`
 works out, from one reading of the GoogleClient, what to print and whether to stop; the loop
-in `wait_for_authorization` only fetches, prints and sleeps, with its clock and sleep
+in `wait_for_authorization` only fetches, prints and sleeps, with its fetch, clock and sleep
 passed in.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import enum
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO
 
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
-from . import GROUP, VERSION
 from .conditions import AUTHORIZED, READY, Reason, find_condition
-from .kube import load_configuration
+from .kube import ConfigError, Kube, KubeConfig, KubeError, load_config
 from .naming import default_token_secret_name
 from .timeutil import format_rfc3339, parse_rfc3339
 
@@ -263,26 +258,26 @@ class Console:
             self._status_width = 0
 
 
-def wait_for_authorization(
-    fetch: Callable[[], Mapping[str, Any] | None],
+async def wait_for_authorization(
+    fetch: Callable[[], Awaitable[Mapping[str, Any] | None]],
     namespace: str,
     name: str,
-    timeout: dt.timedelta,
+    give_up_after: dt.timedelta,
     *,
     out: TextIO,
     clock: Callable[[], dt.datetime],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Exit:
-    watch = Watch(namespace, name, started=clock(), timeout=timeout)
+    watch = Watch(namespace, name, started=clock(), timeout=give_up_after)
     console = Console(out)
     try:
         while True:
-            decision = decide(watch, fetch(), clock())
+            decision = decide(watch, await fetch(), clock())
             console.show(decision)
             if decision.exit is not None:
                 return decision.exit
             watch = decision.watch
-            sleep(POLL_INTERVAL)
+            await sleep(POLL_INTERVAL)
     finally:
         console.close()
 
@@ -312,58 +307,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        configuration = load_configuration()
-    except kubernetes.config.ConfigException as error:
-        _complain(f"no Kubernetes configuration ({error}); set KUBECONFIG or run in a pod")
+        config = load_config()
+    except ConfigError as error:
+        _complain(f"{error}; set KUBECONFIG or run in a pod")
         return Exit.FAILED
-    namespace = args.namespace or _context_namespace()
-    with kubernetes.client.ApiClient(configuration) as api:
-        fetch = _client_reader(kubernetes.client.CustomObjectsApi(api), namespace, args.name)
-        try:
-            return wait_for_authorization(
-                fetch,
-                namespace,
-                args.name,
-                dt.timedelta(seconds=args.timeout),
-                out=sys.stdout,
-                clock=lambda: dt.datetime.now(dt.UTC),
-            )
-        except ApiException as error:
-            _complain(
-                f"cannot read GoogleClient {namespace}/{args.name}: Kubernetes API answered "
-                f"{error.status} {error.reason}"
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            _complain(f"cannot reach the Kubernetes API: {error}")
-        except KeyboardInterrupt:
-            return 130  # the shell's code for Ctrl-C
+    namespace = args.namespace or config.default_namespace
+    try:
+        return asyncio.run(_watch(config, namespace, args))
+    except KubeError as error:
+        _complain(f"cannot read GoogleClient {namespace}/{args.name}: {error}")
+    except KeyboardInterrupt:
+        return 130  # the shell's code for Ctrl-C
     return Exit.FAILED
 
 
-def _client_reader(
-    api: kubernetes.client.CustomObjectsApi, namespace: str, name: str
-) -> Callable[[], Mapping[str, Any] | None]:
-    def read() -> Mapping[str, Any] | None:
-        try:
-            body = api.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "googleclients", name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return body if isinstance(body, dict) else None
-
-    return read
-
-
-def _context_namespace() -> str:
-    """Like kubectl: the current kubeconfig context's namespace, else "default"."""
+async def _watch(config: KubeConfig, namespace: str, args: argparse.Namespace) -> Exit:
+    kube = Kube(config)
     try:
-        _, context = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        return str(context["context"].get("namespace") or "default")
-    except (kubernetes.config.ConfigException, KeyError, TypeError):
-        return "default"
+        return await wait_for_authorization(
+            lambda: kube.get_resource("googleclients", namespace, args.name),
+            namespace,
+            args.name,
+            dt.timedelta(seconds=args.timeout),
+            out=sys.stdout,
+            clock=lambda: dt.datetime.now(dt.UTC),
+        )
+    finally:
+        await kube.close()
 
 
 def _positive_seconds(text: str) -> int:

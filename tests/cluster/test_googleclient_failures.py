@@ -195,6 +195,7 @@ def test_consumer_secrets_edited_or_deleted_by_hand_are_restored(
             "google-token-operator.dev/client": "acme",
             "google-token-operator.dev/role": "consumer",
         },
+        owner=cluster.get("googleclients", "acme"),  # an edit keeps the owner
     )
     wait_for(
         lambda: (

@@ -35,6 +35,7 @@ from fixtures.operator import (
     OperatorProcess,
     authorized_client,
     branch_spec,
+    hand_over,
     wait_for,
 )
 from google_token_operator import GROUP
@@ -267,6 +268,8 @@ def test_rbac_is_sectioned_narrow_and_leaves_the_callback_without_rights(
     for rule in role["rules"]:
         if set(rule["resources"]) & {"deployments", "services", "serviceaccounts"}:
             assert rule["resourceNames"] == [CALLBACK], rule
+        elif rule["resources"] == ["secrets"]:  # its own namespace: consent state, callback key
+            assert "update" not in rule["verbs"] and "deletecollection" not in rule["verbs"]
         elif rule["verbs"] != ["create"]:  # a POST create carries no name to restrict
             assert rule["resourceNames"] == [LEASE], rule
 
@@ -369,10 +372,16 @@ def test_network_policies_service_and_ingress_fit_the_callback_workload(
     assert selects(consent_peer["podSelector"], callback_labels)
     assert not selects(consent_peer["podSelector"], operator_labels)
     assert by_port[9090] == [{"namespaceSelector": {}}]
-    # Callback: 8080 from anywhere.
+    # Callback: 8080 from anywhere; out only to the operator's consent API and to DNS.
     open_policy = pick(docs, "NetworkPolicy", CALLBACK)["spec"]
     assert selects(open_policy["podSelector"], callback_labels)
+    assert open_policy["policyTypes"] == ["Ingress", "Egress"]
     assert open_policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    to_operator, to_dns = open_policy["egress"]
+    assert to_operator["ports"] == [{"port": 8082, "protocol": "TCP"}]
+    assert selects(to_operator["to"][0]["podSelector"], operator_labels)
+    assert {port["port"] for port in to_dns["ports"]} == {53}
+    assert to_dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     assert {"containerPort": 8080, "name": "http"} in callback_container["ports"]
 
     # The optional Ingress component routes the callback path to the builder's Service.
@@ -550,10 +559,7 @@ def consent_via_api(cluster: Cluster, sandbox: SandboxServer, port: int, name: s
     redirect = requests.get(url, allow_redirects=False, timeout=10)
     assert redirect.status_code == 302, redirect.text
     query = dict(parse_qsl(urlsplit(redirect.headers["Location"]).query))
-    answer = requests.post(f"http://127.0.0.1:{port}/consent", json=query, timeout=30)
-    assert answer.status_code == 200, answer.text
-    result: Doc = answer.json()
-    return result
+    return hand_over(cluster, port, query, OPERATOR_NS)
 
 
 def free_the_lease(kube_api: client.ApiClient) -> None:
@@ -732,7 +738,7 @@ def test_operator_service_account_can_do_what_it_needs(control_plane: ControlPla
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "--all-namespaces"),
         ("create", "secrets", "-n", "default"),
-        ("update", "secrets", "-n", "default"),
+        ("patch", "secrets", "-n", "default"),
         ("delete", "secrets", "-n", "default"),
         # leader election, in its own namespace
         ("create", "leases.coordination.k8s.io", "-n", OPERATOR_NS),
@@ -761,6 +767,9 @@ def test_operator_service_account_cannot_do_more(control_plane: ControlPlane) ->
         # Its own kinds: it never creates or deletes them (people do); only finalizers/status.
         ("create", f"googleclients.{GROUP}", "-n", "default"),
         ("delete", f"branches.{GROUP}", "-n", "default"),
+        # Branches are only watched: no kopf bookkeeping on them, no PUT of any Secret.
+        ("patch", f"branches.{GROUP}", "-n", "default"),
+        ("update", "secrets", "-n", "default"),
         # Other custom resources (kopf runs standalone: not even kopf's peering objects).
         ("list", "certificates.cert-manager.io", "--all-namespaces"),
         ("patch", "clusterkopfpeerings.kopf.dev"),

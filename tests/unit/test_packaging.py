@@ -18,6 +18,7 @@ ROOT = "google_token_operator"
 
 # Decisions over plain data: they may import each other, the standard library, nothing else.
 PURE = (
+    "ownership",
     "policy",
     "clients",
     "branches",
@@ -35,11 +36,19 @@ PURE = (
     "consent.callback.pages",
 )
 # Where the package meets the network, the API server or kopf.
-EDGES = {"google_http", "kube", "runner", "handlers", "leader", "metrics", "serving"}
-EDGE_PACKAGES = {"reconcile", "consent.api", "consent.manager", "consent.callback.app"}
-THIRD_PARTY_IO = {"aiohttp", "kubernetes", "kopf", "urllib3", "requests", "prometheus_client"}
+EDGES = {"google_http", "runner", "handlers", "leader", "metrics", "serving", "authorize"}
+EDGE_PACKAGES = {"kube", "reconcile", "consent.api", "consent.manager", "consent.callback.app"}
+THIRD_PARTY_IO = {
+    "aiohttp",
+    "kubernetes",
+    "kopf",
+    "urllib3",
+    "requests",
+    "prometheus_client",
+    "yaml",
+}
 # The distribution each imported top-level module comes from.
-DISTRIBUTION = {"prometheus_client": "prometheus-client"}
+DISTRIBUTION = {"prometheus_client": "prometheus-client", "yaml": "pyyaml"}
 
 
 def module_path(name: str) -> Path:

@@ -18,6 +18,7 @@ import random
 from ..kube import KubeError
 from ..naming import Key
 from ..reconcile.context import Operator
+from .apikey import ensure_key
 from .workload import callback_objects
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class CallbackManager:
 
     async def _apply(self, wanted: bool) -> None:
         namespace = self.op.settings.operator_namespace
+        await ensure_key(self.op.kube, namespace)  # the callback mounts it
         for desired in callback_objects(self.op.settings, namespace, wanted):
             await self.op.kube.apply_object(desired)
 

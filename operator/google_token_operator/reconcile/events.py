@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, cast
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import kopf
 
+from ..builders import event_object
 from ..conditions import WARNING_REASONS, changed_reasons
+from ..kube import Kube, KubeError
+
+logger = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None: ...
 
 
-class KopfEvents:
-    """Events through kopf's poster (batched, retried, never blocking a pass)."""
+class KubeEvents:
+    """Events posted by the operator's own client, in the background: a pass never waits for
+    one, and one that cannot be posted is logged and dropped (Events are best effort)."""
+
+    def __init__(self, kube: Kube, clock: Callable[[], dt.datetime]) -> None:
+        self.kube = kube
+        self.clock = clock
+        self._sending: set[asyncio.Task[None]] = set()
 
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None:
-        target = cast(kopf.Body, body)  # kopf only reads apiVersion, kind and metadata
-        if warning:
-            kopf.warn(target, reason=reason, message=message)
-        else:
-            kopf.info(target, reason=reason, message=message)
+        event = event_object(body, warning, reason, message, self.clock())
+        task = asyncio.get_running_loop().create_task(self._send(event))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        namespace = event["metadata"]["namespace"]
+        try:
+            await self.kube.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+        except KubeError as error:
+            logger.info(f"Could not post Event {event['reason']}: {error}")
 
 
 def post_transitions(
