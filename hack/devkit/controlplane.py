@@ -198,6 +198,18 @@ def kubeconfig_document(server: str, ca_file: Path, token: str, user: str) -> di
     }
 
 
+# Audit every write (who, with which client, on what), never a request or response body.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete"]},
+        {"level": "None"},
+    ],
+}
+
+
 class ControlPlane:
     """etcd + kube-apiserver for one test session or demo. Use as a context manager."""
 
@@ -209,6 +221,7 @@ class ControlPlane:
         self._api_port: int | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._argv: dict[str, Sequence[str]] = {}
 
     # -- where things are -------------------------------------------------------------------
 
@@ -281,6 +294,7 @@ class ControlPlane:
             tokens, f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode()
         )
         (workdir / "logs").mkdir()
+        (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
 
         etcd_port, self._api_port = _free_loopback_ports(2)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -319,13 +333,18 @@ class ControlPlane:
                 # No kubelets or endpoints controllers to talk to; keeps the log quiet.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # Every write, who made it and with which client: tests count them.
+                f"--audit-policy-file={workdir / 'audit-policy.json'}",
+                f"--audit-log-path={workdir / 'logs' / 'audit.log'}",
+                "--audit-log-format=json",
             ],
         )
         self._wait_ready(deadline)
         self.write_kubeconfig(self.kubeconfig, self.admin_token, ADMIN_USER)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
-        with (self.workdir / "logs" / f"{name}.log").open("wb") as log:
+        self._argv[name] = argv
+        with (self.workdir / "logs" / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -369,6 +388,27 @@ class ControlPlane:
                     "ends with:\n" + _tail(self.workdir / "logs" / "kube-apiserver.log")
                 )
             time.sleep(0.1)
+
+    def restart(self, name: str, down_for: float = 0.0) -> None:
+        """Stop `name` (etcd or kube-apiserver), wait `down_for` seconds, start it again with
+        the same flags and data, and return once the API server answers again."""
+        for index, (running, process) in enumerate(self._processes):
+            if running == name:
+                _terminate(process)
+                del self._processes[index]
+                break
+        else:
+            raise ControlPlaneError(f"no {name} is running")
+        time.sleep(down_for)
+        self._spawn(name, self._argv[name])
+        self._wait_ready(time.monotonic() + self.start_timeout)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The write requests the API server has logged so far (see AUDIT_POLICY)."""
+        path = self.workdir / "logs" / "audit.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def stop(self) -> None:
         """Stop the API server, then etcd (TERM, then KILL); remove the temp dir. Idempotent."""

@@ -231,6 +231,18 @@ class Action:
     message: str = ""
 
 
+def newer_record(stored: TokenRecord | None, remembered: TokenRecord | None) -> TokenRecord | None:
+    """The stored record, unless this process holds a newer token of the same grant (one it
+    could not store yet): a token Google issued is never thrown away for another call."""
+    if stored is None or remembered is None or remembered.access is None:
+        return stored
+    if remembered.refresh_token != stored.refresh_token:
+        return stored  # another grant since (a new consent), or revoked: the Secret is right
+    if stored.access is None or remembered.access.expires_at > stored.access.expires_at:
+        return dataclasses.replace(stored, access=remembered.access, scopes=remembered.scopes)
+    return stored
+
+
 def jitter_for(observation: ClientObservation) -> float:
     access = observation.record.access if observation.record else None
     expiry = format_rfc3339(access.expires_at) if access else ""

@@ -16,105 +16,31 @@ to disagree in rate, and for a write already sent to land.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
-import enum
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
+from .election import (
+    Decision,
+    Fence,
+    LeaseTimings,
+    Monotonic,
+    Observation,
+    decide,
+    lease_record,
+    micro_time,
+    observe,
+)
 from .kube import Kube, KubeError
 
 logger = logging.getLogger(__name__)
 
-LEASE_DURATION = dt.timedelta(seconds=15)
-RENEW_DEADLINE = dt.timedelta(seconds=10)
-RETRY_PERIOD = dt.timedelta(seconds=2)
-# One call to the API server during an election step may take this long.
-CALL_TIMEOUT = dt.timedelta(seconds=4)
-
-Monotonic = Callable[[], float]
-
-
-class Decision(enum.Enum):
-    TAKE = "take"  # free, released, or unchanged for a whole lease duration: take it
-    RENEW = "renew"  # ours: renew it
-    WAIT = "wait"  # someone else holds a live lease
-
-
-@dataclasses.dataclass(frozen=True)
-class LeaseRecord:
-    """What of a Lease the election looks at; `version` tells one renewal from the next."""
-
-    holder: str
-    duration: dt.timedelta
-    version: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """A record, and when (monotonic seconds) this process first saw it."""
-
-    record: LeaseRecord
-    seen_at: float
-
-
-def lease_record(lease: Mapping[str, Any]) -> LeaseRecord:
-    spec = lease.get("spec") or {}
-    seconds = spec.get("leaseDurationSeconds")
-    return LeaseRecord(
-        holder=str(spec.get("holderIdentity") or ""),
-        duration=dt.timedelta(seconds=seconds if isinstance(seconds, int) else 0),
-        version=str((lease.get("metadata") or {}).get("resourceVersion") or "")
-        + "|"
-        + str(spec.get("renewTime") or ""),
-    )
-
-
-def observe(previous: Observation | None, record: LeaseRecord, now: float) -> Observation:
-    """Keep the time a record was first seen; a changed record starts the clock again."""
-    if previous is not None and previous.record == record:
-        return previous
-    return Observation(record, now)
-
-
-def decide(observation: Observation, identity: str, now: float) -> Decision:
-    record = observation.record
-    if record.holder == identity:
-        return Decision.RENEW
-    if not record.holder:
-        return Decision.TAKE
-    if now - observation.seen_at >= max(record.duration, LEASE_DURATION).total_seconds():
-        return Decision.TAKE
-    return Decision.WAIT
-
-
-def micro_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
 
 def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-class Fence:
-    """Until when this replica may write: the start of its last renewal + RENEW_DEADLINE."""
-
-    def __init__(self, monotonic: Monotonic = time.monotonic) -> None:
-        self.monotonic = monotonic
-        self.until = float("-inf")
-
-    def extend(self, renewal_started: float) -> None:
-        self.until = max(self.until, renewal_started + RENEW_DEADLINE.total_seconds())
-
-    def open(self) -> bool:
-        return self.monotonic() < self.until
-
-    def remaining(self) -> float:
-        return self.until - self.monotonic()
 
 
 class LeaderElection:
@@ -124,6 +50,7 @@ class LeaderElection:
         namespace: str,
         name: str,
         identity: str,
+        timings: LeaseTimings | None = None,
         monotonic: Monotonic = time.monotonic,
         wall_clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
@@ -131,23 +58,25 @@ class LeaderElection:
         self.namespace = namespace
         self.name = name
         self.identity = identity
+        self.timings = timings or LeaseTimings()
         self.monotonic = monotonic
         self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
-        self.fence = Fence(monotonic)
+        self.fence = Fence(self.timings.renew_deadline, monotonic)
         self._observation: Observation | None = None
 
     async def acquire(self) -> None:
         """Return once this process holds the Lease (its fence open)."""
         logger.info(f"Waiting to lead: Lease {self.namespace}/{self.name} as {self.identity}")
-        while not await self._attempt():  # noqa: ASYNC110 - polling the API server is the point
-            await asyncio.sleep(RETRY_PERIOD.total_seconds())
+        while not await self._attempt_quietly():  # noqa: ASYNC110 - polling is the point
+            await asyncio.sleep(self.timings.retry_period.total_seconds())
         logger.info(f"Leading: Lease {self.namespace}/{self.name} acquired by {self.identity}")
 
     async def hold(self) -> None:
         """Renew every RETRY_PERIOD; return (lost) when the fence closes before a renewal
         succeeded, or another replica holds the Lease."""
         while True:
-            await asyncio.sleep(min(RETRY_PERIOD.total_seconds(), max(self.fence.remaining(), 0)))
+            retry = self.timings.retry_period.total_seconds()
+            await asyncio.sleep(min(retry, max(self.fence.remaining(), 0)))
             if not self.fence.open():
                 logger.error("Could not renew the Lease in time; stopping (no more writes)")
                 return
@@ -165,7 +94,7 @@ class LeaderElection:
         """Give the Lease up on a clean stop, so a standby takes over in one retry period."""
         self.fence.until = float("-inf")  # no more writes from here, whatever happens
         try:
-            async with asyncio.timeout(CALL_TIMEOUT.total_seconds()):
+            async with asyncio.timeout(self.timings.call_timeout.total_seconds()):
                 current = await self.kube.get_lease(self.namespace, self.name)
                 spec = (current or {}).get("spec") or {}
                 if current is None or spec.get("holderIdentity") != self.identity:
@@ -177,12 +106,20 @@ class LeaderElection:
             return
         logger.info("Released the Lease")
 
+    async def _attempt_quietly(self) -> bool:
+        """A standby's attempt: an API server that cannot be reached means "not yet"."""
+        try:
+            return await self._attempt()
+        except KubeError as error:
+            logger.warning(f"Reading the Lease failed ({error}); trying again")
+            return False
+
     async def _attempt(self) -> bool:
         """One acquire-or-renew step; True when this process holds the Lease afterwards.
         Raises KubeError when the API server cannot be reached in time."""
         started = self.monotonic()
         try:
-            async with asyncio.timeout(CALL_TIMEOUT.total_seconds()):
+            async with asyncio.timeout(self.timings.call_timeout.total_seconds()):
                 holds = await self._step(started)
         except TimeoutError:
             raise KubeError(0, "Timeout", "the Lease call timed out") from None
@@ -194,7 +131,7 @@ class LeaderElection:
         now = self.wall_clock()
         spec = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(LEASE_DURATION.total_seconds()),
+            "leaseDurationSeconds": int(self.timings.lease_duration.total_seconds()),
             "renewTime": micro_time(now),
         }
         current = await self.kube.get_lease(self.namespace, self.name)
@@ -203,7 +140,7 @@ class LeaderElection:
                 self.namespace, self.name, {**spec, "acquireTime": micro_time(now)}
             )
         self._observation = observe(self._observation, lease_record(current), started)
-        decision = decide(self._observation, self.identity, started)
+        decision = decide(self._observation, self.identity, started, self.timings.lease_duration)
         if decision is Decision.WAIT:
             return False
         old = current.get("spec") or {}

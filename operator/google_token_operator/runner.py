@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -27,6 +28,7 @@ from .reconcile.deletion import Janitor
 from .settings import Settings
 
 LEASE_NAME = "google-token-operator"
+VERSION_TEXT = importlib.metadata.version("google-token-operator")
 logger = logging.getLogger(__name__)
 
 LOG_FORMATS = {
@@ -97,13 +99,16 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     metrics = Metrics()
     metrics.serve(args.metrics_port)
     config = load_config()
-    kube = Kube(config)
+    identity = leader.default_identity()
+    # The identity in every request's User-Agent: an audit log tells the replicas apart.
+    user_agent = f"google-token-operator/{VERSION_TEXT} ({identity})"
+    kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
     google = GoogleHttp(settings.google, settings.http_timeout)
     # The consent API serves on every replica (a standby too): what it does is bound to a
     # single-use state and lands in the cluster, where the leader's watch picks it up. It
     # watches nothing, so it reads the few Secrets it needs; its client is not fenced by the
     # leader election (a standby's consent must land too).
-    consent_kube = Kube(config)
+    consent_kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
     consent_op = Operator(settings, consent_kube, google, metrics)
     consent_server = web.AppRunner(
         consent_api.create_app(
@@ -120,7 +125,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.leader_election:
             election = LeaderElection(
-                kube, settings.operator_namespace, LEASE_NAME, leader.default_identity()
+                kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader
             )
             await _while_alive(election.acquire(), args.liveness_port)
             # From here on every Kubernetes write checks that the Lease is still ours.

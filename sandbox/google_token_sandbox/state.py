@@ -334,6 +334,21 @@ class SandboxState:
                     return pending.popleft()
             return None
 
+    def clear_faults(self) -> None:
+        """Google is back: every pending fault is dropped."""
+        with self._lock:
+            self._faults.clear()
+
+    def live_refresh_tokens(self, client_id: str) -> set[str]:
+        """The refresh tokens of this client's grants that still work."""
+        now = self.clock()
+        with self._lock:
+            return {
+                grant.refresh_token
+                for grant in self._grants
+                if grant.client_id == client_id and grant.refresh_token and grant.live(now)
+            }
+
     def client_calls(self, endpoint: str, client_id: str) -> int:
         """Calls of `endpoint` by one OAuth client since the last reset (token calls)."""
         with self._lock:

@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from google_token_operator import leader
-from google_token_operator.leader import Decision, Fence, LeaseRecord, Observation
+from google_token_operator import election as leader
+from google_token_operator.election import Decision, Fence, LeaseRecord, LeaseTimings, Observation
 
 SPAN = dt.timedelta(seconds=15)
 
@@ -13,17 +13,17 @@ def record(holder: str, version: str = "1") -> LeaseRecord:
 
 
 def test_free_or_released_lease_is_taken() -> None:
-    assert leader.decide(Observation(record(""), 0.0), "me", 0.0) is Decision.TAKE
+    assert leader.decide(Observation(record(""), 0.0), "me", 0.0, SPAN) is Decision.TAKE
 
 
 def test_own_lease_is_renewed() -> None:
-    assert leader.decide(Observation(record("me"), 0.0), "me", 0.0) is Decision.RENEW
+    assert leader.decide(Observation(record("me"), 0.0), "me", 0.0, SPAN) is Decision.RENEW
 
 
 def test_another_holder_is_respected_until_its_record_sat_unchanged_for_the_duration() -> None:
     seen = leader.observe(None, record("other"), 100.0)
-    assert leader.decide(seen, "me", 114.9) is Decision.WAIT
-    assert leader.decide(seen, "me", 115.0) is Decision.TAKE
+    assert leader.decide(seen, "me", 114.9, SPAN) is Decision.WAIT
+    assert leader.decide(seen, "me", 115.0, SPAN) is Decision.TAKE
 
 
 def test_a_renewal_restarts_the_standbys_clock_whatever_the_clocks_say() -> None:
@@ -32,7 +32,7 @@ def test_a_renewal_restarts_the_standbys_clock_whatever_the_clocks_say() -> None
     assert again == seen  # the same record: the first sighting counts
     renewed = leader.observe(again, record("other", "2"), 112.0)
     assert renewed.seen_at == 112.0
-    assert leader.decide(renewed, "me", 120.0) is Decision.WAIT
+    assert leader.decide(renewed, "me", 120.0, SPAN) is Decision.WAIT
 
 
 def test_lease_record_reads_holder_duration_and_version() -> None:
@@ -46,7 +46,7 @@ def test_lease_record_reads_holder_duration_and_version() -> None:
 
 def test_the_fence_closes_renew_deadline_after_the_renewal_started() -> None:
     now = [50.0]
-    fence = Fence(lambda: now[0])
+    fence = Fence(leader.RENEW_DEADLINE, lambda: now[0])
     assert not fence.open()
     fence.extend(renewal_started=50.0)
     now[0] = 59.9
@@ -56,8 +56,21 @@ def test_the_fence_closes_renew_deadline_after_the_renewal_started() -> None:
 
 
 def test_the_fence_closes_before_a_standby_may_take_over() -> None:
-    assert leader.RENEW_DEADLINE < leader.LEASE_DURATION
-    assert leader.CALL_TIMEOUT + leader.RETRY_PERIOD < leader.RENEW_DEADLINE
+    timings = LeaseTimings()
+    assert timings.renew_deadline < timings.lease_duration
+    assert timings.call_timeout + timings.retry_period < timings.renew_deadline
+    assert timings.takeover_bound == dt.timedelta(seconds=19)
+    fast = LeaseTimings(dt.timedelta(seconds=6), dt.timedelta(seconds=4), dt.timedelta(seconds=1))
+    assert fast.call_timeout + fast.retry_period < fast.renew_deadline
+
+
+def test_timings_out_of_order_are_refused() -> None:
+    try:
+        LeaseTimings(dt.timedelta(seconds=5), dt.timedelta(seconds=10), dt.timedelta(seconds=2))
+    except ValueError as error:
+        assert "retry period < renew deadline < lease duration" in str(error)
+    else:
+        raise AssertionError("accepted a renew deadline longer than the lease")
 
 
 def test_micro_time() -> None:

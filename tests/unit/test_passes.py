@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
 
 from google_token_operator.conditions import Reason, find_condition
@@ -12,6 +13,7 @@ from google_token_operator.consent import pending as consent
 from google_token_operator.consent.api import ConsentService
 from google_token_operator.consent.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
+from google_token_operator.kube import KubeError
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
 from google_token_operator.settings import Settings
@@ -269,3 +271,27 @@ async def test_a_secret_that_is_not_the_clients_is_reported_and_left_alone() -> 
     body = kube.delete_resource("googleclients", NS, "acme")
     await delete_client(op, body, LOG)
     assert kube.secrets[(NS, "app-config")] == before
+
+
+async def test_a_token_whose_write_failed_is_stored_by_the_next_pass_not_asked_for_again() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    body = kube.resource("googleclients", NS, "acme")
+    memory = ClientMemory(status={})
+    real_patch = kube.patch_secret
+
+    async def api_server_away(*_: Any) -> Any:
+        raise KubeError(0, "ClientConnectorError", "connection refused")
+
+    kube.patch_secret = api_server_away  # type: ignore[method-assign]
+    with pytest.raises(KubeError):
+        await ClientPass(op, body, LOG).run(memory)
+    assert google.calls["refresh"] == 1
+    assert "access_token" not in (kube.plain(NS, "acme-google-oauth") or {})
+
+    kube.patch_secret = real_patch  # type: ignore[method-assign]
+    clock.advance(seconds=5)
+    await ClientPass(op, body, LOG).run(memory)
+    assert google.calls["refresh"] == 1  # the token in memory was stored, not replaced
+    private = kube.plain(NS, "acme-google-oauth") or {}
+    assert private["access_token"] == (kube.plain(NS, "acme-google-token") or {})["access_token"]

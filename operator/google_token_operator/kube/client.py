@@ -84,9 +84,11 @@ class Kube:
         config: KubeConfig,
         timeout: dt.timedelta = DEFAULT_TIMEOUT,
         connections: int = 32,
+        user_agent: str = FIELD_MANAGER,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        self.user_agent = user_agent
         self.write_guard: Callable[[], bool] = lambda: True
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -98,7 +100,10 @@ class Kube:
                 limit=self._connections,
             )
             self._session = aiohttp.ClientSession(
-                base_url=self.config.server, connector=connector, raise_for_status=False
+                base_url=self.config.server,
+                connector=connector,
+                raise_for_status=False,
+                headers={"User-Agent": self.user_agent},
             )
         return self._session
 

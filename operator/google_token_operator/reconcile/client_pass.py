@@ -76,13 +76,14 @@ class ClientPass:
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
         private_verdict = claim(cluster.secrets.get(private_key), owner)
         private_conflict = ""
+        stored: TokenRecord | None = None
         record = None
         if private_verdict.claim is Claim.FOREIGN:
             private_conflict = conflict_message(
                 private_key[1], private_verdict.why, "name for this GoogleClient"
             )
         else:
-            record = self._current_record(private_key, memory.record)
+            stored, record = self._current_record(private_key, memory.record)
         consent_state = self._consent_state(spec, last_status)
         authorized = find_condition(last_status.get("conditions"), AUTHORIZED)
         observation = ClientObservation(
@@ -101,8 +102,11 @@ class ClientPass:
             observation = await self._refresh(observation, credentials)
             now = op.clock()
             action = clients.next_action(observation, now)
+            # Kept before any write: if the writes fail (API server away), the next pass
+            # stores this token instead of asking Google for another.
+            memory.record = observation.record
 
-        if observation.record is not None and observation.record != record:
+        if observation.record is not None and observation.record != stored:
             await op.secrets.ensure(private_secret(owner, observation.record), owner, "private")
 
         # Secrets first, status after: Ready=True is only ever seen with the token in place.
@@ -177,11 +181,15 @@ class ClientPass:
 
     def _current_record(
         self, private_key: Key, last_record: TokenRecord | None
-    ) -> TokenRecord | None:
+    ) -> tuple[TokenRecord | None, TokenRecord | None]:
+        """(what the private Secret holds, the record to work with): the Secret's, or this
+        process's own when the watch has not caught up with a write, or when a write of a
+        newer token failed."""
         if self.op.secrets.lags(private_key):
-            return last_record
+            return last_record, last_record
         view = self.op.cluster.managed.get(private_key)
-        return record_from_data(view.private_data) if view is not None else None
+        stored = record_from_data(view.private_data) if view is not None else None
+        return stored, clients.newer_record(stored, last_record)
 
     async def _refresh(
         self, observation: ClientObservation, credentials: ClientCredentials
