@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import signal
@@ -96,6 +97,10 @@ def wait(check: Callable[[], T | None], timeout: float, what: str) -> T:
             return result
         time.sleep(0.3)
     raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+
+
+def branch_ready(demo: Demo, name: str) -> bool:
+    return demo.condition("branches", name, "Ready").get("status") == "True"
 
 
 def free_port() -> int:
@@ -272,11 +277,7 @@ def walk_through(
         "consent",
     )
     for name in ("downtown", "airport"):
-        wait(
-            lambda name=name: demo.condition("branches", name, "Ready").get("status") == "True",
-            60,
-            f"Branch {name}",
-        )
+        wait(functools.partial(branch_ready, demo, name), 60, f"Branch {name}")
     print(demo.kubectl("get", "googletokens", "-n", NAMESPACE), end="")
 
     step("Waiting for a refresh (tokens are short in the demo)")

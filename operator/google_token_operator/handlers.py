@@ -19,9 +19,15 @@ from . import GROUP, VERSION, policy
 from .consent.manager import CallbackManager
 from .google_types import GoogleError
 from .kube import KubeError, WriteFenced
+from .naming import Key
 from .reconcile.client_pass import ClientMemory, ClientPass
 from .reconcile.context import Operator
 from .reconcile.deletion import delete_client
+
+# Annotations that ask the operator for something (day-2 requests): a change wakes the pass.
+REQUESTS = frozenset(
+    f"{GROUP}/{verb}-requested-at" for verb in ("refresh", "reauthorize", "revoke")
+)
 
 CLIENTS = (GROUP, VERSION, "googleclients")
 
@@ -52,7 +58,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         while not stopped:
             wake.clear()
             try:
-                next_at = await ClientPass(op, body, logger).run(memory)
+                async with op.pass_slots:  # thousands due at once take turns
+                    next_at = await ClientPass(op, body, logger).run(memory)
                 failures = 0
             except WriteFenced:
                 return  # this replica no longer leads; it is stopping
@@ -65,13 +72,27 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
                 next_at = op.clock() + delay
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 
+    # What of a GoogleClient, when it changes, calls for a pass now: its spec (generation),
+    # its deletion, and requests made by annotation. Its status (the passes' own writes)
+    # does not: a pass would only find nothing to do.
+    essences: dict[Key, tuple[Any, ...]] = {}
+
     # async: kopf runs plain functions in a thread, and the manager needs the event loop.
     @kopf.on.event(*CLIENTS, registry=registry, id="google_client_changed")
     async def google_client_changed(
-        name: str, namespace: str | None, type: str, status: kopf.Status, **_: Any
+        name: str, namespace: str | None, type: str, meta: kopf.Meta, status: kopf.Status, **_: Any
     ) -> None:
         key = (namespace or "", name)
-        op.cluster.wakeups.wake(key)
+        essence = (
+            meta.get("generation"),
+            meta.get("deletionTimestamp"),
+            tuple(sorted((k, v) for k, v in meta.get("annotations", {}).items() if k in REQUESTS)),
+        )
+        if type == "DELETED":
+            essences.pop(key, None)
+        elif essences.get(key) != essence:
+            essences[key] = essence
+            op.cluster.wakeups.wake(key)
         callbacks.observe(key, pending=type != "DELETED" and bool(status.get("authorization")))
 
     @kopf.on.delete(*CLIENTS, registry=registry, id="google_client_deleted")

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import kopf
 from aiohttp import web
 
@@ -28,6 +29,8 @@ from .reconcile.deletion import Janitor
 from .settings import Settings
 
 LEASE_NAME = "google-token-operator"
+# kopf's own connections to the API server (its watches, finalizer and annotation patches).
+KOPF_CONNECTIONS = 8
 VERSION_TEXT = importlib.metadata.version("google-token-operator")
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def watched_namespaces(args: argparse.Namespace, settings: Settings) -> list[str
     return [] if args.all_namespaces else list(args.namespace or settings.watch_namespaces)
 
 
-def build_registry(op: Operator, config: KubeConfig) -> kopf.OperatorRegistry:
+def build_registry(op: Operator, config: KubeConfig, user_agent: str) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     callbacks = CallbackManager(op)
     handlers.register(registry, op, callbacks)
@@ -72,20 +75,23 @@ def build_registry(op: Operator, config: KubeConfig) -> kopf.OperatorRegistry:
         settings.networking.connect_timeout = op.kube.timeout.total_seconds()
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        # The same source as the operator's own client: in-cluster, else KUBECONFIG.
+    async def login(**_: Any) -> kopf.AiohttpSession:
+        # The same source as the operator's own client (in-cluster, else KUBECONFIG), and a
+        # session of our own: kopf's default opens a TLS connection per concurrent request
+        # (thousands at a first start), ours keeps a few and reuses them.
         token, expires_at = config.current_token()
-        return kopf.ConnectionInfo(
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=KOPF_CONNECTIONS,
+                ssl=config.ssl_context if config.ssl_context is not None else False,
+            ),
+            headers={**config.auth_headers(), "User-Agent": f"kopf ({user_agent})"},
+        )
+        return kopf.AiohttpSession(
             server=config.server,
-            ca_path=config.ca_path,
-            insecure=config.insecure,
-            token=token or None,
-            username=config.basic[0] if config.basic else None,
-            password=config.basic[1] if config.basic else None,
-            certificate_path=config.certificate_path,
-            private_key_path=config.private_key_path,
             default_namespace=config.default_namespace,
-            expiration=expires_at,
+            expiration=expires_at if token else None,
+            aiohttp_session=session,
         )
 
     @kopf.on.cleanup(registry=registry)
@@ -166,7 +172,7 @@ async def _lead(
     stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
-            registry=build_registry(op, config),
+            registry=build_registry(op, config, kube.user_agent),
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,  # one active replica is ensured by the Lease, not kopf peering

@@ -83,7 +83,7 @@ class Kube:
         self,
         config: KubeConfig,
         timeout: dt.timedelta = DEFAULT_TIMEOUT,
-        connections: int = 32,
+        connections: int = 16,
         user_agent: str = FIELD_MANAGER,
     ) -> None:
         self.config = config

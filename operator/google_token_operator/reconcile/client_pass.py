@@ -300,17 +300,18 @@ class ClientPass:
         desired = {**fields, "conditions": merged}
         patch = clients.status_patch(last_status, desired)
         status = {k: v for k, v in {**last_status, **desired}.items() if v is not None}
-        if not patch:
-            return status
-        await self.op.kube.patch_status(
-            "googleclients", str(meta["namespace"]), str(meta["name"]), patch
-        )
+        # The gauges follow every pass, so a restarted operator reports at once.
         ready = find_condition(merged, READY)
         self.op.metrics.ready.labels("GoogleClient", meta["namespace"], meta["name"]).set(
             1 if ready.get("status") == "True" else 0
         )
         self.op.metrics.set_authorized(
             str(meta["namespace"]), str(meta["name"]), find_condition(merged, AUTHORIZED)
+        )
+        if not patch:
+            return status
+        await self.op.kube.patch_status(
+            "googleclients", str(meta["namespace"]), str(meta["name"]), patch
         )
         post_transitions(
             self.op.events, self.body, last_status.get("conditions"), merged, self.logger

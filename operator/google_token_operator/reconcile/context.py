@@ -3,6 +3,7 @@ the Secret writer, and small in-memory caches."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from .events import EventSink, KubeEvents
 from .secrets import SecretWriter
 
 Clock = Callable[[], dt.datetime]
+PASSES_AT_ONCE = 64
 
 
 class Operator:
@@ -43,7 +45,16 @@ class Operator:
         self.events = events or KubeEvents(kube, self.clock)
         self.secrets = SecretWriter(kube, view, metrics)
         self._credentials: dict[Key, tuple[str, dict[str, str]]] = {}
+        self._pass_slots: asyncio.Semaphore | None = None
         self._branch_status: dict[str, dict[str, Any]] = {}
+
+    @property
+    def pass_slots(self) -> asyncio.Semaphore:
+        """How many GoogleClient passes run at once: enough to keep the API server and Google
+        busy, few enough that a burst of due clients is taken in turns, not all at once."""
+        if self._pass_slots is None:
+            self._pass_slots = asyncio.Semaphore(PASSES_AT_ONCE)
+        return self._pass_slots
 
     @property
     def cluster(self) -> ClusterView:
