@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools browser unit test lint run demo clean
+.PHONY: help venv kube-binaries go-tools chart-lint browser unit test lint run demo clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -44,6 +44,13 @@ kube-binaries: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) e
 go-tools: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) helm and promtool
 	$(DEVKIT) $(BIN)/python -m devkit.gotools
 
+CHART := charts/google-token-operator
+chart-lint: go-tools ## helm lint --strict the chart: defaults, and every optional part switched on
+	helm="$$($(DEVKIT) $(BIN)/python -m devkit.gotools helm)"; \
+	"$$helm" lint --strict $(CHART); \
+	"$$helm" lint --strict $(CHART) --set-json 'watchNamespaces=["reviews"]' \
+	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true
+
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi; \
@@ -53,7 +60,7 @@ browser: ## Install Debian's chromium for the browser tests (apt-get; needs root
 unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no cluster, no browser)
 	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
-test: $(WHEEL_STAMP) kube-binaries go-tools browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), alerts, browser
+test: $(WHEEL_STAMP) kube-binaries go-tools browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), chart, alerts, browser
 	$(BIN)/pytest -q
 	$(BIN)/python hack/check_leftovers.py
 
