@@ -54,7 +54,7 @@ from fixtures.installs import (
     run_whole_flow,
     service_account_kubeconfig,
 )
-from fixtures.operator import REPO, Cluster, OperatorFactory
+from fixtures.operator import REPO, Cluster, OperatorFactory, wait_for
 
 CHART = REPO / "charts" / "google-token-operator"
 COMPONENTS = MANIFESTS / "components"
@@ -300,6 +300,22 @@ def timed(action: Callable[[], Any]) -> float:
     return time.monotonic() - started
 
 
+Rights = dict[tuple[str, ...], bool]
+
+
+def until_authorized(plane: ControlPlane, rights: Rights, timeout: float = 30) -> float:
+    """Wait until the API server's authorizer answers `kubectl auth can-i` as in `rights` for
+    the operator's ServiceAccount; the seconds it took. RBAC objects reach the authorizer
+    through its informers, a moment after they are stored."""
+    started = time.monotonic()
+
+    def settled() -> bool:
+        return all(can_i(plane, OPERATOR_USER, *args) == want for args, want in rights.items())
+
+    wait_for(settled, timeout, interval=0.1, what=f"the operator's rights to be {rights}")
+    return time.monotonic() - started
+
+
 def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     fresh_plane: ControlPlane, helm: Helm, tmp_path: Path
 ) -> None:
@@ -339,7 +355,7 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     )
     assert (status["info"]["status"], status["version"]) == ("deployed", 1)
     # All namespaces: the operator may read Secrets everywhere.
-    assert can_i(fresh_plane, OPERATOR_USER, "list", "secrets", "--all-namespaces")
+    until_authorized(fresh_plane, {("list", "secrets", "--all-namespaces"): True})
 
     # Upgrade to the namespaced mode, another callback URL with its Ingress, no NetworkPolicy.
     fresh_plane.kubectl("create", "namespace", "reviews")
@@ -377,17 +393,15 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     policies = fresh_plane.kubectl("get", "networkpolicies", "-n", OPERATOR_NS, "-o", "name")
     assert policies.stdout.strip() == "", "the upgrade left NetworkPolicies"
     # Secrets in the watched namespace only.
-    assert can_i(fresh_plane, OPERATOR_USER, "list", "secrets", "-n", "reviews")
-    assert can_i(
+    until_authorized(
         fresh_plane,
-        OPERATOR_USER,
-        "patch",
-        "googleclients.google-token-operator.dev",
-        "-n",
-        "reviews",
+        {
+            ("list", "secrets", "-n", "reviews"): True,
+            ("patch", "googleclients.google-token-operator.dev", "-n", "reviews"): True,
+            ("list", "secrets", "--all-namespaces"): False,
+            ("get", "secrets", "-n", "default"): False,
+        },
     )
-    assert not can_i(fresh_plane, OPERATOR_USER, "list", "secrets", "--all-namespaces")
-    assert not can_i(fresh_plane, OPERATOR_USER, "get", "secrets", "-n", "default")
     status = json.loads(
         helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
     )
@@ -454,6 +468,22 @@ def install_chart(
             str(values_file(tmp_path, values)),
             kubeconfig=kubeconfig,
         )
+        # The operator starts right away, and no 403 is allowed: its rights must be in force.
+        watched = values.get("watchNamespaces") or ["default"]
+        lease = "leases.coordination.k8s.io/google-token-operator"
+        waited = until_authorized(
+            control_plane,
+            {
+                ("get", lease, "-n", OPERATOR_NS): True,
+                ("create", "secrets", "-n", OPERATOR_NS): True,
+                ("list", "customresourcedefinitions.apiextensions.k8s.io"): True,
+                **{
+                    ("patch", "googleclients.google-token-operator.dev", "-n", n): True
+                    for n in watched
+                },
+            },
+        )
+        print(f"\nthe chart's RBAC was in force {waited:.2f} s after helm install")
         return helm.manifest(kubeconfig)
 
     try:
@@ -464,12 +494,13 @@ def install_chart(
 
 @pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
 def test_operator_runs_the_whole_flow_under_the_charts_service_account(
+    # First, so that it is torn down (helm uninstall) after the operator has stopped.
+    install_chart: ChartInstaller,
     control_plane: ControlPlane,
     kube_api: client.ApiClient,
     cluster: Cluster,
     sandbox: SandboxServer,
     start_operator: OperatorFactory,
-    install_chart: ChartInstaller,
     tmp_path: Path,
     mode: str,
 ) -> None:
@@ -480,7 +511,7 @@ def test_operator_runs_the_whole_flow_under_the_charts_service_account(
         # What the Deployment runs is what the flow runs: `-n` is WATCH_NAMESPACES.
         assert env_of(operator)["WATCH_NAMESPACES"] == cluster.namespace
         assert "--all-namespaces" not in operator["args"]
-        assert not can_i(control_plane, OPERATOR_USER, "list", "secrets", "--all-namespaces")
+        until_authorized(control_plane, {("list", "secrets", "--all-namespaces"): False})
     kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
     started = time.monotonic()
     run_whole_flow(kube_api, cluster, sandbox, start_operator, kubeconfig)
