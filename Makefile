@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries browser chaos-tools unit chaos test lint run demo clean
+.PHONY: help venv kube-binaries go-tools chart-lint browser chaos-tools unit chaos test lint run demo clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -41,6 +41,16 @@ venv: $(WHEEL_STAMP) ## Create .venv with the operator and the sandbox (from the
 kube-binaries: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
 	$(DEVKIT) $(BIN)/python -m devkit build
 
+go-tools: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) helm and promtool
+	$(DEVKIT) $(BIN)/python -m devkit.gotools
+
+CHART := charts/google-token-operator
+chart-lint: go-tools ## helm lint --strict the chart: defaults, and every optional part switched on
+	helm="$$($(DEVKIT) $(BIN)/python -m devkit.gotools helm)"; \
+	"$$helm" lint --strict $(CHART); \
+	"$$helm" lint --strict $(CHART) --set-json 'watchNamespaces=["reviews"]' \
+	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true
+
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi; \
@@ -60,7 +70,7 @@ chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, f
 	$(BIN)/pytest -q -s tests/chaos
 	$(BIN)/python hack/check_leftovers.py
 
-test: $(WHEEL_STAMP) kube-binaries browser chaos-tools ## Every tier: unit, sandbox, cluster, browser, fault runs
+test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs
 	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py
 

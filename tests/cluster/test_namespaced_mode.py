@@ -16,7 +16,11 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
-from test_manifests import (
+from test_manifests import free_port, install, kubectl_apply
+
+from devkit import ControlPlane
+from devkit.servers import SandboxServer
+from fixtures.installs import (
     OPERATOR,
     OPERATOR_NS,
     OPERATOR_USER,
@@ -25,19 +29,14 @@ from test_manifests import (
     can_i,
     container,
     env_of,
-    free_port,
     free_the_lease,
-    install,
-    kubectl_apply,
     pick,
     render,
 )
-
-from devkit import ControlPlane
-from devkit.servers import SandboxServer
 from fixtures.operator import REPO, Cluster, OperatorProcess, authorized_client, wait_for
 
 COMPONENT = REPO / "manifests" / "components" / "namespaced"
+WATCHED = "google-token-operator-watched"  # the ClusterRole, and each RoleBinding to it
 
 
 @pytest.fixture
@@ -66,9 +65,9 @@ def namespaced_overlay(folder: Path, watched: list[str]) -> Path:
                 "components": [os.path.relpath(COMPONENT, folder)],
                 "patches": [
                     {
-                        "target": {"kind": "RoleBinding", "name": OPERATOR, "namespace": "reviews"},
+                        "target": {"kind": "RoleBinding", "name": WATCHED, "namespace": "reviews"},
                         "patch": "$patch: delete\napiVersion: rbac.authorization.k8s.io/v1\n"
-                        f"kind: RoleBinding\nmetadata:\n  name: {OPERATOR}\n"
+                        f"kind: RoleBinding\nmetadata:\n  name: {WATCHED}\n"
                         "  namespace: reviews\n",
                     },
                     {
@@ -186,9 +185,7 @@ def test_the_namespaced_mode_needs_no_secret_outside_its_namespaces(
             process.stop()
     finally:
         try:
-            client.RbacAuthorizationV1Api(kube_api).delete_cluster_role(
-                "google-token-operator-watched"
-            )
+            client.RbacAuthorizationV1Api(kube_api).delete_cluster_role(WATCHED)
         except ApiException as error:
             assert error.status == 404
         install(control_plane)  # the all-namespaces install, for the tests that follow
