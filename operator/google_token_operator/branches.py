@@ -116,6 +116,8 @@ class ClientState:
     ready: bool
     reason: str = ""
     access: AccessToken | None = None
+    # The grant was revoked on request: the Branch's Secret goes too.
+    withdrawn: bool = False
 
 
 def branch_ready(

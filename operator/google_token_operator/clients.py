@@ -19,6 +19,7 @@ from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Re
 from .consent.pending import PublishedConsent
 from .google_types import ClientCredentials, ErrorKind, GoogleError, Userinfo
 from .naming import default_token_secret_name
+from .requested import Request
 from .settings import DEFAULT_SCOPES, Settings
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from .tokens import AccessToken, TokenRecord
@@ -211,6 +212,9 @@ class ClientObservation:
     previous_authorized_reason: str
     # Set when the private Secret's name is taken by a Secret that is not this client's.
     private_conflict: str = ""
+    # Day-2 requests not handled yet, and when a requested refresh may call Google.
+    requests: frozenset[Request] = frozenset()
+    requested_refresh_at: dt.datetime | None = None
 
     def with_record(self, record: TokenRecord | None) -> ClientObservation:
         return dataclasses.replace(self, record=record)
@@ -284,6 +288,9 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
     if failure.attempts and failure.retry_at and now < failure.retry_at:
         return Action(ActionKind.WAIT, until=failure.retry_at)
     due = refresh_due(observation)
+    if Request.REFRESH in observation.requests:
+        allowed = observation.requested_refresh_at
+        due = allowed if due is None or allowed is None else min(due, allowed)
     if due is None or now >= due:
         return Action(ActionKind.REFRESH)
     return Action(ActionKind.WAIT, until=due)
@@ -295,6 +302,59 @@ def consent_reason(observation: ClientObservation) -> str:
     if observation.record is not None and observation.record.access is not None:
         return Reason.AUTHORIZATION_REVOKED
     return Reason.CONSENT_REQUIRED
+
+
+def after_revoke(observation: ClientObservation) -> ClientObservation:
+    """Revoked on request: no token is kept, and consent is needed again."""
+    return dataclasses.replace(
+        observation,
+        record=None,
+        failure=FailureState(),
+        previous_authorized_reason=Reason.REVOKED_ON_REQUEST,
+    )
+
+
+def tokens_withdrawn(action: Action) -> bool:
+    """The grant was revoked on request: consumer Secrets must not exist (their access token
+    died with the grant at Google), until a new consent."""
+    return action.kind is ActionKind.CONSENT and action.reason == Reason.REVOKED_ON_REQUEST
+
+
+def handled_requests(
+    observation: ClientObservation,
+    action: Action,
+    *,
+    refreshed: bool,
+    revoked: bool,
+    reconsented: bool,
+) -> frozenset[Request]:
+    """The open requests this pass handled. A refresh request is handled by a refresh (made
+    on request or due anyway), or at once when no refresh is possible (the conditions say
+    why); a re-consent once the new grant is stored."""
+    done = set()
+    if revoked:
+        done.add(Request.REVOKE)
+    if refreshed or action.kind in (ActionKind.CONSENT, ActionKind.BLOCKED):
+        done.add(Request.REFRESH)
+    if reconsented:
+        done.add(Request.REAUTHORIZE)
+    return frozenset(done) & observation.requests
+
+
+def grant_to_retire(previous: TokenRecord | None, stored: TokenRecord) -> str:
+    """The refresh token of the grant a new consent replaced, when it should be revoked at
+    Google; empty when not. Google revokes per account and OAuth client, so a grant of the
+    same account and client as the new one is left alone (revoking it would kill the new
+    one), as is one whose account is not known."""
+    if previous is None or not previous.refresh_token:
+        return ""
+    if previous.refresh_token == stored.refresh_token:
+        return ""
+    if not previous.account_email or not stored.account_email:
+        return ""
+    if previous.account_email == stored.account_email and previous.client_id == stored.client_id:
+        return ""
+    return previous.refresh_token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +442,13 @@ def desired_conditions(
         authorized = Condition(AUTHORIZED, False, reason, _consent_message(reason, action))
     elif record is not None and record.refresh_token:
         who = f" by {email}" if email else ""
-        authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, f"Consent given{who}")
+        message = f"Consent given{who}"
+        if Request.REAUTHORIZE in observation.requests:
+            message += (
+                "; a new consent was requested: open status.authorization.url (this grant "
+                "keeps working until the new one is stored)"
+            )
+        authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, message)
     else:
         authorized = Condition(
             AUTHORIZED, False, Reason.CONSENT_REQUIRED, _consent_message("", action)
@@ -432,6 +498,12 @@ def _consent_message(reason: str, action: Action) -> str:
             "Google says the grant was revoked or expired (invalid_grant); open "
             "status.authorization.url to consent again"
         )
+    if reason == Reason.REVOKED_ON_REQUEST:
+        return (
+            "the grant was revoked at Google on request (annotation "
+            f"{Request.REVOKE.annotation}) and the token Secrets were deleted; open "
+            "status.authorization.url to consent again"
+        )
     if reason == Reason.CONSENT_DENIED:
         return "consent was denied at Google; open status.authorization.url to try again"
     if reason == Reason.ACCOUNT_NOT_ALLOWED:
@@ -447,7 +519,7 @@ def desired_status(
     observation: ClientObservation,
     action: Action,
     pending: PublishedConsent | None,
-    now: dt.datetime,
+    handled: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Status fields other than conditions (merged by the caller); None removes a field."""
     record = observation.record
@@ -467,6 +539,7 @@ def desired_status(
         "lastFailure": failure.last_error or None,
         "credentialsResourceVersion": failure.rejected_credentials_version or None,
         "tokenSecretName": observation.spec.token_secret_name,
+        "handledRequests": dict(handled) if handled else None,
     }
 
 

@@ -33,6 +33,8 @@ class Reason:
     SPEC_INVALID = "SpecInvalid"
     OPERATOR_NAMESPACE_MISSING = "OperatorNamespaceMissing"
     GOOGLE_ANSWER_INVALID = "GoogleAnswerInvalid"
+    # A person asked for the grant to be revoked (annotation revoke-requested-at).
+    REVOKED_ON_REQUEST = "RevokedOnRequest"
     # Both kinds: a Secret under a wanted name is not the operator's for this object.
     SECRET_CONFLICT = "SecretConflict"
     # Branch
@@ -44,7 +46,12 @@ class Reason:
 
 # Authorized=False reasons that stay until a new consent, whatever else happens.
 STICKY_CONSENT_REASONS = frozenset(
-    {Reason.AUTHORIZATION_REVOKED, Reason.CONSENT_DENIED, Reason.ACCOUNT_NOT_ALLOWED}
+    {
+        Reason.AUTHORIZATION_REVOKED,
+        Reason.CONSENT_DENIED,
+        Reason.ACCOUNT_NOT_ALLOWED,
+        Reason.REVOKED_ON_REQUEST,
+    }
 )
 
 # Reasons whose Event is a Warning when the condition is False.

@@ -23,11 +23,7 @@ from .naming import Key
 from .reconcile.client_pass import ClientMemory, ClientPass
 from .reconcile.context import Operator
 from .reconcile.deletion import delete_client
-
-# Annotations that ask the operator for something (day-2 requests): a change wakes the pass.
-REQUESTS = frozenset(
-    f"{GROUP}/{verb}-requested-at" for verb in ("refresh", "reauthorize", "revoke")
-)
+from .requested import ANNOTATIONS
 
 CLIENTS = (GROUP, VERSION, "googleclients")
 
@@ -86,7 +82,9 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         essence = (
             meta.get("generation"),
             meta.get("deletionTimestamp"),
-            tuple(sorted((k, v) for k, v in meta.get("annotations", {}).items() if k in REQUESTS)),
+            tuple(
+                sorted((k, v) for k, v in meta.get("annotations", {}).items() if k in ANNOTATIONS)
+            ),
         )
         if type == "DELETED":
             essences.pop(key, None)

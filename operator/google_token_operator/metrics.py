@@ -62,9 +62,13 @@ class Metrics:
         with contextlib.suppress(KeyError):
             self.ready.remove(kind, namespace, name)
         if kind == "GoogleClient":
-            with contextlib.suppress(KeyError):
-                self.token_expiration.remove(namespace, name)
+            self.token_gone(namespace, name)
             self.set_authorized(namespace, name, None)
+
+    def token_gone(self, namespace: str, name: str) -> None:
+        """The client holds no access token (revoked on request, or never had one)."""
+        with contextlib.suppress(KeyError):
+            self.token_expiration.remove(namespace, name)
 
     def set_authorized(
         self, namespace: str, name: str, condition: Mapping[str, Any] | None

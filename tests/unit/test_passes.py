@@ -295,3 +295,125 @@ async def test_a_token_whose_write_failed_is_stored_by_the_next_pass_not_asked_f
     assert google.calls["refresh"] == 1  # the token in memory was stored, not replaced
     private = kube.plain(NS, "acme-google-oauth") or {}
     assert private["access_token"] == (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+
+def request(kube: FakeKube, kind: str, value: str) -> None:
+    """A person sets a request annotation on the GoogleClient."""
+    body = kube.resource("googleclients", NS, "acme")
+    body["metadata"].setdefault("annotations", {})[f"google-token-operator.dev/{kind}"] = value
+
+
+async def test_a_refresh_request_refreshes_once_per_value_and_at_most_once_a_minute() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await ClientPass(op, kube.resource("googleclients", NS, "acme"), LOG).run(memory)
+    assert google.calls["refresh"] == 1
+    token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+    clock.advance(minutes=2)
+    request(kube, "refresh-requested-at", "r1")
+    await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 2  # the token was fresh: refreshed anyway
+    assert memory.status["handledRequests"] == {"refresh": "r1"}
+    assert (kube.plain(NS, "acme-google-token") or {})["access_token"] != token
+
+    clock.advance(minutes=2)
+    await run_pass(op, kube, memory)  # the same value again: nothing
+    assert google.calls["refresh"] == 2
+
+    # A burst of 50 new values within a minute: at most one more call in that minute, and
+    # the last value is handled.
+    for number in range(50):
+        clock.advance(seconds=1)
+        request(kube, "refresh-requested-at", f"burst-{number}")
+        await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 3
+    clock.advance(seconds=15)
+    await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 4
+    assert memory.status["handledRequests"] == {"refresh": "burst-49"}
+
+
+async def test_a_revoke_request_revokes_at_google_and_removes_every_token() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    kube.put_resource("branches", branch_body("downtown", "111"))
+    kube.put_secret(NS, "unrelated", {"access_token": "someone-else's"})
+    status = await run_pass(op, kube)
+    assert kube.plain(NS, "downtown-google-token") is not None
+
+    request(kube, "revoke-requested-at", "v1")
+    clock.advance(seconds=5)
+    status = await run_pass(op, kube, ClientMemory(status))
+
+    assert google.revoked == ["1//r"]
+    for secret in ("acme-google-oauth", "acme-google-token", "downtown-google-token"):
+        assert kube.plain(NS, secret) is None, secret
+    assert kube.plain(NS, "unrelated") == {"access_token": "someone-else's"}
+    assert condition(status, "Authorized") == ("False", Reason.REVOKED_ON_REQUEST)
+    assert status["handledRequests"] == {"revoke": "v1"}
+    assert "tokenSecretName" not in status and "expiresAt" not in status
+    assert status["authorization"]["url"]  # consent again from here
+    assert "1//r" not in str(status)
+    branch = kube.resource("branches", NS, "downtown")["status"]
+    assert condition(branch, "Ready") == ("False", Reason.CLIENT_NOT_READY)
+
+    # Handled once: the same value, later passes, a restart: no more calls, nothing comes back.
+    for _ in range(2):
+        clock.advance(minutes=30)
+        status = await run_pass(op, kube, ClientMemory(status))
+    assert google.calls["revoke"] == 1 and google.calls["refresh"] == 1
+    assert kube.plain(NS, "acme-google-token") is None
+    assert condition(status, "Authorized") == ("False", Reason.REVOKED_ON_REQUEST)
+
+
+async def test_a_reauthorize_request_keeps_the_token_served_until_the_new_grant_is_stored() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await run_pass(op, kube, memory)
+    served = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+    request(kube, "reauthorize-requested-at", "a1")
+    await run_pass(op, kube, memory)
+    url = memory.status["authorization"]["url"]
+    assert condition(memory.status, "Authorized") == ("True", Reason.AUTHORIZED)
+    assert (kube.plain(NS, "acme-google-token") or {})["access_token"] == served
+    assert "handledRequests" not in memory.status
+    clock.advance(minutes=1)
+    await run_pass(op, kube, memory)
+    assert memory.status["authorization"]["url"] == url  # the same URL while it waits
+
+    # Another account consents: the new grant replaces the old one, which is revoked.
+    google.account = "new-owner@example.com"
+    state_secret = memory.status["authorization"]["stateSecretName"]
+    state = url.split("state=")[1].split("&")[0]
+    assert consent.consent_secret_name(state) == state_secret
+    answer = await ConsentService(op).complete(state, "code-2", "")
+    assert answer.outcome is Outcome.AUTHORIZED
+    assert google.revoked == ["1//r"]
+    assert (kube.plain(NS, "acme-google-oauth") or {})["refresh_token"] == "1//refresh-from-code-2"
+
+    await run_pass(op, kube, memory)
+    assert memory.status["handledRequests"] == {"reauthorize": "a1"}
+    assert "authorization" not in memory.status
+    assert memory.status["account"] == {"email": "new-owner@example.com"}
+    assert ("gto", state_secret) not in kube.secrets  # the spent consent state is gone
+
+
+async def test_a_reconsent_by_the_same_account_does_not_revoke_the_new_grant() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await run_pass(op, kube, memory)  # learns the account through userinfo
+    request(kube, "reauthorize-requested-at", "a1")
+    await run_pass(op, kube, memory)
+    state = memory.status["authorization"]["url"].split("state=")[1].split("&")[0]
+
+    answer = await ConsentService(op).complete(state, "code-2", "")
+
+    assert answer.outcome is Outcome.AUTHORIZED
+    assert google.revoked == []  # Google would revoke the new grant with the old one
+    await run_pass(op, kube, memory)
+    assert memory.status["handledRequests"] == {"reauthorize": "a1"}

@@ -23,11 +23,11 @@ from ..builders import private_secret
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
 from ..kube.client import MERGE_PATCH, secret_path
-from ..naming import Owner, private_secret_name
+from ..naming import Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..reconcile.context import Operator
 from ..reconcile.secrets import WriteResult, Written
-from ..tokens import TokenRecord, decode_data
+from ..tokens import TokenRecord, decode_data, record_from_data
 from . import pending as consent
 from .apikey import KeyCheck, Throttle
 from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
@@ -211,6 +211,8 @@ class ConsentService:
             access=response.access,
         )
         owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
+        private_key = (spec.namespace, private_secret_name(spec.name))
+        previous = await self._replaced_record(private_key, owner)
         written = await self._store(owner, record)
         if written is None:
             await self._revoke(response.refresh_token, client)
@@ -236,6 +238,9 @@ class ConsentService:
                 client=client,
             )
             return answer, str(answer.outcome)
+        replaced = clients.grant_to_retire(previous, record)
+        if replaced:
+            await self._revoke(replaced, client, "replaced")
         return ConsentAnswer(
             Outcome.AUTHORIZED,
             200,
@@ -244,6 +249,15 @@ class ConsentService:
             account=account.email or None,
             token_secret=spec.token_secret_name,
         ), str(Outcome.AUTHORIZED)
+
+    async def _replaced_record(self, private_key: Key, owner: Owner) -> TokenRecord | None:
+        """The grant a re-consent replaces, read before the write so it can be retired
+        after it; None when there is none or it cannot be read (then none is retired)."""
+        try:
+            return record_from_data(await self.op.secrets.read_owned(private_key, owner))
+        except KubeError as error:
+            logger.warning(f"Could not read the grant a consent replaces: {error}")
+            return None
 
     async def _store(self, owner: Owner, record: TokenRecord) -> WriteResult | None:
         """Write the refresh token into the private Secret, retrying what may heal (a
@@ -264,12 +278,12 @@ class ConsentService:
                 await asyncio.sleep(STORE_BACKOFF * 2**attempt)
         return None
 
-    async def _revoke(self, refresh_token: str, client: ClientRef) -> None:
+    async def _revoke(self, refresh_token: str, client: ClientRef, which: str = "refused") -> None:
         """A grant the operator will not keep must not stay alive at Google."""
         try:
             await self.op.google.revoke(refresh_token)
         except GoogleError as error:
-            logger.warning(f"Could not revoke the refused grant of {client}: {error}")
+            logger.warning(f"Could not revoke the {which} grant of {client}: {error}")
 
 
 def create_app(

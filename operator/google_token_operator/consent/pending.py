@@ -24,6 +24,7 @@ from ..naming import CLIENT_LABEL, MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL, l
 from ..settings import IDENTITY_SCOPES
 from ..timeutil import format_rfc3339, parse_rfc3339
 from ..tokens import decode_data, encode_data
+from .contract import Outcome
 
 STATE_BYTES = 32  # 256 bits; the issue asks for at least 128.
 VERIFIER_BYTES = 64  # 86 url-safe characters, inside RFC 7636's 43..128.
@@ -38,8 +39,9 @@ EXPIRES_LABEL = f"{GROUP}/expires"
 # Set on a consent Secret once its state was spent: denied, exchanging, authorized, ...
 OUTCOME_LABEL = f"{GROUP}/consent-outcome"
 OUTCOME_EXCHANGING = "exchanging"  # claimed; the code is being exchanged right now
-OUTCOME_DENIED = "denied"
-OUTCOME_ACCOUNT_NOT_ALLOWED = "account_not_allowed"
+OUTCOME_DENIED = str(Outcome.DENIED)
+OUTCOME_ACCOUNT_NOT_ALLOWED = str(Outcome.ACCOUNT_NOT_ALLOWED)
+OUTCOME_AUTHORIZED = str(Outcome.AUTHORIZED)  # the grant is stored in the private Secret
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +75,13 @@ def requested_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*scopes, *IDENTITY_SCOPES)))
 
 
-def consent_fingerprint(client_id: str, redirect_uri: str, scopes: tuple[str, ...]) -> str:
-    """What a pending consent depends on; when it changes the pending state is void."""
-    material = "\n".join((client_id, redirect_uri, *sorted(scopes)))
+def consent_fingerprint(
+    client_id: str, redirect_uri: str, scopes: tuple[str, ...], reconsent: str = ""
+) -> str:
+    """What a pending consent depends on; when it changes the pending state is void. A new
+    re-consent request (its annotation value) voids it too: it asks for a fresh URL."""
+    extra = (f"reconsent:{reconsent}",) if reconsent else ()
+    material = "\n".join((client_id, redirect_uri, *sorted(scopes), *extra))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -244,10 +250,12 @@ class ConsentRequest:
     login_hint: str
     auth_uri: str
     ttl: dt.timedelta
+    # The open re-consent request this URL answers (its acknowledgement), if any.
+    reconsent: str = ""
 
     @property
     def fingerprint(self) -> str:
-        return consent_fingerprint(self.client_id, self.redirect_uri, self.scopes)
+        return consent_fingerprint(self.client_id, self.redirect_uri, self.scopes, self.reconsent)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -259,6 +259,33 @@ class Kube:
             params={"fieldManager": FIELD_MANAGER},
         )
 
+    async def annotate(
+        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """Set annotations (JSON merge patch of metadata); None when the object is gone."""
+        return await self.maybe(
+            "PATCH",
+            resource_path(plural, namespace, name),
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
+            params={"fieldManager": FIELD_MANAGER},
+        )
+
+    async def list_resources(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of a kind, in one namespace or (None) in all, listed in pages."""
+        path = (
+            resource_path(plural, namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{plural}"
+        )
+        items: list[dict[str, Any]] = []
+        params = {"limit": "500"}
+        while True:
+            page = await self.request("GET", path, params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {"limit": "500", "continue": str(token)}
+
     # Leases (leader election) ----------------------------------------------------------------
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:

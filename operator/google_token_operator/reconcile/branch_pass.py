@@ -95,6 +95,8 @@ async def reconcile_branch(
     verdict = claim(op.cluster.secrets.get(key), owner)
     if verdict.claim is Claim.FOREIGN:  # said at once, token or not
         conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
+    elif client.withdrawn:
+        await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
     elif access is not None:
         written = await op.secrets.ensure(
             consumer_secret(owner, spec.token_secret_name, spec.client_name, access, spec.location),

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from .. import branches, clients
+from .. import branches, clients, requested
 from ..builders import consumer_secret, private_secret
 from ..clients import Action, ActionKind, ClientObservation, CredentialsProblem, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
@@ -20,11 +20,13 @@ from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
 from ..naming import Key, Owner, private_secret_name
 from ..ownership import Claim, claim, conflict_message
+from ..requested import Request
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from .branch_pass import BranchFanOut
 from .context import Operator
 from .events import post_transitions
+from .grants import revoke_grant
 from .secrets import Written
 
 # Even with nothing scheduled, look again now and then: level-based, not only edge-based.
@@ -40,6 +42,8 @@ class ClientMemory:
 
     status: dict[str, Any]
     record: TokenRecord | None = None
+    # When a refresh last ran on request (bounds requested refreshes; see requested.py).
+    requested_refresh: dt.datetime | None = None
     branch_failures: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -85,6 +89,12 @@ class ClientPass:
         else:
             stored, record = self._current_record(private_key, memory.record)
         consent_state = self._consent_state(spec, last_status)
+        if consent_state == consent.OUTCOME_AUTHORIZED and not private_conflict:
+            # A consent just stored a grant: read it, not a view that may lag behind it.
+            stored = record = record_from_data(await op.secrets.read_owned(private_key, owner))
+        opened = requested.open_requests(
+            self.body["metadata"].get("annotations") or {}, last_status.get("handledRequests")
+        )
         authorized = find_condition(last_status.get("conditions"), AUTHORIZED)
         observation = ClientObservation(
             spec=spec,
@@ -96,9 +106,22 @@ class ClientPass:
                 consent_state, str(authorized.get("reason", ""))
             ),
             private_conflict=private_conflict,
+            requests=frozenset(opened),
+            requested_refresh_at=requested.requested_refresh_at(
+                record.access.issued_at if record and record.access else None,
+                memory.requested_refresh,
+            ),
         )
+        revoked = Request.REVOKE in opened and not private_conflict
+        if revoked:
+            await self._revoke(observation.record, owner, private_key)
+            observation = clients.after_revoke(observation)
+            stored = memory.record = None
         action = clients.next_action(observation, now)
-        if action.kind is ActionKind.REFRESH and isinstance(credentials, ClientCredentials):
+        refreshed = action.kind is ActionKind.REFRESH
+        if refreshed and isinstance(credentials, ClientCredentials):
+            if Request.REFRESH in opened:
+                memory.requested_refresh = now
             observation = await self._refresh(observation, credentials)
             now = op.clock()
             action = clients.next_action(observation, now)
@@ -113,11 +136,16 @@ class ClientPass:
         access = observation.record.access if observation.record else None
         consumer_verdict = claim(cluster.secrets.get(consumer_key), owner)
         consumer_conflict = ""
+        withdrawn = clients.tokens_withdrawn(action)
         if consumer_verdict.claim is Claim.FOREIGN:  # said at once, token or not
             consumer_conflict = conflict_message(
                 spec.token_secret_name, consumer_verdict.why, "spec.tokenSecretName"
             )
-        if access is not None and not private_conflict and not consumer_conflict:
+        elif withdrawn:
+            await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
+        if access is None:
+            op.metrics.token_gone(spec.namespace, spec.name)
+        elif not private_conflict and not consumer_conflict:
             op.metrics.token_expiration.labels(spec.namespace, spec.name).set(
                 access.expires_at.timestamp()
             )
@@ -134,14 +162,24 @@ class ClientPass:
         if isinstance(previous, str) and previous and previous != spec.token_secret_name:
             await op.secrets.delete_owned(spec.namespace, previous, owner)
 
+        reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
         published, consent_problem = await self._publish_consent(
-            observation, action, last_status, consent_state, now
+            observation,
+            action,
+            last_status,
+            consent_state,
+            now,
+            reconsent="" if reconsented else opened.get(Request.REAUTHORIZE, ""),
         )
         conditions = clients.desired_conditions(
             observation, action, now, consent_problem, consumer_conflict
         )
-        fields = clients.desired_status(observation, action, published, now)
-        if consumer_conflict:
+        done = clients.handled_requests(
+            observation, action, refreshed=refreshed, revoked=revoked, reconsented=reconsented
+        )
+        handled = requested.acknowledged(last_status.get("handledRequests"), opened, done)
+        fields = clients.desired_status(observation, action, published, handled)
+        if consumer_conflict or withdrawn:
             fields["tokenSecretName"] = None
         memory.status = await self._write_status(last_status, conditions, fields, now)
         memory.record = observation.record
@@ -152,6 +190,7 @@ class ClientPass:
             ready=ready.get("status") == "True",
             reason=str(ready.get("reason", "")),
             access=access if not private_conflict else None,
+            withdrawn=withdrawn,
         )
         fan_out = await BranchFanOut(op, self.logger, memory.branch_failures).run(
             spec, client_state, now
@@ -190,6 +229,13 @@ class ClientPass:
         view = self.op.cluster.managed.get(private_key)
         stored = record_from_data(view.private_data) if view is not None else None
         return stored, clients.newer_record(stored, last_record)
+
+    async def _revoke(self, record: TokenRecord | None, owner: Owner, private_key: Key) -> None:
+        """Revoke on request: at Google first (a retryable failure ends the pass, which is
+        tried again), then the refresh token goes with the private Secret."""
+        if record is not None and record.refresh_token:
+            await revoke_grant(self.op.google, record.refresh_token, self.logger)
+        await self.op.secrets.delete_owned(*private_key, owner)
 
     async def _refresh(
         self, observation: ClientObservation, credentials: ClientCredentials
@@ -237,8 +283,10 @@ class ClientPass:
         last_status: Mapping[str, Any],
         published_state: str,
         now: dt.datetime,
+        reconsent: str,
     ) -> tuple[consent.PublishedConsent | None, str]:
-        """Keep a usable consent URL while consent is needed; drop the state otherwise.
+        """Keep a usable consent URL while consent is needed or a re-consent (`reconsent`,
+        the open request) is asked for; drop the state otherwise.
 
         Returns the URL to publish and, when none can be, the reason why (a condition message).
         """
@@ -246,7 +294,10 @@ class ClientPass:
         namespace = op.settings.operator_namespace
         published = consent.published_from_status(last_status.get("authorization"))
         credentials = observation.credentials
-        if action.kind is not ActionKind.CONSENT or isinstance(credentials, CredentialsProblem):
+        wanted = action.kind is ActionKind.CONSENT or (
+            reconsent and action.kind is not ActionKind.BLOCKED
+        )
+        if not wanted or isinstance(credentials, CredentialsProblem):
             if published is not None:
                 await self._retire_state(spec, published.secret_name)
             return None, ""
@@ -260,6 +311,7 @@ class ClientPass:
             login_hint=spec.login_hint,
             auth_uri=op.settings.google.auth_uri,
             ttl=op.settings.consent_ttl,
+            reconsent=reconsent,
         )
         plan = consent.plan_consent(
             request, published, published_state, now, consent.draw_fresh(), namespace

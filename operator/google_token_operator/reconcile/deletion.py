@@ -17,13 +17,13 @@ import kopf
 
 from .. import branches
 from ..consent import pending as consent
-from ..google_types import ErrorKind, GoogleError
 from ..kube import KubeError
 from ..naming import Key, Owner, default_token_secret_name, is_managed, private_secret_name
 from ..tokens import record_from_data
 from .branch_pass import reconcile_branch
 from .cluster import client_of
 from .context import Operator
+from .grants import revoke_grant
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +44,7 @@ async def delete_client(
     if spec.get("revokeOnDelete") is True and view is not None:
         record = record_from_data(view.private_data)
         if record is not None and record.refresh_token:
-            try:
-                revoked = await op.google.revoke(record.refresh_token)
-            except GoogleError as error:
-                if error.kind is ErrorKind.RETRYABLE:
-                    raise
-                # Google refuses for good: waiting cannot make the revoke succeed, and a
-                # deletion must not hang on it.
-                logger.warning(f"Revoking the grant at Google failed for good: {error}")
-            else:
-                logger.info("Revoked the grant at Google" if revoked else "Already revoked")
+            await revoke_grant(op.google, record.refresh_token, logger)
     await _delete_token_secrets(op, owner, spec, status, private_key[1])
     published = consent.published_from_status(status.get("authorization"))
     if published is not None and published.secret_name:

@@ -94,6 +94,14 @@ class SecretWriter:
         assert seen is not None
         return await self.kube.delete_secret(namespace, name, uid=seen.uid)
 
+    async def read_owned(self, key: Key, owner: Owner) -> Mapping[str, str] | None:
+        """The Secret's data as the API server has it now (not as watched), if it is
+        `owner`'s; None otherwise."""
+        current = await self.kube.get_secret(*key)
+        if current is None or claim(secret_meta(current), owner).claim is not Claim.OURS:
+            return None
+        return dict(current.get("data") or {})
+
     def forget(self, key: Key) -> None:
         self._memory.pop(key, None)
 
