@@ -67,10 +67,12 @@ unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no 
 	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
 chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, freeze, clock skew, restarts, outages)
+	$(BIN)/python hack/check_leftovers.py --sweep-stale
 	$(BIN)/pytest -q -s tests/chaos
 	$(BIN)/python hack/check_leftovers.py
 
 test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs
+	$(BIN)/python hack/check_leftovers.py --sweep-stale
 	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py
 

@@ -6,12 +6,18 @@ keep their data, certs and tokens there) and temp dirs with the control-plane pr
 left behind when the process that started it (its dir's owner.pid) is gone; one whose owner
 still runs, such as another test session or `devcluster up`, is only mentioned.
 Exits 1 and lists what was left behind, if anything.
+
+With --sweep-stale (run before the tests), what an earlier, interrupted run left behind is
+removed instead and listed, so the check afterwards judges only this run.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -46,7 +52,32 @@ def control_plane_processes() -> list[tuple[Path, str]]:
     return found
 
 
+def sweep_stale() -> int:
+    """Kill and remove control planes whose owner is gone; list what was removed."""
+    for workdir, description in control_plane_processes():
+        if not owner_running(workdir):
+            pid = int(description.split(":", 1)[0].removeprefix("pid "))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            print(f"removed, left by an earlier run: process {description}", file=sys.stderr)
+    for workdir in sorted(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*")):
+        if not owner_running(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"removed, left by an earlier run: temp dir {workdir}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--sweep-stale",
+        action="store_true",
+        help="remove what earlier runs left behind instead of checking (run before the tests)",
+    )
+    if parser.parse_args().sweep_stale:
+        return sweep_stale()
     leftovers: list[str] = []
     in_use: list[str] = []
     for workdir, description in control_plane_processes():
