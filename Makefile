@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools chart-lint browser chaos-tools unit chaos test lint run demo clean
+.PHONY: help venv kube-binaries go-tools chart-lint browser chaos-tools unit chaos test lint run demo bench clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -86,6 +86,13 @@ run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply cr
 
 demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
 	$(BIN)/python hack/demo.py
+
+BENCH_SIZES ?= 500,2000,5000
+BENCH_NOISE ?= 10000
+bench: $(WHEEL_STAMP) kube-binaries ## Scale benchmark (not in test; ~1 h): a table, and bench/results.json
+	mkdir -p bench
+	$(DEVKIT) $(BIN)/python hack/bench.py --sizes $(BENCH_SIZES) --noise $(BENCH_NOISE) --json bench/results.json
+	$(BIN)/python hack/check_leftovers.py
 
 clean: ## Remove .venv and build/test output (the kube binary cache stays)
 	rm -rf $(VENV) build dist bin operator/*.egg-info sandbox/*.egg-info sandbox/build .pytest_cache .mypy_cache .ruff_cache test-output

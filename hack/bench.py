@@ -344,8 +344,12 @@ class World:
                 "--consent-port", "0"]  # fmt: skip
         return Process(argv, env, self.workdir / log)
 
-    def bare_kopf(self, log: str) -> Process:
-        env = {**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)}
+    def bare_kopf(self, log: str, daemons: bool = False) -> Process:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.plane.kubeconfig),
+            "BENCH_FLOOR_DAEMONS": "1" if daemons else "",
+        }
         argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
                 str(REPO / "hack" / "bench_bare_kopf.py")]  # fmt: skip
         return Process(argv, env, self.workdir / log)
@@ -389,17 +393,19 @@ def measure(clients: int, noise: int, idle_seconds: float, workdir: Path) -> dic
         run_async(lambda kube: populate(kube, state, clients), plane.kubeconfig)
         say(f"{clients} clients populated in {time.monotonic() - started:.0f} s")
 
-        # 1. the bare kopf floor, then the operator's first start, on the same objects
-        floor = world.bare_kopf("bare-kopf.log")
-        settle(floor)
-        floor_usage = usage(floor.pid)
-        floor.stop()
-        result["bare_kopf"] = {
-            "cpu_s": floor_usage.cpu,
-            "rss_mb": floor_usage.rss / 2**20,
-            "peak_rss_mb": floor_usage.peak_rss / 2**20,
-        }
-        say(f"bare kopf: {result['bare_kopf']}")
+        # 1. the bare kopf floors (without and with a daemon per client), then the operator's
+        # first start, on the same objects
+        for name, daemons in (("bare_kopf", False), ("kopf_daemons", True)):
+            floor = world.bare_kopf(f"{name}.log", daemons)
+            settle(floor)
+            floor_usage = usage(floor.pid)
+            floor.stop()
+            result[name] = {
+                "cpu_s": floor_usage.cpu,
+                "rss_mb": floor_usage.rss / 2**20,
+                "peak_rss_mb": floor_usage.peak_rss / 2**20,
+            }
+            say(f"{name}: {result[name]}")
 
         port = free_port()
         before = api_requests(plane)
@@ -538,13 +544,17 @@ def histogram(moments: list[float], width: float) -> list[int]:
 
 def figures(r: dict[str, Any]) -> dict[str, str]:
     """One size's results as the table's cells."""
-    first, floor, burst = r["first_start"], r["bare_kopf"], r["burst"]
+    first, floor, daemons, burst = r["first_start"], r["bare_kopf"], r["kopf_daemons"], r["burst"]
     cells = {
         "first start: all Ready (s)": f"{first['ready_s']:.1f}",
         "first start: CPU s / peak RSS MB": f"{first['cpu_s']:.0f} / {first['peak_rss_mb']:.0f}",
         "bare kopf: CPU s / RSS MB": f"{floor['cpu_s']:.0f} / {floor['rss_mb']:.0f}",
         "steady RSS / bare-kopf RSS": f"{first['steady_rss_mb'] / floor['rss_mb']:.2f}",
         "peak RSS / bare-kopf peak": f"{first['peak_rss_mb'] / floor['peak_rss_mb']:.2f}",
+        "kopf + a daemon per client: CPU s / RSS MB": (
+            f"{daemons['cpu_s']:.0f} / {daemons['rss_mb']:.0f}"
+        ),
+        "steady RSS / kopf-with-daemons RSS": f"{first['steady_rss_mb'] / daemons['rss_mb']:.2f}",
         "first start: API writes per client": f"{first['writes_per_client']:.1f}",
         "idle: CPU % of a core / API req per min": (
             f"{r['idle']['cpu_percent']:.2f} / {r['idle']['api_requests_per_minute']:.0f}"

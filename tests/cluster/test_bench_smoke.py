@@ -40,6 +40,7 @@ def test_the_benchmark_runs_every_phase_at_twenty_clients(
     figures = json.loads((tmp_path / "bench.json").read_text())["results"][0]
     assert figures["clients"] == 20 and figures["branches"] == 80
     assert figures["first_start"]["google_token_calls"] == 20
+    assert figures["bare_kopf"]["rss_mb"] > 0 and figures["kopf_daemons"]["rss_mb"] > 0
     assert figures["restart"]["google_token_calls"] == 0
     assert figures["burst"]["google_calls_per_refresh"] == 1.0
     assert figures["burst"]["api_writes_per_refresh"] <= 7.5  # 1 + 4 consumer, private, status
