@@ -19,6 +19,8 @@ DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
+# node-deps, node-up, node-down, e2e-node: a single-node cluster on this machine (root).
+include hack/node.mk
 
 help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -1,0 +1,33 @@
+# A real node on this machine, without Docker: the images built with buildah, a kubelet on
+# containerd + runc, kube-proxy, CoreDNS and the controllers, around the local control plane
+# (hack/devkit/node.py). Needs root. Included by the Makefile.
+
+# Debian's packages the image build and the node use; everything else is built from pinned Go
+# modules (hack/kube-binaries, hack/node-binaries) or compiled here (pause).
+NODE_APT_PACKAGES := runc containernetworking-plugins buildah mmdebstrap skopeo umoci \
+  iptables conntrack iproute2 gcc libc6-dev
+
+.PHONY: node-deps node-binaries node-up node-down e2e-node
+
+node-deps: ## Install the Debian packages the image build and the node need (apt-get; root)
+	@missing=$$(for package in $(NODE_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "the node needs: apt-get install $$missing (as root)" >&2; exit 1; fi; \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+node-binaries: $(WHEEL_STAMP) ## Find or build (once, cached) kubelet, controllers, kube-proxy, containerd, CoreDNS
+	$(DEVKIT) $(BIN)/python -m devkit build --node
+
+node-up: $(WHEEL_STAMP) kube-binaries node-binaries node-deps image ## Start a single-node cluster in the background; prints export KUBECONFIG=...
+	$(DEVKIT) $(BIN)/python -m devkit node-up
+
+node-down: $(WHEEL_STAMP) ## Stop the node and remove anything a node left on this machine
+	$(DEVKIT) $(BIN)/python -m devkit node-down
+
+e2e-node: $(WHEEL_STAMP) kube-binaries node-binaries node-deps browser image ## The node tier: the image and the manifests as pods on a real node
+	$(BIN)/pytest -q tests/node
+	$(BIN)/python hack/check_leftovers.py
