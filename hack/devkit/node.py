@@ -143,6 +143,12 @@ class Node(StartStop):
         return self._plane().kubeconfig
 
     @property
+    def kubectl_path(self) -> Path:
+        if self._kube_bin is None:
+            raise NodeError("the node is not started")
+        return self._kube_bin / "kubectl"
+
+    @property
     def containerd_socket(self) -> Path:
         return self.workdir / "containerd" / "containerd.sock"
 
