@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Fail if a local control plane outlived the run that started it: run after `make test`.
+"""Fail if a local control plane or node outlived the run that started it: run after the tests.
 
-Finds processes whose command line mentions a control-plane temp dir (etcd and kube-apiserver
-keep their data, certs and tokens there) and temp dirs with the control-plane prefix. One is
-left behind when the process that started it (its dir's owner.pid) is gone; one whose owner
-still runs, such as another test session or `devcluster up`, is only mentioned.
-Exits 1 and lists what was left behind, if anything.
+Control planes: processes whose command line mentions a control-plane temp dir (etcd and
+kube-apiserver keep their data, certs and tokens there) and temp dirs with its prefix.
+
+Nodes (devkit.node): their temp dirs; processes in their cgroups or naming their temp dir
+(containerd's shims, pods' processes); mounts under their temp dirs (pod volumes, container root
+filesystems, network namespaces); the bridge and its veths; iptables rules and chains named
+KUBE-* or GTO-* (kube-proxy's, the kubelet's, the node's own); their cgroups;
+/var/log/containers symlinks into their temp dirs; containerd shims' sockets.
+
+Something is left behind when the process that started it (its temp dir's owner.pid) is gone;
+what belongs to one whose owner still runs, such as another test session or `make node-up`, is
+only mentioned. Exits 1 and lists what was left behind, if anything.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from devkit import OWNER_FILE, TEMP_PREFIX
+from devkit import OWNER_FILE, TEMP_PREFIX, node
 
 _WORKDIR = re.compile(rf"(/[^\s=]*/{re.escape(TEMP_PREFIX)}[^/\s]+)")
 
@@ -46,6 +54,28 @@ def control_plane_processes() -> list[tuple[Path, str]]:
     return found
 
 
+def node_leftovers() -> Iterator[str]:
+    """Everything of a node on this host, one line each."""
+    workdirs = node.node_workdirs()
+    for workdir in workdirs:
+        yield f"temp dir {workdir}"
+    for _, description in node.node_processes(workdirs):
+        yield f"process {description}"
+    for mount in node.node_mounts(workdirs):
+        yield f"mount {mount}"
+    for link in node.node_container_log_links(workdirs):
+        yield f"symlink {link}"
+    for interface in node.node_interfaces():
+        yield f"network interface {interface}"
+    for table, rule in node.iptables_leftovers():
+        yield f"iptables {table}: {rule}"
+    for cgroup in node.node_cgroups():
+        yield f"cgroup {cgroup}"
+    if node.SHIM_SOCKETS.is_dir():
+        for socket in node.SHIM_SOCKETS.iterdir():
+            yield f"containerd shim socket {socket}"
+
+
 def main() -> int:
     leftovers: list[str] = []
     in_use: list[str] = []
@@ -53,13 +83,20 @@ def main() -> int:
         (in_use if owner_running(workdir) else leftovers).append(f"process {description}")
     for workdir in sorted(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*")):
         (in_use if owner_running(workdir) else leftovers).append(f"temp dir {workdir}")
+    # A node's resources are host-wide (one bridge, one set of chains): all of them are in use
+    # while any node's owner runs.
+    node_running = any(owner_running(workdir) for workdir in node.node_workdirs())
+    (in_use if node_running else leftovers).extend(node_leftovers())
     for line in in_use:
         print(f"in use by a running owner (not counted): {line}", file=sys.stderr)
     for line in leftovers:
         print(f"left behind: {line}", file=sys.stderr)
     if leftovers:
         return 1
-    print(f"no control-plane processes or {TEMP_PREFIX}* temp dirs left behind")
+    print(
+        f"no control-plane or node processes, {TEMP_PREFIX}*/{node.TEMP_PREFIX}* temp dirs, "
+        "mounts, interfaces, iptables rules or cgroups left behind"
+    )
     return 0
 
 

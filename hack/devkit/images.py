@@ -134,6 +134,15 @@ class Buildah:
         finally:
             subprocess.run([*self.base, "rm", container], capture_output=True, check=False)
 
+    def label(self, name: str, key: str) -> str | None:
+        """A label of image ``name``; None if there is no such image or label."""
+        if not self.exists(name):
+            return None
+        output = self("inspect", "--type=image", name, what=f"inspecting {name}")
+        labels = json.loads(output)["OCIv1"]["config"].get("Labels") or {}
+        value = labels.get(key)
+        return str(value) if value is not None else None
+
     def exists(self, name: str) -> bool:
         result = subprocess.run(
             [*self.base, "inspect", "--type=image", name], capture_output=True, check=False
@@ -185,8 +194,41 @@ def build_base(buildah: Buildah) -> str:
     return name
 
 
+# What the image is built from: the Dockerfile and its context (.dockerignore's allow-list).
+_CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+_CONTEXT_FOLDERS = ("operator", "sandbox")
+_CONTEXT_SKIPPED = ("__pycache__", ".egg-info", "sandbox/build")
+SOURCE_LABEL = "dev.google-token-operator.source-digest"
+
+
+def source_digest(base: str, target: str) -> str:
+    """A digest of everything a build reads; equal digests make equal images."""
+    root = repo_root()
+    files = [root / name for name in _CONTEXT_FILES]
+    for folder in _CONTEXT_FOLDERS:
+        files += sorted(
+            path
+            for path in (root / folder).rglob("*")
+            if path.is_file()
+            and path.suffix != ".pyc"
+            and not any(skip in path.relative_to(root).as_posix() for skip in _CONTEXT_SKIPPED)
+        )
+    digest = hashlib.sha256(f"{base}\0{target}\0".encode())
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> None:
-    """`buildah bud` of the repository's Dockerfile, exactly as `docker build` would run it."""
+    """`buildah bud` of the repository's Dockerfile, exactly as `docker build` would run it.
+
+    Skipped when the image was built from the same sources. buildah's own layer cache cannot
+    tell: it never reuses a RUN step that had a --volume, and the build needs one (below).
+    """
+    source = source_digest(base, target)
+    if buildah.label(image.local_name, SOURCE_LABEL) == source:
+        _progress(f"{image.local_name} is up to date (sources unchanged)")
+        return
     started = time.monotonic()
     args = [
         "bud",
@@ -197,6 +239,7 @@ def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> 
         f"--build-arg=PYTHON_IMAGE={base}",
         f"--target={target}",
         f"--tag={image.local_name}",
+        f"--label={SOURCE_LABEL}={source}",
     ]
     # ...and trust what the host trusts (a TLS-inspecting proxy's CA, say). Mounted for the
     # RUN steps only: nothing of it lands in a layer.
@@ -249,9 +292,23 @@ def build_pause(buildah: Buildah) -> None:
 
 
 def export(buildah: Buildah, image: Image) -> Path:
-    """A docker-archive tar carrying the node's name for the image (``ctr images import``)."""
+    """A docker-archive tar carrying the node's name for the image (``ctr images import``).
+
+    Written again only when the image changed (its id is kept beside the archive).
+    """
     target = archive(image)
     target.parent.mkdir(parents=True, exist_ok=True)
+    image_id = buildah(
+        "images",
+        "--noheading",
+        "--no-trunc",
+        "--format={{.ID}}",
+        image.local_name,
+        what=f"looking up {image.local_name}",
+    ).strip()
+    id_file = target.with_suffix(".id")
+    if target.is_file() and id_file.is_file() and id_file.read_text() == image_id:
+        return target
     partial = target.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     buildah(
@@ -262,6 +319,7 @@ def export(buildah: Buildah, image: Image) -> Path:
         what=f"exporting {image.local_name}",
     )
     partial.rename(target)
+    id_file.write_text(image_id)
     return target
 
 

@@ -71,6 +71,8 @@ EGRESS_CHAIN = "GTO-NODE-EGRESS"
 # and this module (GTO-*) create.
 CHAIN_PREFIXES = ("KUBE-", "GTO-")
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
+# What the kubelet itself keeps in iptables (and ip6tables) while it runs, and leaves at exit.
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 SHIM_SOCKETS = Path("/run/containerd/s")
 CNI_BIN_DIR = Path("/usr/lib/cni")
@@ -637,10 +639,15 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
 def sweep(
     workdir: Path | None, bin_dir: Path | None, saved_sysctls: dict[str, str] | None = None
 ) -> list[str]:
-    """Remove whatever a node left on this host; return a line per thing removed.
+    """Give back what a node holds on this host; return a line per thing that should not be here.
 
-    Run at every stop (after the orderly part) and by `make node-down` for a node whose process
-    died. ``workdir`` None: any node's (``gto-node-*`` temp dirs).
+    Run at every stop, once the kubelet and containerd are gone, and by `make node-down` for a
+    node whose process died (``workdir`` None: any node's ``gto-node-*`` temp dirs). Some of it
+    is the node's own set-up and expected at this point: the bridge, the egress chain, the
+    kubelet's own chains and the bind mount of its root dir onto itself, the cgroup parents.
+    The rest — processes, pod volumes and root filesystems, network namespaces, veths, log
+    symlinks, Service rules, pod cgroups — the kubelet, containerd and kube-proxy should have
+    removed; what of it is found is removed too, and reported.
     """
     removed: list[str] = []
     workdirs = [workdir] if workdir is not None else node_workdirs()
@@ -648,24 +655,30 @@ def sweep(
         with contextlib.suppress(ProcessLookupError):
             os.kill(process_id, signal.SIGKILL)
             removed.append(f"process {description}")
+    own_mounts = {str(folder / "kubelet") for folder in workdirs}
     for mount in node_mounts(workdirs):
         if subprocess.run(["umount", mount], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
-        removed.append(f"mount {mount}")
+        if mount not in own_mounts:
+            removed.append(f"mount {mount}")
     for link in node_container_log_links(workdirs):
         link.unlink(missing_ok=True)
         removed.append(f"symlink {link}")
     if bin_dir is not None and (bin_dir / "kube-proxy").exists():
         subprocess.run([str(bin_dir / "kube-proxy"), "--cleanup"], capture_output=True, check=False)
     for table, rule in iptables_leftovers():
-        removed.append(f"iptables -t {table} {rule}")
+        if not _own_rule(rule):
+            removed.append(f"iptables -t {table} {rule}")
     _remove_iptables_chains()
     for interface in node_interfaces():
         _run("ip", "link", "delete", interface, check=False)
-        removed.append(f"interface {interface}")
+        if interface != BRIDGE:
+            removed.append(f"interface {interface}")
     for cgroup in node_cgroups():
         for leaf in sorted(cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if leaf.is_dir():
+                if leaf.name.startswith("pod"):
+                    removed.append(f"cgroup {leaf}")
                 with contextlib.suppress(OSError):
                     leaf.rmdir()
         with contextlib.suppress(OSError):
@@ -679,6 +692,16 @@ def sweep(
             if _sysctl_path(name).read_text().strip() != value:
                 _sysctl_path(name).write_text(value)
     return removed
+
+
+def _own_rule(line: str) -> bool:
+    """A rule or chain of the node's own set-up: the kubelet's chains, the egress chain."""
+    chains = {*KUBELET_CHAINS, EGRESS_CHAIN}
+    fields = line.split()
+    if line.startswith(":"):
+        return line[1:].split()[0] in chains
+    target = fields[fields.index("-j") + 1] if "-j" in fields else ""
+    return fields[1] in chains or target in chains
 
 
 def node_workdirs() -> list[Path]:

@@ -29,13 +29,13 @@ NON_ROOT = 10001
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory, measurements: Measurements) -> Path:
-    """The operator image unpacked into an OCI runtime bundle (config.json + rootfs)."""
-    archive = images.ensure_node_images()[images.OPERATOR]
-    measurements.record("operator image size (uncompressed)", archive.stat().st_size / 1e6, "MB")
-    folder = tmp_path_factory.mktemp("image")
-    layout = f"{folder / 'oci'}:operator"
+def unpack(image: images.Image, folder: Path, measurements: Measurements) -> Path:
+    """The image unpacked into an OCI runtime bundle (config.json + rootfs) in ``folder``."""
+    archive = images.ensure_node_images()[image]
+    measurements.record(
+        f"{image.node_name} image size (uncompressed)", archive.stat().st_size / 1e6, "MB"
+    )
+    layout = f"{folder / 'oci'}:{image.key}"
     subprocess.run(
         ["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{layout}"], check=True
     )
@@ -45,6 +45,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, measurements: Measurements)
         capture_output=True,
     )
     return folder / "bundle"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, measurements: Measurements) -> Path:
+    return unpack(images.OPERATOR, tmp_path_factory.mktemp("operator"), measurements)
 
 
 def as_the_deployment_runs_it(bundle: Path, args: list[str], env: dict[str, str]) -> None:
@@ -105,6 +110,19 @@ def test_help_on_a_read_only_root(bundle: Path) -> None:
     assert process.returncode == 0, output
     for command in ("run", "callback", "authorize"):
         assert command in output
+
+
+def test_the_sandbox_image_starts_on_a_read_only_root(
+    tmp_path: Path, measurements: Measurements
+) -> None:
+    sandbox = unpack(images.SANDBOX, tmp_path, measurements)
+    config = json.loads((sandbox / "config.json").read_text())
+    assert config["process"]["user"]["uid"] == NON_ROOT
+    as_the_deployment_runs_it(sandbox, [*config["process"]["args"], "--help"], {})
+    with container(sandbox, "gto-image-sandbox") as process:
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "--token-lifetime" in output
 
 
 def test_run_starts_and_answers_its_probes(
