@@ -52,7 +52,7 @@ browser: ## Install Debian's chromium for the browser tests (apt-get; needs root
 unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no cluster, no browser)
 	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
-test: $(WHEEL_STAMP) kube-binaries browser ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser
+test: $(WHEEL_STAMP) kube-binaries browser $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser, node
 	$(BIN)/pytest -q
 	$(BIN)/python hack/check_leftovers.py
 

@@ -25,8 +25,8 @@ image: ## Build google-token-operator:dev and google-token-sandbox:dev: docker, 
 	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
 	  docker build -t $(IMAGE) . && docker build --target sandbox -t $(SANDBOX_IMAGE) .; \
 	else \
-	  echo "no Docker engine: building with buildah (hack/devkit/images.py)"; \
-	  $(MAKE) --no-print-directory venv node-deps && $(DEVKIT) $(BIN)/python -m devkit image; \
+	  echo "no Docker engine: building with buildah (make node-images)"; \
+	  $(MAKE) --no-print-directory node-images; \
 	fi
 
 kind-up: $(KIND) ## Create the kind cluster (kind pinned in ./bin, built with go install)

@@ -7,7 +7,10 @@
 NODE_APT_PACKAGES := runc containernetworking-plugins buildah mmdebstrap skopeo umoci \
   iptables conntrack iproute2 gcc libc6-dev
 
-.PHONY: node-deps node-binaries node-up node-down e2e-node
+.PHONY: node-deps node-binaries node-images node-up node-down e2e-node
+
+# What the node tier needs before its tests run (also `make test`'s, which runs every tier).
+NODE_PREREQUISITES := node-deps node-binaries node-images
 
 node-deps: ## Install the Debian packages the image build and the node need (apt-get; root)
 	@missing=$$(for package in $(NODE_APT_PACKAGES); do \
@@ -22,12 +25,16 @@ node-deps: ## Install the Debian packages the image build and the node need (apt
 node-binaries: $(WHEEL_STAMP) ## Find or build (once, cached) kubelet, controllers, kube-proxy, containerd, CoreDNS
 	$(DEVKIT) $(BIN)/python -m devkit build --node
 
-node-up: $(WHEEL_STAMP) kube-binaries node-binaries node-deps image ## Start a single-node cluster in the background; prints export KUBECONFIG=...
+# Always buildah, even where Docker runs: the node imports the archives this build writes.
+node-images: $(WHEEL_STAMP) node-deps ## Build the images for the node with buildah (no Docker engine); prints their sizes
+	$(DEVKIT) $(BIN)/python -m devkit image
+
+node-up: $(WHEEL_STAMP) kube-binaries $(NODE_PREREQUISITES) ## Start a single-node cluster in the background; prints export KUBECONFIG=...
 	$(DEVKIT) $(BIN)/python -m devkit node-up
 
 node-down: $(WHEEL_STAMP) ## Stop the node and remove anything a node left on this machine
 	$(DEVKIT) $(BIN)/python -m devkit node-down
 
-e2e-node: $(WHEEL_STAMP) kube-binaries node-binaries node-deps browser image ## The node tier: the image and the manifests as pods on a real node
+e2e-node: $(WHEEL_STAMP) kube-binaries browser $(NODE_PREREQUISITES) ## The node tier alone: the image and the manifests as pods on a real node
 	$(BIN)/pytest -q tests/node
 	$(BIN)/python hack/check_leftovers.py

@@ -109,6 +109,9 @@ def _serve_node() -> int:
             signal.pause()
         finally:
             _state_file().unlink(missing_ok=True)
+    for phase, seconds in running.stop_phases.items():
+        print(f"  {phase}: {seconds:.1f} s", flush=True)
+    print(f"node stopped in {running.stop_seconds:.1f} s", flush=True)
     return 0
 
 

@@ -122,6 +122,8 @@ class Node(StartStop):
         self.control_plane: ControlPlane | None = None
         self.start_seconds = 0.0
         self.stop_seconds = 0.0
+        # Where the stop's time went, phase by phase.
+        self.stop_phases: dict[str, float] = {}
         # What the safety net at stop found and removed: empty when the orderly stop was enough.
         self.swept: list[str] = []
         self._workdir: Path | None = None
@@ -579,23 +581,33 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         atexit.unregister(self.stop)
         if self._workdir is None:
             return
-        started = time.monotonic()
+        started = mark = time.monotonic()
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            self.stop_phases[name] = time.monotonic() - mark
+            mark = time.monotonic()
+
         try:
             self._stop_pods()
         finally:
+            phase("pods deleted through the kubelet")
             by_name = dict(self._processes)
             for name in ("kube-controller-manager", "kube-scheduler", "coredns", "kube-proxy"):
                 if name in by_name:
                     terminate(by_name[name])
             if "kubelet" in by_name:
                 terminate(by_name["kubelet"])
+            phase("controllers, CoreDNS, kube-proxy, kubelet stopped")
             if "containerd" in by_name and self._bin is not None:
                 self._remove_containers()
                 terminate(by_name["containerd"])
             self._processes.clear()
+            phase("containerd stopped")
             if self.control_plane is not None:
                 self.control_plane.stop()
                 self.control_plane = None
+            phase("control plane stopped")
             self.swept = sweep(self._workdir, self._bin, self._saved_sysctls)
             with contextlib.suppress(OSError):
                 if self._created_run_containerd:
@@ -606,6 +618,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+            phase("host given back")
             self.stop_seconds = time.monotonic() - started
 
     def _stop_pods(self) -> None:

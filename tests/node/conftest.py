@@ -69,6 +69,8 @@ def node(request: pytest.FixtureRequest, measurements: Measurements) -> Iterator
         measurements.record(
             "node stop (every pod through the kubelet, then all)", running.stop_seconds, "s"
         )
+        for phase, seconds in running.stop_phases.items():
+            measurements.record(f"  node stop: {phase}", seconds, "s")
         # The orderly stop must have been enough: the safety net found nothing.
         assert running.swept == [], "the node's stop left this behind:\n" + "\n".join(running.swept)
 

@@ -19,8 +19,12 @@ def wait_until(
     what: str,
     process: subprocess.Popen[str] | None = None,
     interval: float = 0.5,
+    describe: Callable[[], str] | None = None,
 ) -> Any:
-    """``check()``'s first truthy result; fails naming ``what`` (and ``process``'s exit) if none."""
+    """``check()``'s first truthy result; fails naming ``what`` (and ``process``'s exit) if none.
+
+    ``describe`` says what was there instead, in the failure.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -30,7 +34,8 @@ def wait_until(
             output = process.stdout.read() if process.stdout else ""
             raise AssertionError(f"exited ({process.returncode}) before {what}:\n{output}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            found = f"; found {describe()}" if describe else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{found}")
         time.sleep(interval)
 
 

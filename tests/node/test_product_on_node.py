@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config, watch
+from kubernetes.client import ApiException
 from node_support import Measurements, PodReader, condition, get, wait_until
 from playwright.sync_api import sync_playwright
+from urllib3.exceptions import ProtocolError
 
 from devkit.node import Node
 from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, screenshot
@@ -42,10 +44,11 @@ FINALIZER = "google-token-operator.dev/finalizer"
 # README: a standby takes over at most 17 s after the leader stops renewing (Lease 15 s plus
 # one 2 s retry); a leader stopped cleanly releases the Lease at once.
 TAKEOVER_BOUND_SECONDS = 17.0
-# The sandbox's tokens live 300 s (overlay); the refresh policy refreshes a third before
-# expiry, minus up to 10 % jitter: the next refresh is at most ~220 s after the last.
-REFRESH_WAIT_SECONDS = 300.0
-# The kubelet updates Secret volumes at its pod sync (syncFrequency, 1 min, jittered).
+# The sandbox's tokens live 300 s (node overlay); node-examples refreshes them 150 s before
+# expiry, minus up to 10 % jitter: the next refresh is at most ~165 s after the last.
+REFRESH_WAIT_SECONDS = 240.0
+# The kubelet updates Secret volumes at its pod sync (syncFrequency 1 min, jittered by up to
+# half of it).
 PROPAGATION_BOUND_SECONDS = 120.0
 
 # Runs inside the consumer pod: reads the mounted token file as a consumer would, prints a
@@ -90,19 +93,27 @@ class SecretWatch:
 
     def _run(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
         while not self._stop.is_set():
-            stream = watch.Watch().stream(
-                core.list_namespaced_secret,
-                namespace,
-                field_selector=f"metadata.name={name}",
-                timeout_seconds=30,
-            )
-            for event in stream:
-                data = event["object"].data or {}
-                if "access_token" in data:
-                    token = base64.b64decode(data["access_token"]).decode()
-                    self.seen.setdefault(digest(token), time.time())
-                if self._stop.is_set():
-                    return
+            try:
+                self._watch(core, namespace, name)
+            except (ApiException, ProtocolError):
+                # The API server ends watches now and then; the next one starts with a fresh
+                # list, and a token seen again keeps the time it was first seen.
+                time.sleep(0.2)
+
+    def _watch(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
+        stream = watch.Watch().stream(
+            core.list_namespaced_secret,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=30,
+        )
+        for event in stream:
+            data = event["object"].data or {}
+            if "access_token" in data:
+                token = base64.b64decode(data["access_token"]).decode()
+                self.seen.setdefault(digest(token), time.time())
+            if self._stop.is_set():
+                return
 
     def stop(self) -> None:
         self._stop.set()
@@ -349,14 +360,26 @@ def test_deleting_the_leader_pod_hands_over_without_an_expired_token(
 
     deleted_at = time.time()
     product.kubectl("delete", "pod", "-n", OPERATOR_NS, leader, "--wait=false")
-    wait_until(
-        lambda: lease().get("holderIdentity", "").startswith(f"{standby}-"),
+
+    def new_leader() -> str | None:
+        identity = str(lease().get("holderIdentity") or "")
+        live = {pod["metadata"]["name"] for pod in operator_pods(product)} - {leader}
+        return next((name for name in live if identity.startswith(f"{name}-")), None)
+
+    successor = wait_until(
+        new_leader,
         60,
-        f"the standby {standby} to hold the Lease",
+        "another operator pod to hold the Lease",
         interval=0.1,
+        describe=lambda: (
+            f"Lease {lease()}, pods {[p['metadata']['name'] for p in operator_pods(product)]}"
+        ),
     )
     takeover = time.time() - deleted_at
-    measurements.record("leader pod deleted -> standby holds the Lease", takeover, "s")
+    # The standby retries every 2 s; the Deployment's replacement for the deleted pod starts
+    # within seconds too, and may win the race for a released Lease.
+    who = "the standby" if successor == standby else "the replacement pod"
+    measurements.record(f"leader pod deleted -> {who} holds the Lease", takeover, "s")
     assert takeover <= TAKEOVER_BOUND_SECONDS
 
     def replaced() -> bool:
@@ -376,8 +399,10 @@ def test_deleting_the_leader_pod_hands_over_without_an_expired_token(
 def test_garbage_collection_removes_a_deleted_clients_secrets(
     product: Node, measurements: Measurements
 ) -> None:
+    scaled = time.monotonic()
     product.kubectl("scale", "deployment", OPERATOR, "-n", OPERATOR_NS, "--replicas=0")
     wait_until(lambda: not operator_pods(product), 120, "no operator pod")
+    measurements.record("operator scaled to 0 -> its pods gone", time.monotonic() - scaled, "s")
     client_object = get(product, "googleclient", CLIENT, "-n", EXAMPLES_NS)
     owned = [f"{CLIENT}-google-oauth", f"{CLIENT}-google-token"]
     for name in owned:
