@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from . import images
-from .binaries import cache_root, ensure_binaries, ensure_node_binaries
+from .binaries import ensure_binaries, ensure_node_binaries
 from .controlplane import (
     SERVICE_CLUSTER_IP_RANGE,
     ControlPlane,
@@ -73,11 +73,13 @@ CHAIN_PREFIXES = ("KUBE-", "GTO-")
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
 # What the kubelet itself keeps in iptables (and ip6tables) while it runs, and leaves at exit.
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+# One per machine, whatever the checkout or cache: the bridge, cgroups and chains are shared.
+NODE_LOCK = Path("/run/lock/google-token-operator-node.lock")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 SHIM_SOCKETS = Path("/run/containerd/s")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
-# sysctl -> why it changes. All restored at stop.
+# sysctl -> the value the node sets (None: the kubelet sets it). All restored at stop.
 SYSCTLS = {
     # Pods reach Services and each other through this host.
     "net/ipv4/ip_forward": "1",
@@ -99,10 +101,6 @@ class NodeError(RuntimeError):
     """The node did not start or stop; the message says why (and ends with a log if useful)."""
 
 
-def node_lock_path() -> Path:
-    return cache_root() / "node.lock"
-
-
 def _sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name
 
@@ -117,8 +115,10 @@ def _run(*argv: str, check: bool = True, input: str | None = None) -> str:
 class Node(StartStop):
     """A whole single-node cluster. Use as a context manager; :attr:`kubeconfig` is the admin's."""
 
-    def __init__(self, *, start_timeout: float = 180.0) -> None:
+    def __init__(self, *, start_timeout: float = 180.0, lock_timeout: float = 0.0) -> None:
+        """``lock_timeout``: how long to wait for another node on this machine to stop."""
         self.start_timeout = start_timeout
+        self.lock_timeout = lock_timeout
         self.control_plane: ControlPlane | None = None
         self.start_seconds = 0.0
         self.stop_seconds = 0.0
@@ -187,7 +187,7 @@ class Node(StartStop):
         self._bin = ensure_node_binaries()
         self._kube_bin = ensure_binaries()
         archives = images.ensure_node_images()
-        self._lock = _take_node_lock()
+        self._lock = _take_node_lock(self.lock_timeout)
         self._workdir = owned_temp_dir(TEMP_PREFIX)
         (self._workdir / "logs").mkdir()
         atexit.register(self.stop)
@@ -283,11 +283,11 @@ class Node(StartStop):
         _run("ip", "link", "set", BRIDGE, "up")
         # Pods talk to each other, to Services and to this host; nothing of theirs is forwarded
         # beyond the bridge (this machine may reach only its package registries).
-        for iptables in ("iptables",):
-            _run(iptables, "-w", "-N", EGRESS_CHAIN)
-            _run(iptables, "-w", "-A", EGRESS_CHAIN, "-o", BRIDGE, "-j", "RETURN")
-            _run(iptables, "-w", "-A", EGRESS_CHAIN, "-j", "DROP")
-            _run(iptables, "-w", "-I", "FORWARD", "-i", BRIDGE, "-j", EGRESS_CHAIN)
+        # (IPv4 only: the pods have no IPv6 address.)
+        _run("iptables", "-w", "-N", EGRESS_CHAIN)
+        _run("iptables", "-w", "-A", EGRESS_CHAIN, "-o", BRIDGE, "-j", "RETURN")
+        _run("iptables", "-w", "-A", EGRESS_CHAIN, "-j", "DROP")
+        _run("iptables", "-w", "-I", "FORWARD", "-i", BRIDGE, "-j", EGRESS_CHAIN)
         for hierarchy in _cgroup_hierarchies():
             parent = hierarchy / CGROUP_PARENT
             parent.mkdir(exist_ok=True)
@@ -846,18 +846,24 @@ def _check_host() -> None:
         raise NodeError(f"missing {', '.join(missing)}: run `make node-deps` (apt-get)")
 
 
-def _take_node_lock() -> IO[str]:
-    path = node_lock_path()
+def _take_node_lock(timeout: float) -> IO[str]:
+    """The machine's one node lock; waits up to ``timeout`` seconds for another node to stop."""
+    path = NODE_LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise NodeError(
-            f"another node runs on this machine (lock {path}); stop it with `make node-down`"
-        ) from None
-    return handle
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise NodeError(
+                    f"another node runs on this machine (lock {path}); stop it with "
+                    "`make node-down`, or wait for the test run that started it"
+                ) from None
+            time.sleep(1)
 
 
 def _free_port(address: str) -> int:

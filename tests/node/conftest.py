@@ -25,6 +25,7 @@ OUTPUT = REPO / "test-output"
 OPERATOR_NS = "google-token-operator"
 EXAMPLES_NS = "reviews-demo"
 _MEASUREMENTS = Measurements()
+NODE_LOCK_TIMEOUT = 1800.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,7 +53,8 @@ def measurements() -> Measurements:
 @pytest.fixture(scope="session")
 def node(request: pytest.FixtureRequest, measurements: Measurements) -> Iterator[Node]:
     capture = request.config.pluginmanager.getplugin("capturemanager")
-    running = Node()
+    # Another checkout's test run on this machine may have the node: wait for it.
+    running = Node(lock_timeout=NODE_LOCK_TIMEOUT)
     try:
         # A first build takes minutes: let its progress reach the terminal.
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
