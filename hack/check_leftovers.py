@@ -24,17 +24,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from devkit import OWNER_FILE, TEMP_PREFIX, node
+from devkit import TEMP_PREFIX, node
+from devkit.lifecycle import owner_running
 
 _WORKDIR = re.compile(rf"(/[^\s=]*/{re.escape(TEMP_PREFIX)}[^/\s]+)")
-
-
-def owner_running(workdir: Path) -> bool:
-    try:
-        owner = int((workdir / OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return Path(f"/proc/{owner}").exists()
 
 
 def control_plane_processes() -> list[tuple[Path, str]]:
@@ -71,9 +64,8 @@ def node_leftovers() -> Iterator[str]:
         yield f"iptables {table}: {rule}"
     for cgroup in node.node_cgroups():
         yield f"cgroup {cgroup}"
-    if node.SHIM_SOCKETS.is_dir():
-        for socket in node.SHIM_SOCKETS.iterdir():
-            yield f"containerd shim socket {socket}"
+    for socket in node.stale_shim_sockets():
+        yield f"containerd shim socket {socket}"
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from . import images, node
 from .binaries import BinariesMissingError, cache_root, ensure_binaries, ensure_node_binaries
 from .controlplane import ControlPlane, ControlPlaneError
 from .images import ImageBuildError
+from .lifecycle import OWNER_FILE, owner_running
 
 # A detached node (`node-up`) says here where it is; `node-down` reads it.
 NODE_STATE = "node-state.json"
@@ -149,7 +150,14 @@ def _node_down() -> int:
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.5)
         print((cache_root() / NODE_LOG).read_text(errors="replace")[-2000:], file=sys.stderr)
-    # Whatever a node that died (or was killed) left behind.
+    # Whatever a node that died (or was killed) left behind, unless a node still runs: the
+    # bridge, chains and cgroups are the machine's, and would be a running node's.
+    running = [folder for folder in node.node_workdirs() if owner_running(folder)]
+    if running:
+        owners = ", ".join((folder / OWNER_FILE).read_text().strip() for folder in running)
+        raise node.NodeError(
+            f"a node started by process {owners} still runs (a test run?): nothing removed"
+        )
     swept = node.sweep(None, ensure_node_binaries())
     for line in swept:
         print(f"removed left-over {line}", file=sys.stderr)

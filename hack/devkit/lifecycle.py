@@ -51,6 +51,15 @@ def owned_temp_dir(prefix: str) -> Path:
     return folder
 
 
+def owner_running(folder: Path) -> bool:
+    """Whether the process that made ``folder`` (its OWNER_FILE) still runs."""
+    try:
+        owner = int((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{owner}").exists()
+
+
 def spawn(
     workdir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

@@ -132,7 +132,6 @@ class Node(StartStop):
         self._bin: Path | None = None
         self._kube_bin: Path | None = None
         self._saved_sysctls: dict[str, str] = {}
-        self._created_run_containerd = False
 
     # -- where things are -------------------------------------------------------------------
 
@@ -307,7 +306,6 @@ class Node(StartStop):
         (cni_conf / "10-gto-bridge.conflist").write_text(json.dumps(self._cni_config(), indent=2))
         config = root / "config.toml"
         config.write_text(self._containerd_config())
-        self._created_run_containerd = not Path("/run/containerd").exists()
         # The shim is found on PATH, runc by its configured path.
         env = {**os.environ, "PATH": f"{self._bin}:{os.environ.get('PATH', '')}"}
         self._spawn("containerd", [str(self._bin / "containerd"), f"--config={config}"], env)
@@ -609,10 +607,6 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
                 self.control_plane = None
             phase("control plane stopped")
             self.swept = sweep(self._workdir, self._bin, self._saved_sysctls)
-            with contextlib.suppress(OSError):
-                if self._created_run_containerd:
-                    SHIM_SOCKETS.rmdir()
-                    SHIM_SOCKETS.parent.rmdir()
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
             if self._lock is not None:
@@ -677,6 +671,13 @@ def sweep(
     for link in node_container_log_links(workdirs):
         link.unlink(missing_ok=True)
         removed.append(f"symlink {link}")
+    for socket_file in stale_shim_sockets():
+        socket_file.unlink(missing_ok=True)
+        removed.append(f"containerd shim socket {socket_file}")
+    # The shims' folders, once empty (containerd makes them again when it needs them).
+    for folder in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     if bin_dir is not None and (bin_dir / "kube-proxy").exists():
         subprocess.run([str(bin_dir / "kube-proxy"), "--cleanup"], capture_output=True, check=False)
     for table, rule in iptables_leftovers():
@@ -759,6 +760,18 @@ def node_container_log_links(workdirs: Sequence[Path]) -> list[Path]:
         if link.is_symlink()
         and any(os.readlink(link).startswith(f"{folder}/") for folder in workdirs)
     ]
+
+
+def stale_shim_sockets() -> list[Path]:
+    """Shim sockets no process listens on any more (a killed shim's; a live one is kept)."""
+    if not SHIM_SOCKETS.is_dir():
+        return []
+    listening = {
+        fields[-1]
+        for fields in (line.split() for line in Path("/proc/net/unix").read_text().splitlines())
+        if len(fields) == 8
+    }
+    return [path for path in SHIM_SOCKETS.iterdir() if str(path) not in listening]
 
 
 def node_interfaces() -> list[str]:

@@ -26,7 +26,7 @@ from kubernetes import client, config, watch
 from kubernetes.client import ApiException
 from node_support import Measurements, PodReader, condition, get, wait_until
 from playwright.sync_api import sync_playwright
-from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import HTTPError
 
 from devkit.node import Node
 from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, screenshot
@@ -95,9 +95,10 @@ class SecretWatch:
         while not self._stop.is_set():
             try:
                 self._watch(core, namespace, name)
-            except (ApiException, ProtocolError):
-                # The API server ends watches now and then; the next one starts with a fresh
-                # list, and a token seen again keeps the time it was first seen.
+            except (ApiException, HTTPError):
+                # The API server ends watches now and then (and is gone once the node stops);
+                # the next one starts with a fresh list, and a token seen again keeps the time
+                # it was first seen.
                 time.sleep(0.2)
 
     def _watch(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
