@@ -1,4 +1,4 @@
-"""The node tier: one real single-node cluster (devkit.node) for the whole session.
+"""The node tier: one real single-node cluster (devkit.node) for the tests of a module.
 
 Every test here is marked ``node``. The node needs root and what `make e2e-node` installs and
 builds first (Debian packages, the node's binaries, the images); without them the session's
@@ -50,7 +50,9 @@ def measurements() -> Measurements:
     return _MEASUREMENTS
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: the node stops as soon as the tests that use it are done, not at the end of a
+# `make test` session that goes on with other tiers.
+@pytest.fixture(scope="module")
 def node(request: pytest.FixtureRequest, measurements: Measurements) -> Iterator[Node]:
     capture = request.config.pluginmanager.getplugin("capturemanager")
     # Another checkout's test run on this machine may have the node: wait for it.
@@ -77,7 +79,7 @@ def node(request: pytest.FixtureRequest, measurements: Measurements) -> Iterator
         assert running.swept == [], "the node's stop left this behind:\n" + "\n".join(running.swept)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def product(node: Node, measurements: Measurements) -> Node:
     """`kubectl apply -k manifests/overlays/node`; both operator replicas Ready."""
     started = time.monotonic()
