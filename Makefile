@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries browser unit test lint run demo clean
+.PHONY: help venv kube-binaries go-tools chart-lint browser chaos-tools unit chaos test lint run demo clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -43,17 +43,39 @@ venv: $(WHEEL_STAMP) ## Create .venv with the operator and the sandbox (from the
 kube-binaries: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) etcd, kube-apiserver, kubectl
 	$(DEVKIT) $(BIN)/python -m devkit build
 
+go-tools: $(WHEEL_STAMP) ## Find or build (once, cached outside the repo) helm and promtool
+	$(DEVKIT) $(BIN)/python -m devkit.gotools
+
+CHART := charts/google-token-operator
+chart-lint: go-tools ## helm lint --strict the chart: defaults, and every optional part switched on
+	helm="$$($(DEVKIT) $(BIN)/python -m devkit.gotools helm)"; \
+	"$$helm" lint --strict $(CHART); \
+	"$$helm" lint --strict $(CHART) --set-json 'watchNamespaces=["reviews"]' \
+	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true
+
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+chaos-tools: ## Install Debian's faketime for the clock-skew run (apt-get; needs root)
+	@if ! command -v faketime >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "the fault runs need faketime: run 'sudo apt-get install faketime'" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
+	fi
+
 unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no cluster, no browser)
 	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
-test: $(WHEEL_STAMP) kube-binaries browser $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster (real kube-apiserver), browser, node
-	$(BIN)/pytest -q
+chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, freeze, clock skew, restarts, outages)
+	$(BIN)/python hack/check_leftovers.py --sweep-stale
+	$(BIN)/pytest -q -s tests/chaos
+	$(BIN)/python hack/check_leftovers.py
+
+test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
+	$(BIN)/python hack/check_leftovers.py --sweep-stale
+	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py
 
 lint: $(WHEEL_STAMP) ## ruff (lint + format check) and mypy --strict

@@ -13,12 +13,19 @@ KUBE-* or GTO-* (kube-proxy's, the kubelet's, the node's own); their cgroups;
 Something is left behind when the process that started it (its temp dir's owner.pid) is gone;
 what belongs to one whose owner still runs, such as another test session or `make node-up`, is
 only mentioned. Exits 1 and lists what was left behind, if anything.
+
+With --sweep-stale (run before the tests), what an earlier, interrupted run left behind is
+removed instead and listed, so the check afterwards judges only this run (control planes;
+a node's leftovers are `make node-down`'s to remove).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -68,7 +75,32 @@ def node_leftovers() -> Iterator[str]:
         yield f"containerd shim socket {socket}"
 
 
+def sweep_stale() -> int:
+    """Kill and remove control planes whose owner is gone; list what was removed."""
+    for workdir, description in control_plane_processes():
+        if not owner_running(workdir):
+            pid = int(description.split(":", 1)[0].removeprefix("pid "))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            print(f"removed, left by an earlier run: process {description}", file=sys.stderr)
+    for workdir in sorted(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*")):
+        if not owner_running(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"removed, left by an earlier run: temp dir {workdir}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--sweep-stale",
+        action="store_true",
+        help="remove what earlier runs left behind instead of checking (run before the tests)",
+    )
+    if parser.parse_args().sweep_stale:
+        return sweep_stale()
     leftovers: list[str] = []
     in_use: list[str] = []
     for workdir, description in control_plane_processes():

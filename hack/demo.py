@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ import requests
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
+from google_token_operator.consent.contract import KEY_FIELD, KEY_SECRET
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
@@ -97,6 +99,10 @@ def wait(check: Callable[[], T | None], timeout: float, what: str) -> T:
     raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
 
 
+def branch_ready(demo: Demo, name: str) -> bool:
+    return demo.condition("branches", name, "Ready").get("status") == "True"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,6 +123,13 @@ class Demo:
         text = self.kubectl("get", plural, name, "-n", NAMESPACE, "-o", "json")
         result: dict[str, Any] = json.loads(text)
         return result
+
+    def secret_field(self, name: str, key: str) -> str | None:
+        """One decoded value of a Secret in the demo namespace; None while it is not there."""
+        result = self.plane.kubectl(
+            "get", "secret", name, "-n", NAMESPACE, "-o", f"jsonpath={{.data.{key}}}", check=False
+        )
+        return base64.b64decode(result.stdout).decode() if result.returncode == 0 else None
 
     def condition(self, plural: str, name: str, kind: str) -> dict[str, Any]:
         for item in self.resource(plural, name).get("status", {}).get("conditions", []):
@@ -215,6 +228,8 @@ def walk_through(
         "0",
         env=env,
     )
+    # In a cluster the key is mounted into the callback pod; here it is copied into a file.
+    key_file = demo.workdir / "consent-api-key"
     demo.spawn(
         "callback",
         "callback",
@@ -224,6 +239,8 @@ def walk_through(
         str(callback_port),
         "--operator-url",
         f"http://127.0.0.1:{consent_port}",
+        "--api-key-file",
+        str(key_file),
         env=env,
     )
     info(f"operator log: {operator_log}")
@@ -239,6 +256,8 @@ def walk_through(
         60,
         "the consent URL",
     )
+    key = wait(lambda: demo.secret_field(KEY_SECRET, KEY_FIELD), 30, "the callback's key")
+    key_file.write_text(key)
     print(demo.kubectl("get", "googletokens", "-n", NAMESPACE), end="")
     info("Consent URL (status.authorization.url):")
     print(f"\n    {url}\n", flush=True)
@@ -258,11 +277,7 @@ def walk_through(
         "consent",
     )
     for name in ("downtown", "airport"):
-        wait(
-            lambda name=name: demo.condition("branches", name, "Ready").get("status") == "True",
-            60,
-            f"Branch {name}",
-        )
+        wait(functools.partial(branch_ready, demo, name), 60, f"Branch {name}")
     print(demo.kubectl("get", "googletokens", "-n", NAMESPACE), end="")
 
     step("Waiting for a refresh (tokens are short in the demo)")

@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.operator",
     "fixtures.browser",
     "fixtures.callback",
+    "fixtures.chaos",
 ]

@@ -165,6 +165,18 @@ def kubeconfig_document(server: str, ca_file: Path, token: str, user: str) -> di
     }
 
 
+# Audit every write (who, with which client, on what), never a request or response body.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete"]},
+        {"level": "None"},
+    ],
+}
+
+
 class ControlPlane(StartStop):
     """etcd + kube-apiserver for one test session or demo. Use as a context manager.
 
@@ -196,6 +208,7 @@ class ControlPlane(StartStop):
         self._api_port: int | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._argv: dict[str, Sequence[str]] = {}
 
     # -- where things are -------------------------------------------------------------------
 
@@ -264,6 +277,7 @@ class ControlPlane(StartStop):
         ]
         _write_private(tokens, "".join(f"{row}\n" for row in rows).encode())
         (workdir / "logs").mkdir()
+        (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
 
         # etcd serves the API server only: always loopback.
         (etcd_port,), (self._api_port,) = _free_ports(1), _free_ports(1, self.address)
@@ -304,6 +318,10 @@ class ControlPlane(StartStop):
                     # No kubelets or endpoints controllers to talk to; keeps the log quiet.
                     "--endpoint-reconciler-type=none",
                     "--profiling=false",
+                    # Every write, who made it and with which client: tests count them.
+                    f"--audit-policy-file={workdir / 'audit-policy.json'}",
+                    f"--audit-log-path={workdir / 'logs' / 'audit.log'}",
+                    "--audit-log-format=json",
                 ],
                 self._extra_args,
             ),
@@ -312,6 +330,7 @@ class ControlPlane(StartStop):
         self.write_kubeconfig(self.kubeconfig, self.admin_token, ADMIN_USER)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        self._argv[name] = argv
         self._processes.append((name, spawn(self.workdir, name, argv)))
 
     def _wait_ready(self, deadline: float) -> None:
@@ -383,6 +402,27 @@ class ControlPlane(StartStop):
             return response.status, response.read()
         finally:
             connection.close()
+
+    def restart(self, name: str, down_for: float = 0.0) -> None:
+        """Stop `name` (etcd or kube-apiserver), wait `down_for` seconds, start it again with
+        the same flags and data, and return once the API server answers again."""
+        for index, (running, process) in enumerate(self._processes):
+            if running == name:
+                terminate(process)
+                del self._processes[index]
+                break
+        else:
+            raise ControlPlaneError(f"no {name} is running")
+        time.sleep(down_for)
+        self._spawn(name, self._argv[name])
+        self._wait_ready(time.monotonic() + self.start_timeout)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The write requests the API server has logged so far (see AUDIT_POLICY)."""
+        path = self.workdir / "logs" / "audit.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def user_token(self, user: str) -> str:
         """The static token of one of the ``users`` this control plane was made with."""

@@ -63,8 +63,11 @@ def owner_running(folder: Path) -> bool:
 def spawn(
     workdir: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start a server that logs to ``workdir/logs/<name>.log`` and dies with this process."""
-    with (workdir / "logs" / f"{name}.log").open("wb") as log:
+    """Start a server that logs to ``workdir/logs/<name>.log`` and dies with this process.
+
+    The log is appended to: a server restarted (``ControlPlane.restart``) keeps its history.
+    """
+    with (workdir / "logs" / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

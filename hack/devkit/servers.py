@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Self
 
 from aiohttp import web
@@ -120,16 +121,19 @@ class SandboxServer(BackgroundServer):
 
 
 class CallbackServer(BackgroundServer):
-    """The consent callback, handing what Google sends to the consent API at `operator_url`::
+    """The consent callback, handing what Google sends to the consent API at `operator_url`
+    with the key in `key_file`::
 
-    with CallbackServer(operator_url) as callback:
+    with CallbackServer(operator_url, key_file) as callback:
         redirect_uri = callback.callback_url
     """
 
-    def __init__(self, operator_url: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, operator_url: str, key_file: Path, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.operator_url = operator_url
         super().__init__(
-            lambda: create_callback_app(operator_url),
+            lambda: create_callback_app(operator_url, key_file),
             host=host,
             port=port,
             thread_name="consent-callback",

@@ -3,32 +3,28 @@
 The operator publishes the URL (it creates the pending consent for every GoogleClient that
 needs one); this command shows it and waits until the GoogleClient is Authorized. `decide`
 works out, from one reading of the GoogleClient, what to print and whether to stop; the loop
-in `wait_for_authorization` only fetches, prints and sleeps, with its clock and sleep
+in `wait_for_authorization` only fetches, prints and sleeps, with its fetch, clock and sleep
 passed in.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import enum
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO
 
-import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
-from . import GROUP, VERSION
+from . import waiting
 from .conditions import AUTHORIZED, READY, Reason, find_condition
-from .kube import load_configuration
+from .kube import Kube
 from .naming import default_token_secret_name
 from .timeutil import format_rfc3339, parse_rfc3339
+from .waiting import format_elapsed
 
-POLL_INTERVAL = 1.0
 # The operator publishes a URL within a second or so; only a longer wait needs explaining.
 SLOW_URL_NOTICE = dt.timedelta(seconds=2)
 # As long as a consent URL lives by default (CONSENT_TTL).
@@ -37,9 +33,9 @@ DEFAULT_TIMEOUT_SECONDS = 900
 
 class Exit(enum.IntEnum):
     AUTHORIZED = 0
-    FAILED = 1  # no such GoogleClient, or the Kubernetes API cannot be read
+    FAILED = waiting.FAILED  # no such GoogleClient, or the Kubernetes API cannot be read
     DENIED = 3
-    TIMED_OUT = 4
+    TIMED_OUT = waiting.TIMED_OUT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,25 +110,13 @@ class Watch:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    watch: Watch
-    lines: tuple[str, ...] = ()  # to print, in order
-    status_line: str = ""  # the one progress line, rewritten in place
-    exit: Exit | None = None
+Decision = waiting.Step[Watch]
 
 
 def decide(watch: Watch, body: Mapping[str, Any] | None, now: dt.datetime) -> Decision:
     """What to print and whether to stop, from one reading of the GoogleClient (None: absent)."""
     if body is None:
-        return Decision(
-            watch,
-            (
-                f"GoogleClient {watch.name} not found in namespace {watch.namespace}; "
-                f"`kubectl get googleclients -n {watch.namespace}` lists the ones there.",
-            ),
-            exit=Exit.FAILED,
-        )
+        return Decision(watch, (waiting.not_found(watch.namespace, watch.name),), exit=Exit.FAILED)
     status = read_status(body)
     if status.authorized:
         return Decision(watch, authorized_lines(watch, status), exit=Exit.AUTHORIZED)
@@ -226,65 +210,21 @@ def timeout_message(watch: Watch, status: ClientStatus) -> str:
     )
 
 
-def format_elapsed(duration: dt.timedelta) -> str:
-    minutes, seconds = divmod(int(duration.total_seconds()), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
 # -- I/O ------------------------------------------------------------------------------------
 
 
-class Console:
-    """Full lines, plus one progress line rewritten in place (only on a terminal)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
-        self._status_width = 0
-
-    def show(self, decision: Decision) -> None:
-        if decision.lines:
-            self._clear_status()
-            for line in decision.lines:
-                print(line, file=self.stream)
-        if decision.status_line and self.live:
-            padding = " " * max(0, self._status_width - len(decision.status_line))
-            self.stream.write(f"\r{decision.status_line}{padding}")
-            self._status_width = len(decision.status_line)
-        self.stream.flush()
-
-    def close(self) -> None:
-        self._clear_status()
-        self.stream.flush()
-
-    def _clear_status(self) -> None:
-        if self._status_width:
-            self.stream.write("\r" + " " * self._status_width + "\r")
-            self._status_width = 0
-
-
-def wait_for_authorization(
-    fetch: Callable[[], Mapping[str, Any] | None],
+async def wait_for_authorization(
+    fetch: Callable[[], Awaitable[Mapping[str, Any] | None]],
     namespace: str,
     name: str,
-    timeout: dt.timedelta,
+    give_up_after: dt.timedelta,
     *,
     out: TextIO,
     clock: Callable[[], dt.datetime],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Exit:
-    watch = Watch(namespace, name, started=clock(), timeout=timeout)
-    console = Console(out)
-    try:
-        while True:
-            decision = decide(watch, fetch(), clock())
-            console.show(decision)
-            if decision.exit is not None:
-                return decision.exit
-            watch = decision.watch
-            sleep(POLL_INTERVAL)
-    finally:
-        console.close()
+    watch = Watch(namespace, name, started=clock(), timeout=give_up_after)
+    return Exit(await waiting.follow(fetch, decide, watch, out=out, clock=clock, sleep=sleep))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -294,83 +234,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "the account and the Secret that holds the access token. Exit status: 0 authorized, "
         "1 not found or Kubernetes unreachable, 3 consent denied, 4 timed out."
     )
-    parser.add_argument("name", metavar="NAME", help="the GoogleClient")
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        default=None,
-        help="its namespace (default: the kubeconfig context's namespace, else default)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_positive_seconds,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        metavar="SECONDS",
-        help="give up after this long (default: %(default)s, a consent URL's lifetime)",
-    )
+    waiting.add_target_arguments(parser, DEFAULT_TIMEOUT_SECONDS)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        configuration = load_configuration()
-    except kubernetes.config.ConfigException as error:
-        _complain(f"no Kubernetes configuration ({error}); set KUBECONFIG or run in a pod")
-        return Exit.FAILED
-    namespace = args.namespace or _context_namespace()
-    with kubernetes.client.ApiClient(configuration) as api:
-        fetch = _client_reader(kubernetes.client.CustomObjectsApi(api), namespace, args.name)
-        try:
-            return wait_for_authorization(
-                fetch,
-                namespace,
-                args.name,
-                dt.timedelta(seconds=args.timeout),
-                out=sys.stdout,
-                clock=lambda: dt.datetime.now(dt.UTC),
-            )
-        except ApiException as error:
-            _complain(
-                f"cannot read GoogleClient {namespace}/{args.name}: Kubernetes API answered "
-                f"{error.status} {error.reason}"
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            _complain(f"cannot reach the Kubernetes API: {error}")
-        except KeyboardInterrupt:
-            return 130  # the shell's code for Ctrl-C
-    return Exit.FAILED
+    async def work(kube: Kube, namespace: str) -> int:
+        return await wait_for_authorization(
+            lambda: kube.get_resource("googleclients", namespace, args.name),
+            namespace,
+            args.name,
+            dt.timedelta(seconds=args.timeout),
+            out=sys.stdout,
+            clock=waiting.utc_now,
+        )
 
-
-def _client_reader(
-    api: kubernetes.client.CustomObjectsApi, namespace: str, name: str
-) -> Callable[[], Mapping[str, Any] | None]:
-    def read() -> Mapping[str, Any] | None:
-        try:
-            body = api.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "googleclients", name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return body if isinstance(body, dict) else None
-
-    return read
-
-
-def _context_namespace() -> str:
-    """Like kubectl: the current kubeconfig context's namespace, else "default"."""
-    try:
-        _, context = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        return str(context["context"].get("namespace") or "default")
-    except (kubernetes.config.ConfigException, KeyError, TypeError):
-        return "default"
-
-
-def _positive_seconds(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of seconds")
-    return int(text)
-
-
-def _complain(message: str) -> None:
-    print(f"google-token-operator authorize: {message}", file=sys.stderr)
+    return waiting.run_with_kube(
+        "authorize",
+        args.namespace,
+        work,
+        lambda namespace: f"cannot read GoogleClient {namespace}/{args.name}",
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from .clients import SECRET_NAME
 from .conditions import READY, Condition, Reason
 from .naming import BranchLocation, default_token_secret_name
 from .timeutil import format_rfc3339, parse_rfc3339
@@ -28,18 +30,41 @@ class BranchSpec:
     token_secret_name: str
 
 
+class BranchSpecError(ValueError):
+    """A Branch spec the operator cannot work with; the message names the field and the fix."""
+
+
+_NUMERIC_ID = re.compile(r"^[0-9]{1,30}$")
+
+
 def parse_branch_spec(body: Mapping[str, Any]) -> BranchSpec:
-    meta = body.get("metadata", {})
-    spec = body.get("spec", {})
+    """The Branch's spec, checked again (the CRD checks it first) so a value admitted around
+    the CRD cannot reach a Secret name, a label or a URL."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
+    client_ref = spec.get("clientRef") if isinstance(spec, Mapping) else None
+    client_name = client_ref.get("name") if isinstance(client_ref, Mapping) else None
+    if not isinstance(client_name, str) or not client_name:
+        raise BranchSpecError("spec.clientRef.name is required: name a GoogleClient")
+    account, location = spec.get("accountId"), spec.get("locationId")
+    for field, value in (("accountId", account), ("locationId", location)):
+        if not isinstance(value, str) or not _NUMERIC_ID.match(value):
+            raise BranchSpecError(
+                f"spec.{field} must be the numeric id, e.g. 1234567890 (without a prefix)"
+            )
+    token_secret = spec.get("tokenSecretName") or default_token_secret_name(name)
+    if not isinstance(token_secret, str) or not SECRET_NAME.match(token_secret):
+        raise BranchSpecError("spec.tokenSecretName is not a valid Secret name")
+    generation = meta.get("generation")
     return BranchSpec(
         name=name,
         namespace=str(meta.get("namespace", "")),
         uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
-        client_name=str((spec.get("clientRef") or {}).get("name", "")),
-        location=BranchLocation(str(spec.get("accountId", "")), str(spec.get("locationId", ""))),
-        token_secret_name=str(spec.get("tokenSecretName") or default_token_secret_name(name)),
+        generation=generation if isinstance(generation, int) else 0,
+        client_name=client_name,
+        location=BranchLocation(str(account), str(location)),
+        token_secret_name=token_secret,
     )
 
 
@@ -55,13 +80,19 @@ class LocationCheck:
 
 
 def location_from_status(status: Mapping[str, Any]) -> LocationCheck | None:
-    location = status.get("location") or {}
-    if not location.get("checkedAt"):
+    """The last location check as stored; None (check again) when unreadable."""
+    location = status.get("location")
+    if not isinstance(location, Mapping) or not location.get("checkedAt"):
+        return None
+    generation = location.get("checkedGeneration")
+    try:
+        checked_at = parse_rfc3339(str(location["checkedAt"]))
+    except ValueError:
         return None
     return LocationCheck(
-        accessible=bool(location.get("accessible", False)),
-        checked_at=parse_rfc3339(str(location["checkedAt"])),
-        checked_generation=int(location.get("checkedGeneration") or 0),
+        accessible=location.get("accessible") is True,
+        checked_at=checked_at,
+        checked_generation=generation if isinstance(generation, int) else 0,
         title=str(location.get("title") or ""),
         detail=str(location.get("detail") or ""),
     )
@@ -85,11 +116,21 @@ class ClientState:
     ready: bool
     reason: str = ""
     access: AccessToken | None = None
+    # The grant was revoked on request: the Branch's Secret goes too.
+    withdrawn: bool = False
 
 
 def branch_ready(
-    spec: BranchSpec, client: ClientState, location: LocationCheck | None, now: dt.datetime
+    spec: BranchSpec,
+    client: ClientState,
+    location: LocationCheck | None,
+    now: dt.datetime,
+    secret_conflict: str = "",
 ) -> Condition:
+    """The Branch's Ready condition. Its message does not change with each refresh (the
+    token's expiry is in the Secret), so a refresh writes no Branch status."""
+    if secret_conflict:
+        return Condition(READY, False, Reason.SECRET_CONFLICT, secret_conflict)
     if not client.exists:
         return Condition(
             READY,
@@ -123,16 +164,15 @@ def branch_ready(
         READY,
         True,
         Reason.LOCATION_VERIFIED,
-        f"token valid until {format_rfc3339(access.expires_at)}; location "
+        f"a valid token is in Secret {spec.token_secret_name}; location "
         f"{location.title or spec.location.location_name} verified",
     )
 
 
 def branch_status_fields(
-    spec: BranchSpec, client: ClientState, location: LocationCheck | None, written: bool
+    spec: BranchSpec, location: LocationCheck | None, written: bool
 ) -> dict[str, Any]:
     """Status fields other than conditions; None removes a field."""
-    access = client.access if written else None
     return {
         "observedGeneration": spec.generation,
         "location": (
@@ -147,6 +187,8 @@ def branch_status_fields(
             if location is not None
             else None
         ),
-        "expiresAt": format_rfc3339(access.expires_at) if access else None,
+        # The token's expiry lives in the Secret and the client's status, not here: otherwise
+        # each refresh would write every Branch's status.
+        "expiresAt": None,
         "tokenSecretName": spec.token_secret_name if written else None,
     }

@@ -5,11 +5,13 @@ Handlers never assemble objects inline; they call a builder and apply the result
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from . import MANAGED_BY
 from .naming import (
     ROLE_CONSUMER,
     ROLE_PRIVATE,
@@ -83,4 +85,35 @@ def _secret(
             "ownerReferences": [owner.reference()],
         },
         "data": dict(data),
+    }
+
+
+MAX_EVENT_MESSAGE = 1024
+
+
+def event_object(
+    involved: Mapping[str, Any], warning: bool, reason: str, message: str, now: dt.datetime
+) -> dict[str, Any]:
+    """A core/v1 Event about `involved` (a custom resource's body)."""
+    meta = involved.get("metadata") or {}
+    stamp = format_rfc3339(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": "Warning" if warning else "Normal",
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
     }

@@ -1,8 +1,10 @@
-"""The `google-token-operator` command: run, callback, authorize."""
+"""The `google-token-operator` command (also `kubectl google-token`): run, callback,
+authorize, refresh, reauthorize, revoke, status."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -10,9 +12,9 @@ from .consent.contract import CONSENT_PORT
 from .settings import Settings, SettingsError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="google-token-operator",
+        prog=prog,
         description="Keeps Google OAuth access tokens fresh in Kubernetes Secrets.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -46,18 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    from . import authorize
+    from . import authorize, request_commands, status_command
+    from .requested import Request
 
     authorize.configure_parser(
         commands.add_parser(
             "authorize", help="print a GoogleClient's consent URL and wait until it is authorized"
         )
     )
+    for kind in Request:
+        request_commands.configure_parser(
+            commands.add_parser(kind.value, help=request_commands.HELP[kind]), kind
+        )
+    status_command.configure_parser(
+        commands.add_parser("status", help="show GoogleClients and Branches at a glance")
+    )
     return parser
 
 
+def program_name(argv0: str) -> str:
+    """As a kubectl plugin (an executable named kubectl-google_token) the command is
+    `kubectl google-token`."""
+    if os.path.basename(argv0).startswith("kubectl-"):
+        return "kubectl google-token"
+    return "google-token-operator"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(program_name(sys.argv[0])).parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -71,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import authorize
 
         return authorize.run(args)
+    if args.command in ("refresh", "reauthorize", "revoke"):
+        from . import request_commands
+
+        return request_commands.run(args)
+    if args.command == "status":
+        from . import status_command
+
+        return status_command.run(args)
     if args.command == "run":
         from . import runner
 

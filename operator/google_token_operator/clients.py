@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from . import policy
 from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
 from .consent.pending import PublishedConsent
-from .google_types import ClientCredentials, ErrorKind, GoogleError
+from .google_types import ClientCredentials, ErrorKind, GoogleError, Userinfo
 from .naming import default_token_secret_name
+from .requested import Request
 from .settings import DEFAULT_SCOPES, Settings
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from .tokens import AccessToken, TokenRecord
@@ -40,14 +42,25 @@ class ClientSpec:
     token_secret_name: str
     refresh_before: dt.timedelta
     revoke_on_delete: bool
+    # Who may consent: these e-mails and/or accounts of this Workspace domain (empty: anyone).
+    allowed_accounts: tuple[str, ...] = ()
+    hosted_domain: str = ""
+
+
+# The CRD bounds these too; the operator checks again so an object admitted by an older CRD
+# (or written around it) cannot reach a computation it was not made for.
+MAX_REFRESH_BEFORE = dt.timedelta(hours=24)
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec:
-    meta = body.get("metadata", {})
-    spec = body.get("spec", {})
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
-    credentials = (spec.get("credentialsSecretRef") or {}).get("name")
-    if not credentials:
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec must be an object; see `kubectl explain googleclient.spec`")
+    credentials = _field(spec, "credentialsSecretRef", Mapping, {}).get("name")
+    if not isinstance(credentials, str) or not SECRET_NAME.match(credentials):
         raise SpecError(
             "spec.credentialsSecretRef.name is required: name the Secret with keys "
             "client_id and client_secret"
@@ -58,19 +71,69 @@ def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec
             refresh_before = parse_duration(str(spec["refreshBefore"]))
         except ValueError as error:
             raise SpecError(f"spec.refreshBefore: {error}") from None
+        if refresh_before > MAX_REFRESH_BEFORE:
+            raise SpecError("spec.refreshBefore must be at most 24h (tokens live one hour)")
+    scopes = _field(spec, "scopes", list, list(DEFAULT_SCOPES)) or list(DEFAULT_SCOPES)
+    if not all(isinstance(scope, str) and 0 < len(scope) <= 512 for scope in scopes):
+        raise SpecError("spec.scopes must be a list of scope strings")
+    token_secret = _field(spec, "tokenSecretName", str, "") or default_token_secret_name(name)
+    if not SECRET_NAME.match(token_secret) or len(token_secret) > 253:
+        raise SpecError(f"spec.tokenSecretName {token_secret[:80]!r} is not a valid Secret name")
+    allowed = _field(spec, "allowedAccounts", list, [])
+    if not all(isinstance(item, str) and "@" in item for item in allowed):
+        raise SpecError("spec.allowedAccounts must list e-mail addresses")
     return ClientSpec(
         name=name,
         namespace=str(meta.get("namespace", "")),
         uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
-        credentials_secret=str(credentials),
-        scopes=tuple(spec.get("scopes") or DEFAULT_SCOPES),
-        redirect_uri=str(spec.get("redirectURI") or settings.callback_url),
-        login_hint=str(spec.get("loginHint") or ""),
-        token_secret_name=str(spec.get("tokenSecretName") or default_token_secret_name(name)),
+        generation=_generation(meta.get("generation")),
+        credentials_secret=credentials,
+        scopes=tuple(scopes),
+        redirect_uri=_field(spec, "redirectURI", str, "") or settings.callback_url,
+        login_hint=_field(spec, "loginHint", str, ""),
+        token_secret_name=token_secret,
         refresh_before=refresh_before,
-        revoke_on_delete=bool(spec.get("revokeOnDelete", False)),
+        revoke_on_delete=_field(spec, "revokeOnDelete", bool, False),
+        allowed_accounts=tuple(sorted({item.strip().lower() for item in allowed})),
+        hosted_domain=_field(spec, "hostedDomain", str, "").strip().lower(),
     )
+
+
+def _field(spec: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = spec.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise SpecError(f"spec.{key} has the wrong type; see `kubectl explain googleclient.spec`")
+    return value
+
+
+def _generation(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def generation_of(body: Mapping[str, Any]) -> int:
+    return _generation((body.get("metadata") or {}).get("generation"))
+
+
+def account_refusal(spec: ClientSpec, account: Userinfo) -> str:
+    """Why `account` may not consent for this client; empty when it may (pure).
+
+    `loginHint` is only a hint to Google's account chooser: the pinning is what binds.
+    """
+    if not spec.allowed_accounts and not spec.hosted_domain:
+        return ""
+    if not account.email or not account.email_verified:
+        return "Google did not confirm the account's e-mail address"
+    if account.email in spec.allowed_accounts:
+        return ""
+    if spec.hosted_domain and account.hosted_domain == spec.hosted_domain:
+        return ""
+    allowed = [
+        *spec.allowed_accounts,
+        *([f"any account of {spec.hosted_domain}"] if spec.hosted_domain else []),
+    ]
+    return f"{account.email} may not consent for this GoogleClient (allowed: {', '.join(allowed)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,18 +172,34 @@ class FailureState:
     # the Secret changes.
     rejected_credentials_version: str = ""
     last_error: str = ""
+    # The last failure was an answer from Google the operator could not use (not an error).
+    invalid_answer: bool = False
 
 
 def failure_from_status(status: Mapping[str, Any]) -> FailureState:
-    attempts = int(status.get("failedRefreshAttempts") or 0)
+    """The failure state as the last pass stored it; unreadable values count as none."""
+    attempts = _small_int(status.get("failedRefreshAttempts"))
     ready = find_condition(status.get("conditions"), READY)
     rejected = ""
     if ready.get("reason") == Reason.CLIENT_CREDENTIALS_INVALID:
         rejected = str(status.get("credentialsResourceVersion") or "")
     retry_at = None
     if attempts and status.get("nextRefreshTime"):
-        retry_at = parse_rfc3339(str(status["nextRefreshTime"]))
-    return FailureState(attempts, retry_at, rejected, str(ready.get("message") or ""))
+        try:
+            retry_at = parse_rfc3339(str(status["nextRefreshTime"]))
+        except ValueError:
+            retry_at = None
+    return FailureState(
+        attempts,
+        retry_at,
+        rejected,
+        str(status.get("lastFailure") or ""),
+        invalid_answer=ready.get("reason") == Reason.GOOGLE_ANSWER_INVALID,
+    )
+
+
+def _small_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +210,11 @@ class ClientObservation:
     record: TokenRecord | None
     failure: FailureState
     previous_authorized_reason: str
+    # Set when the private Secret's name is taken by a Secret that is not this client's.
+    private_conflict: str = ""
+    # Day-2 requests not handled yet, and when a requested refresh may call Google.
+    requests: frozenset[Request] = frozenset()
+    requested_refresh_at: dt.datetime | None = None
 
     def with_record(self, record: TokenRecord | None) -> ClientObservation:
         return dataclasses.replace(self, record=record)
@@ -151,6 +235,18 @@ class Action:
     message: str = ""
 
 
+def newer_record(stored: TokenRecord | None, remembered: TokenRecord | None) -> TokenRecord | None:
+    """The stored record, unless this process holds a newer token of the same grant (one it
+    could not store yet): a token Google issued is never thrown away for another call."""
+    if stored is None or remembered is None or remembered.access is None:
+        return stored
+    if remembered.refresh_token != stored.refresh_token:
+        return stored  # another grant since (a new consent), or revoked: the Secret is right
+    if stored.access is None or remembered.access.expires_at > stored.access.expires_at:
+        return dataclasses.replace(stored, access=remembered.access, scopes=remembered.scopes)
+    return stored
+
+
 def jitter_for(observation: ClientObservation) -> float:
     access = observation.record.access if observation.record else None
     expiry = format_rfc3339(access.expires_at) if access else ""
@@ -166,6 +262,10 @@ def refresh_due(observation: ClientObservation) -> dt.datetime | None:
 
 
 def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
+    if observation.private_conflict:
+        return Action(
+            ActionKind.BLOCKED, reason=Reason.SECRET_CONFLICT, message=observation.private_conflict
+        )
     credentials = observation.credentials
     if isinstance(credentials, CredentialsProblem):
         return Action(ActionKind.BLOCKED, reason=credentials.reason, message=credentials.message)
@@ -188,6 +288,9 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
     if failure.attempts and failure.retry_at and now < failure.retry_at:
         return Action(ActionKind.WAIT, until=failure.retry_at)
     due = refresh_due(observation)
+    if Request.REFRESH in observation.requests:
+        allowed = observation.requested_refresh_at
+        due = allowed if due is None or allowed is None else min(due, allowed)
     if due is None or now >= due:
         return Action(ActionKind.REFRESH)
     return Action(ActionKind.WAIT, until=due)
@@ -199,6 +302,59 @@ def consent_reason(observation: ClientObservation) -> str:
     if observation.record is not None and observation.record.access is not None:
         return Reason.AUTHORIZATION_REVOKED
     return Reason.CONSENT_REQUIRED
+
+
+def after_revoke(observation: ClientObservation) -> ClientObservation:
+    """Revoked on request: no token is kept, and consent is needed again."""
+    return dataclasses.replace(
+        observation,
+        record=None,
+        failure=FailureState(),
+        previous_authorized_reason=Reason.REVOKED_ON_REQUEST,
+    )
+
+
+def tokens_withdrawn(action: Action) -> bool:
+    """The grant was revoked on request: consumer Secrets must not exist (their access token
+    died with the grant at Google), until a new consent."""
+    return action.kind is ActionKind.CONSENT and action.reason == Reason.REVOKED_ON_REQUEST
+
+
+def handled_requests(
+    observation: ClientObservation,
+    action: Action,
+    *,
+    refreshed: bool,
+    revoked: bool,
+    reconsented: bool,
+) -> frozenset[Request]:
+    """The open requests this pass handled. A refresh request is handled by a refresh (made
+    on request or due anyway), or at once when no refresh is possible (the conditions say
+    why); a re-consent once the new grant is stored."""
+    done = set()
+    if revoked:
+        done.add(Request.REVOKE)
+    if refreshed or action.kind in (ActionKind.CONSENT, ActionKind.BLOCKED):
+        done.add(Request.REFRESH)
+    if reconsented:
+        done.add(Request.REAUTHORIZE)
+    return frozenset(done) & observation.requests
+
+
+def grant_to_retire(previous: TokenRecord | None, stored: TokenRecord) -> str:
+    """The refresh token of the grant a new consent replaced, when it should be revoked at
+    Google; empty when not. Google revokes per account and OAuth client, so a grant of the
+    same account and client as the new one is left alone (revoking it would kill the new
+    one), as is one whose account is not known."""
+    if previous is None or not previous.refresh_token:
+        return ""
+    if previous.refresh_token == stored.refresh_token:
+        return ""
+    if not previous.account_email or not stored.account_email:
+        return ""
+    if previous.account_email == stored.account_email and previous.client_id == stored.client_id:
+        return ""
+    return previous.refresh_token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,7 +404,12 @@ def after_refresh(
     )
     return dataclasses.replace(
         observation,
-        failure=FailureState(attempts=attempts, retry_at=now + delay, last_error=str(error)),
+        failure=FailureState(
+            attempts=attempts,
+            retry_at=now + delay,
+            last_error=str(error),
+            invalid_answer=error.kind is ErrorKind.INVALID_ANSWER,
+        ),
     )
 
 
@@ -262,9 +423,14 @@ def operator_namespace_missing(namespace: str) -> str:
 
 
 def desired_conditions(
-    observation: ClientObservation, action: Action, now: dt.datetime, consent_problem: str = ""
+    observation: ClientObservation,
+    action: Action,
+    now: dt.datetime,
+    consent_problem: str = "",
+    consumer_conflict: str = "",
 ) -> list[Condition]:
-    """The Authorized and Ready conditions; `consent_problem` says why no URL was published."""
+    """The Authorized and Ready conditions; `consent_problem` says why no URL was published,
+    `consumer_conflict` why the consumer Secret could not be written."""
     record = observation.record
     access = record.access if record else None
     token_valid = access is not None and access.expires_at > now
@@ -276,7 +442,13 @@ def desired_conditions(
         authorized = Condition(AUTHORIZED, False, reason, _consent_message(reason, action))
     elif record is not None and record.refresh_token:
         who = f" by {email}" if email else ""
-        authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, f"Consent given{who}")
+        message = f"Consent given{who}"
+        if Request.REAUTHORIZE in observation.requests:
+            message += (
+                "; a new consent was requested: open status.authorization.url (this grant "
+                "keeps working until the new one is stored)"
+            )
+        authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, message)
     else:
         authorized = Condition(
             AUTHORIZED, False, Reason.CONSENT_REQUIRED, _consent_message("", action)
@@ -285,6 +457,8 @@ def desired_conditions(
     failure = observation.failure
     if action.kind is ActionKind.BLOCKED:
         ready = Condition(READY, False, action.reason, action.message)
+    elif consumer_conflict:  # what must be fixed first, consent or not
+        ready = Condition(READY, False, Reason.SECRET_CONFLICT, consumer_conflict)
     elif action.kind is ActionKind.CONSENT and consent_problem:
         ready = Condition(READY, False, Reason.OPERATOR_NAMESPACE_MISSING, consent_problem)
     elif action.kind is ActionKind.CONSENT:
@@ -296,7 +470,7 @@ def desired_conditions(
         ready = Condition(
             READY,
             True,
-            Reason.REFRESH_DELAYED,
+            Reason.GOOGLE_ANSWER_INVALID if failure.invalid_answer else Reason.REFRESH_DELAYED,
             f"refresh failed {failure.attempts} time(s) ({failure.last_error}); the current "
             f"token is valid{expiry_note}; next try at "
             f"{format_rfc3339(failure.retry_at or now)}",
@@ -305,7 +479,7 @@ def desired_conditions(
         ready = Condition(
             READY,
             False,
-            Reason.REFRESH_FAILING,
+            Reason.GOOGLE_ANSWER_INVALID if failure.invalid_answer else Reason.REFRESH_FAILING,
             f"refresh failed {failure.attempts} time(s) ({failure.last_error}) and the token "
             f"expired; next try at {format_rfc3339(failure.retry_at or now)}",
         )
@@ -324,8 +498,20 @@ def _consent_message(reason: str, action: Action) -> str:
             "Google says the grant was revoked or expired (invalid_grant); open "
             "status.authorization.url to consent again"
         )
+    if reason == Reason.REVOKED_ON_REQUEST:
+        return (
+            "the grant was revoked at Google on request (annotation "
+            f"{Request.REVOKE.annotation}) and the token Secrets were deleted; open "
+            "status.authorization.url to consent again"
+        )
     if reason == Reason.CONSENT_DENIED:
         return "consent was denied at Google; open status.authorization.url to try again"
+    if reason == Reason.ACCOUNT_NOT_ALLOWED:
+        return (
+            "the last consent came from an account that spec.allowedAccounts/spec.hostedDomain "
+            "do not allow (nothing was stored, the grant was revoked); open "
+            "status.authorization.url and consent with an allowed account"
+        )
     return "no Google account has consented yet; open status.authorization.url to consent"
 
 
@@ -333,7 +519,7 @@ def desired_status(
     observation: ClientObservation,
     action: Action,
     pending: PublishedConsent | None,
-    now: dt.datetime,
+    handled: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Status fields other than conditions (merged by the caller); None removes a field."""
     record = observation.record
@@ -350,8 +536,10 @@ def desired_status(
         "lastRefreshTime": format_rfc3339(access.issued_at) if access else None,
         "nextRefreshTime": format_rfc3339(next_refresh) if next_refresh else None,
         "failedRefreshAttempts": failure.attempts,
+        "lastFailure": failure.last_error or None,
         "credentialsResourceVersion": failure.rejected_credentials_version or None,
         "tokenSecretName": observation.spec.token_secret_name,
+        "handledRequests": dict(handled) if handled else None,
     }
 
 

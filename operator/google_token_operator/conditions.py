@@ -22,6 +22,7 @@ class Reason:
     AUTHORIZED = "Authorized"
     CONSENT_REQUIRED = "ConsentRequired"
     CONSENT_DENIED = "ConsentDenied"
+    ACCOUNT_NOT_ALLOWED = "AccountNotAllowed"
     AUTHORIZATION_REVOKED = "AuthorizationRevoked"
     TOKEN_VALID = "TokenValid"
     REFRESH_DELAYED = "RefreshDelayed"
@@ -31,6 +32,11 @@ class Reason:
     CREDENTIALS_SECRET_INVALID = "CredentialsSecretInvalid"
     SPEC_INVALID = "SpecInvalid"
     OPERATOR_NAMESPACE_MISSING = "OperatorNamespaceMissing"
+    GOOGLE_ANSWER_INVALID = "GoogleAnswerInvalid"
+    # A person asked for the grant to be revoked (annotation revoke-requested-at).
+    REVOKED_ON_REQUEST = "RevokedOnRequest"
+    # Both kinds: a Secret under a wanted name is not the operator's for this object.
+    SECRET_CONFLICT = "SecretConflict"
     # Branch
     CLIENT_NOT_READY = "ClientNotReady"
     LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
@@ -39,7 +45,14 @@ class Reason:
 
 
 # Authorized=False reasons that stay until a new consent, whatever else happens.
-STICKY_CONSENT_REASONS = frozenset({Reason.AUTHORIZATION_REVOKED, Reason.CONSENT_DENIED})
+STICKY_CONSENT_REASONS = frozenset(
+    {
+        Reason.AUTHORIZATION_REVOKED,
+        Reason.CONSENT_DENIED,
+        Reason.ACCOUNT_NOT_ALLOWED,
+        Reason.REVOKED_ON_REQUEST,
+    }
+)
 
 # Reasons whose Event is a Warning when the condition is False.
 WARNING_REASONS = frozenset(
@@ -51,10 +64,13 @@ WARNING_REASONS = frozenset(
         Reason.REFRESH_DELAYED,
         Reason.REFRESH_FAILING,
         Reason.CONSENT_DENIED,
+        Reason.ACCOUNT_NOT_ALLOWED,
         Reason.LOCATION_NOT_ACCESSIBLE,
         Reason.CLIENT_NOT_READY,
         Reason.SPEC_INVALID,
         Reason.OPERATOR_NAMESPACE_MISSING,
+        Reason.GOOGLE_ANSWER_INVALID,
+        Reason.SECRET_CONFLICT,
     }
 )
 

@@ -19,11 +19,18 @@ from .google_types import (
     ErrorKind,
     GoogleError,
     TokenResponse,
+    Userinfo,
     classify_token_error,
+    clean,
     parse_retry_after,
+    refresh_token_from_response,
     token_from_response,
+    userinfo_from_response,
 )
 from .settings import GoogleEndpoints
+
+# What Google's revoke endpoint answers (400) for a token that is already revoked or expired.
+ALREADY_REVOKED = frozenset({"invalid_token", "invalid_grant"})
 
 
 class GoogleHttp:
@@ -89,36 +96,45 @@ class GoogleHttp:
                     raise GoogleError(
                         kind=classify_token_error(response.status, body),
                         status=response.status,
-                        error=str(body.get("error", "unknown_error")),
-                        description=str(body.get("error_description", "")),
+                        error=clean(str(body.get("error", "unknown_error")), 80),
+                        description=clean(str(body.get("error_description", ""))),
                         retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
                     )
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _network_error(error) from None
-        if "access_token" not in body or "expires_in" not in body:
-            raise GoogleError(ErrorKind.OTHER, 200, "malformed_response", "no access_token")
         return TokenResponse(
             access=token_from_response(body, scopes, now),
-            refresh_token=body.get("refresh_token") or None,
+            refresh_token=refresh_token_from_response(body),
         )
 
-    async def revoke(self, token: str) -> None:
+    async def revoke(self, token: str) -> bool:
+        """Revoke a grant. False when Google says the token is already invalid (revoked or
+        expired): there is nothing left to revoke. Raises GoogleError otherwise."""
         try:
             async with self._http().post(
                 self._endpoints.revoke_uri, data={"token": token}
             ) as response:
                 body = await _json_body(response)
-                if response.status != 200:
-                    kind = classify_token_error(response.status, body)
-                    raise GoogleError(
-                        kind, response.status, str(body.get("error", "revoke_failed")), ""
-                    )
+                if response.status == 200:
+                    return True
+                error = clean(str(body.get("error", "revoke_failed")), 80)
+                if response.status == 400 and error in ALREADY_REVOKED:
+                    return False
+                raise GoogleError(
+                    classify_token_error(response.status, body),
+                    response.status,
+                    error,
+                    clean(str(body.get("error_description", ""))),
+                    retry_after=parse_retry_after(
+                        response.headers.get("Retry-After"), dt.datetime.now(dt.UTC)
+                    ),
+                )
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _network_error(error) from None
 
-    async def userinfo_email(self, access_token: str) -> str:
+    async def userinfo(self, access_token: str) -> Userinfo:
         body = await self._api_get(self._endpoints.userinfo_uri, access_token, {})
-        return str(body.get("email", ""))
+        return userinfo_from_response(body)
 
     async def get_location(self, access_token: str, location_id: str) -> dict[str, Any]:
         url = f"{self._endpoints.business_info_api}/v1/locations/{location_id}"
@@ -136,8 +152,8 @@ class GoogleHttp:
                     error = error if isinstance(error, dict) else {"status": str(error)}
                     raise ApiError(
                         response.status,
-                        str(error.get("status", "UNKNOWN")),
-                        str(error.get("message", "")),
+                        clean(str(error.get("status", "UNKNOWN")), 40),
+                        clean(str(error.get("message", ""))),
                     )
                 return body
         except (aiohttp.ClientError, TimeoutError) as error:

@@ -23,6 +23,9 @@ class ErrorKind(enum.Enum):
     REDIRECT_URI_MISMATCH = "redirect_uri_mismatch"
     # Overload or network trouble: try again later.
     RETRYABLE = "retryable"
+    # Google answered 200 with something unusable (no token, a nonsensical lifetime): try
+    # again later, as for overload, and say so.
+    INVALID_ANSWER = "invalid_answer"
     # Anything else Google refuses; not retried automatically.
     OTHER = "other"
 
@@ -40,8 +43,10 @@ class GoogleError(Exception):
     retry_after: dt.timedelta | None = None
 
     def __str__(self) -> str:
-        # Google's error codes and descriptions never echo the secret values sent.
+        # Google's error codes and descriptions never echo the secret values sent; they are
+        # bounded and made printable all the same (they end up in conditions and logs).
         detail = f"{self.error}: {self.description}" if self.description else self.error
+        detail = clean(detail)
         return f"HTTP {self.status} {detail}" if self.status else detail
 
 
@@ -59,31 +64,129 @@ def classify_token_error(status: int, body: Mapping[str, Any]) -> ErrorKind:
     return ErrorKind.OTHER
 
 
+# Retry-After is honoured up to this: a server asking for hours must not outlast the token.
+MAX_RETRY_AFTER = dt.timedelta(minutes=10)
+# Google's access tokens live 3599 s. Anything outside these bounds is not a token lifetime
+# (0 or negative would refresh in a loop; years would never refresh).
+MIN_LIFETIME = dt.timedelta(seconds=5)
+MAX_LIFETIME = dt.timedelta(hours=24)
+MAX_TOKEN_LENGTH = 4096
+MAX_TEXT = 300  # of any text from Google shown in a condition or a log line
+
+
 def parse_retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
-    """Retry-After is either seconds or an HTTP date."""
-    if not value:
+    """Retry-After is either seconds or an HTTP date; anything else is ignored, and what it
+    asks for is capped at MAX_RETRY_AFTER."""
+    if not value or len(value) > 64:
         return None
-    if value.strip().isdigit():
-        return dt.timedelta(seconds=int(value.strip()))
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(moment - now, dt.timedelta(0))
+    text = value.strip()
+    delay: dt.timedelta | None
+    if text.isdigit():
+        delay = dt.timedelta(seconds=min(int(text), int(MAX_RETRY_AFTER.total_seconds())))
+    else:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+            delay = max(moment - now, dt.timedelta(0))
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return min(delay, MAX_RETRY_AFTER)
 
 
 def token_from_response(
     body: Mapping[str, Any], requested_scopes: tuple[str, ...], now: dt.datetime
 ) -> AccessToken:
-    """An AccessToken from a token-endpoint answer; Google may list scopes in any order."""
-    scopes = tuple(sorted(str(body.get("scope", "")).split())) or tuple(sorted(requested_scopes))
+    """An AccessToken from a token-endpoint answer, or GoogleError(INVALID_ANSWER) naming the
+    field that is unusable. Google may list scopes in any order."""
+    value = body.get("access_token")
+    if not isinstance(value, str) or not value or len(value) > MAX_TOKEN_LENGTH:
+        raise invalid_answer("access_token is missing, empty or not a string")
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise invalid_answer("access_token holds characters a token cannot have")
+    lifetime = body.get("expires_in")
+    if isinstance(lifetime, str) and lifetime.isdigit():
+        lifetime = int(lifetime)
+    if (
+        not isinstance(lifetime, int)
+        or isinstance(lifetime, bool)
+        or not MIN_LIFETIME.total_seconds() <= lifetime <= MAX_LIFETIME.total_seconds()
+    ):
+        raise invalid_answer(
+            f"expires_in={clean(repr(lifetime), 40)} is not a whole number of seconds between "
+            f"{int(MIN_LIFETIME.total_seconds())} and {int(MAX_LIFETIME.total_seconds())}"
+        )
+    token_type = body.get("token_type") or "Bearer"
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise invalid_answer(f"token_type={clean(repr(token_type), 40)} is not Bearer")
+    scope = body.get("scope") or ""
+    if not isinstance(scope, str):
+        raise invalid_answer("scope is not a string")
+    scopes = tuple(sorted(scope.split())) or tuple(sorted(requested_scopes))
+    issued = now.replace(microsecond=0)
     return AccessToken(
-        value=str(body["access_token"]),
-        token_type=str(body.get("token_type") or "Bearer"),
+        value=value,
+        token_type="Bearer",  # noqa: S106 - the scheme's name, not a secret
         scopes=scopes,
-        issued_at=now.replace(microsecond=0),
-        expires_at=now.replace(microsecond=0) + dt.timedelta(seconds=int(body["expires_in"])),
+        issued_at=issued,
+        expires_at=issued + dt.timedelta(seconds=lifetime),
     )
+
+
+def refresh_token_from_response(body: Mapping[str, Any]) -> str | None:
+    """A refresh token if the answer carries one (Google sends it with a consent only)."""
+    value = body.get("refresh_token")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TOKEN_LENGTH or not value.isprintable():
+        raise invalid_answer("refresh_token is not a usable string")
+    return value
+
+
+def invalid_answer(problem: str) -> GoogleError:
+    return GoogleError(ErrorKind.INVALID_ANSWER, 200, "invalid_answer", problem)
+
+
+def clean(text: str, limit: int = MAX_TEXT) -> str:
+    """Text from Google, safe for a condition or a log line: printable, bounded."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
+
+
+@dataclasses.dataclass(frozen=True)
+class Userinfo:
+    """Who consented, as Google's userinfo endpoint says (empty when it did not say)."""
+
+    email: str
+    email_verified: bool
+    hosted_domain: str
+
+
+def userinfo_from_response(body: Mapping[str, Any]) -> Userinfo:
+    email_address = body.get("email")
+    if not isinstance(email_address, str) or not _looks_like_email(email_address):
+        email_address = ""
+    domain = body.get("hd")
+    return Userinfo(
+        email=email_address.lower(),
+        email_verified=body.get("email_verified") in (True, "true"),
+        hosted_domain=domain.lower() if isinstance(domain, str) and len(domain) <= 253 else "",
+    )
+
+
+def _looks_like_email(text: str) -> bool:
+    local, at, domain = text.partition("@")
+    return (
+        bool(local and at and domain)
+        and len(text) <= 320
+        and "@" not in domain
+        and text.isprintable()
+        and not any(ch.isspace() for ch in text)
+    )
+
+
+def location_title(body: Mapping[str, Any]) -> str:
+    """A location's title from Business Profile, bounded (it is shown in status)."""
+    title = body.get("title")
+    return clean(title, 200) if isinstance(title, str) else ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,64 +1,42 @@
-"""Leader election with a coordination.k8s.io Lease, so two replicas are safe: one acts.
+"""Leader election with a coordination.k8s.io Lease, fenced: two replicas never both write.
 
-The standby does not run kopf at all; it retries the Lease until the holder stops renewing
-it, then takes over. A leader that cannot renew in time stops (and is restarted as a
-standby), so two leaders never act at once for longer than one renew attempt.
+As client-go's leader election does, and on a monotonic clock throughout:
+- the leader renews every RETRY_PERIOD, each attempt under a timeout; it may act only until
+  RENEW_DEADLINE after the start of its last successful renewal (the fence, checked before
+  every Kubernetes write), and stops (exit, restarted as a standby) once it is past;
+- a standby never compares clocks: it judges the Lease expired when it has observed the
+  very same record (holder, renewTime, resourceVersion) unchanged for the Lease's duration.
+
+A standby that first saw the leader's last renewal at time t takes over no earlier than
+t + LEASE_DURATION; that renewal was started before t, so the old leader's fence closed by
+then minus (LEASE_DURATION - RENEW_DEADLINE): the margin left for the two monotonic clocks
+to disagree in rate, and for a write already sent to land.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
-import enum
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable
 
+from .election import (
+    Decision,
+    Fence,
+    LeaseTimings,
+    Monotonic,
+    Observation,
+    decide,
+    lease_record,
+    micro_time,
+    observe,
+)
 from .kube import Kube, KubeError
 
 logger = logging.getLogger(__name__)
-
-# A standby takes over at most LEASE_DURATION + RETRY_PERIOD after the leader died.
-LEASE_DURATION = dt.timedelta(seconds=15)
-RENEW_PERIOD = dt.timedelta(seconds=5)
-RETRY_PERIOD = dt.timedelta(seconds=2)
-
-
-class Decision(enum.Enum):
-    TAKE = "take"  # free or expired: take it (counts as a leader transition)
-    RENEW = "renew"  # ours: renew it
-    WAIT = "wait"  # someone else holds a live lease
-
-
-@dataclasses.dataclass(frozen=True)
-class LeaseView:
-    holder: str
-    renewed_at: dt.datetime | None
-    duration: dt.timedelta
-
-
-def lease_view(spec: Mapping[str, Any]) -> LeaseView:
-    renewed = spec.get("renewTime")
-    return LeaseView(
-        holder=str(spec.get("holderIdentity") or ""),
-        renewed_at=dt.datetime.fromisoformat(renewed.replace("Z", "+00:00")) if renewed else None,
-        duration=dt.timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0)),
-    )
-
-
-def decide(lease: LeaseView, identity: str, now: dt.datetime) -> Decision:
-    if lease.holder == identity:
-        return Decision.RENEW
-    if not lease.holder or lease.renewed_at is None or lease.renewed_at + lease.duration <= now:
-        return Decision.TAKE
-    return Decision.WAIT
-
-
-def micro_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:
@@ -72,71 +50,105 @@ class LeaderElection:
         namespace: str,
         name: str,
         identity: str,
-        clock: Callable[[], dt.datetime] | None = None,
+        timings: LeaseTimings | None = None,
+        monotonic: Monotonic = time.monotonic,
+        wall_clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.name = name
         self.identity = identity
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.timings = timings or LeaseTimings()
+        self.monotonic = monotonic
+        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
+        self.fence = Fence(self.timings.renew_deadline, monotonic)
+        self._observation: Observation | None = None
 
     async def acquire(self) -> None:
-        """Return once this process holds the Lease."""
+        """Return once this process holds the Lease (its fence open)."""
         logger.info(f"Waiting to lead: Lease {self.namespace}/{self.name} as {self.identity}")
-        while not await self._try():  # noqa: ASYNC110 - polling the API server is the point
-            await asyncio.sleep(RETRY_PERIOD.total_seconds())
+        while not await self._attempt_quietly():  # noqa: ASYNC110 - polling is the point
+            await asyncio.sleep(self.timings.retry_period.total_seconds())
         logger.info(f"Leading: Lease {self.namespace}/{self.name} acquired by {self.identity}")
 
     async def hold(self) -> None:
-        """Renew until renewal fails for longer than the lease lasts; then return (lost)."""
-        last_renewed = self.clock()
+        """Renew every RETRY_PERIOD; return (lost) when the fence closes before a renewal
+        succeeded, or another replica holds the Lease."""
         while True:
-            await asyncio.sleep(RENEW_PERIOD.total_seconds())
+            retry = self.timings.retry_period.total_seconds()
+            await asyncio.sleep(min(retry, max(self.fence.remaining(), 0)))
+            if not self.fence.open():
+                logger.error("Could not renew the Lease in time; stopping (no more writes)")
+                return
             try:
-                if await self._try():
-                    last_renewed = self.clock()
-                    continue
-                logger.error("Another replica took the Lease; stopping")
-                return
+                if not await self._attempt():
+                    logger.error("Another replica holds the Lease; stopping")
+                    return
             except KubeError as error:
-                logger.warning(f"Renewing the Lease failed: {error}")
-            if self.clock() - last_renewed >= LEASE_DURATION - RENEW_PERIOD:
-                logger.error("Could not renew the Lease in time; stopping")
-                return
+                logger.warning(
+                    f"Renewing the Lease failed ({error}); "
+                    f"{max(self.fence.remaining(), 0):.1f}s left to renew"
+                )
 
     async def release(self) -> None:
         """Give the Lease up on a clean stop, so a standby takes over in one retry period."""
+        self.fence.until = float("-inf")  # no more writes from here, whatever happens
         try:
-            current = await self.kube.get_lease(self.namespace, self.name)
-            spec = (current or {}).get("spec") or {}
-            if current is None or spec.get("holderIdentity") != self.identity:
-                return
-            await self.kube.replace_lease(
-                {**current, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1}}
-            )
-        except KubeError as error:
+            async with asyncio.timeout(self.timings.call_timeout.total_seconds()):
+                current = await self.kube.get_lease(self.namespace, self.name)
+                spec = (current or {}).get("spec") or {}
+                if current is None or spec.get("holderIdentity") != self.identity:
+                    return
+                released = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1}
+                await self.kube.replace_lease({**current, "spec": released}, guarded=False)
+        except (KubeError, TimeoutError) as error:
             logger.warning(f"Releasing the Lease failed (a standby waits it out): {error}")
             return
         logger.info("Released the Lease")
 
-    async def _try(self) -> bool:
-        """One acquire-or-renew attempt; True when this process holds the Lease afterwards."""
-        now = self.clock()
-        current = await self.kube.get_lease(self.namespace, self.name)
+    async def _attempt_quietly(self) -> bool:
+        """A standby's attempt: an API server that cannot be reached means "not yet"."""
+        try:
+            return await self._attempt()
+        except KubeError as error:
+            logger.warning(f"Reading the Lease failed ({error}); trying again")
+            return False
+
+    async def _attempt(self) -> bool:
+        """One acquire-or-renew step; True when this process holds the Lease afterwards.
+        Raises KubeError when the API server cannot be reached in time."""
+        started = self.monotonic()
+        try:
+            async with asyncio.timeout(self.timings.call_timeout.total_seconds()):
+                holds = await self._step(started)
+        except TimeoutError:
+            raise KubeError(0, "Timeout", "the Lease call timed out") from None
+        if holds:
+            self.fence.extend(started)
+        return holds
+
+    async def _step(self, started: float) -> bool:
+        now = self.wall_clock()
         spec = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(LEASE_DURATION.total_seconds()),
+            "leaseDurationSeconds": int(self.timings.lease_duration.total_seconds()),
             "renewTime": micro_time(now),
         }
+        current = await self.kube.get_lease(self.namespace, self.name)
         if current is None:
             return await self.kube.create_lease(
                 self.namespace, self.name, {**spec, "acquireTime": micro_time(now)}
             )
-        decision = decide(lease_view(current.get("spec") or {}), self.identity, now)
+        self._observation = observe(self._observation, lease_record(current), started)
+        decision = decide(self._observation, self.identity, started, self.timings.lease_duration)
         if decision is Decision.WAIT:
             return False
         old = current.get("spec") or {}
         if decision is Decision.TAKE:
             spec["acquireTime"] = micro_time(now)
-            spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
-        return await self.kube.replace_lease({**current, "spec": {**old, **spec}})
+            transitions = old.get("leaseTransitions")
+            spec["leaseTransitions"] = (transitions if isinstance(transitions, int) else 0) + 1
+        replaced = await self.kube.replace_lease(
+            {**current, "spec": {**old, **spec}}, guarded=False
+        )
+        return replaced is not None

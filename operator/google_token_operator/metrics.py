@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -12,6 +14,7 @@ PREFIX = "google_token_operator"
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._authorized_reasons: dict[tuple[str, str], str] = {}
         self.token_expiration = Gauge(
             f"{PREFIX}_token_expiration_timestamp_seconds",
             "When the access token in the GoogleClient's consumer Secret expires (Unix time).",
@@ -36,6 +39,17 @@ class Metrics:
             ["kind", "namespace", "name"],
             registry=self.registry,
         )
+        self.authorized = Gauge(
+            f"{PREFIX}_authorized_status",
+            "1 when the GoogleClient's Authorized condition is True, else 0 (see reason).",
+            ["namespace", "name", "reason"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader",
+            "1 while this replica holds the leader Lease and may act, else 0.",
+            registry=self.registry,
+        )
         self.secret_writes = Counter(
             f"{PREFIX}_secret_writes_total",
             "Secrets the operator created or updated, by role (private, consumer, consent).",
@@ -48,8 +62,27 @@ class Metrics:
         with contextlib.suppress(KeyError):
             self.ready.remove(kind, namespace, name)
         if kind == "GoogleClient":
-            with contextlib.suppress(KeyError):
-                self.token_expiration.remove(namespace, name)
+            self.token_gone(namespace, name)
+            self.set_authorized(namespace, name, None)
+
+    def token_gone(self, namespace: str, name: str) -> None:
+        """The client holds no access token (revoked on request, or never had one)."""
+        with contextlib.suppress(KeyError):
+            self.token_expiration.remove(namespace, name)
+
+    def set_authorized(
+        self, namespace: str, name: str, condition: Mapping[str, Any] | None
+    ) -> None:
+        """One series per client, labelled with the current reason (the previous one goes)."""
+        previous = self._authorized_reasons.pop((namespace, name), None)
+        if previous is not None:
+            self.authorized.remove(namespace, name, previous)
+        if condition is not None:
+            reason = str(condition.get("reason", ""))
+            self.authorized.labels(namespace, name, reason).set(
+                1 if condition.get("status") == "True" else 0
+            )
+            self._authorized_reasons[(namespace, name)] = reason
 
     def serve(self, port: int) -> None:
         if port:

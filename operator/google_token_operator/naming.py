@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,10 +54,22 @@ class BranchLocation:
         return f"accounts/{self.account_id}/locations/{self.location_id}"
 
 
+# A label value holds at most 63 characters; the CRDs bound names to that, and a longer name
+# (an older CRD) is shortened with a digest rather than failing every write.
+LABEL_VALUE_MAX = 63
+
+
+def label_value(name: str) -> str:
+    if len(name) <= LABEL_VALUE_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{name[: LABEL_VALUE_MAX - 13].rstrip('-.')}-{digest}"
+
+
 def labels_for(client_name: str, branch_name: str | None = None, role: str = "") -> dict[str, str]:
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, CLIENT_LABEL: client_name}
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, CLIENT_LABEL: label_value(client_name)}
     if branch_name is not None:
-        labels[BRANCH_LABEL] = branch_name
+        labels[BRANCH_LABEL] = label_value(branch_name)
     if role:
         labels[ROLE_LABEL] = role
     return labels

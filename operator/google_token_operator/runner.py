@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import contextlib
+import importlib.metadata
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import kopf
 from aiohttp import web
 
 from . import GROUP, handlers, leader
 from .consent import api as consent_api
+from .consent.apikey import KeyCheck
 from .consent.contract import HEALTHZ_PATH
 from .consent.manager import CallbackManager
 from .google_http import GoogleHttp
-from .kube import Kube, load_configuration
+from .kube import Kube, KubeConfig, load_config
 from .leader import LeaderElection
 from .metrics import Metrics
+from .reconcile.cluster import ClusterView
 from .reconcile.context import Operator
+from .reconcile.deletion import Janitor
 from .settings import Settings
 
-# Kubernetes calls run in threads (the client is synchronous); enough for bursts at start-up
-# when every GoogleClient's daemon makes its first pass.
-KUBE_THREADS = 16
 LEASE_NAME = "google-token-operator"
+# kopf's own connections to the API server (its watches, finalizer and annotation patches).
+KOPF_CONNECTIONS = 8
+VERSION_TEXT = importlib.metadata.version("google-token-operator")
+logger = logging.getLogger(__name__)
 
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
@@ -40,10 +46,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_serve(args, settings))
 
 
-def build_registry(op: Operator) -> tuple[kopf.OperatorRegistry, handlers.Wakeups]:
+def watched_namespaces(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """Empty: all namespaces."""
+    return [] if args.all_namespaces else list(args.namespace or settings.watch_namespaces)
+
+
+def build_registry(op: Operator, config: KubeConfig, user_agent: str) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     callbacks = CallbackManager(op)
-    wakeups = handlers.register(registry, op, callbacks)
+    handlers.register(registry, op, callbacks)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -56,42 +67,61 @@ def build_registry(op: Operator) -> tuple[kopf.OperatorRegistry, handlers.Wakeup
         # Events are posted explicitly (condition transitions), never from log lines.
         settings.posting.loggers = False
         settings.posting.level = logging.INFO
-        settings.execution.max_workers = KUBE_THREADS
-        # Reconnect watches now and then so a silently dropped connection cannot go unnoticed.
+        # Reconnect watches now and then so a silently dropped connection cannot go unnoticed;
+        # and no API call may hang without a limit.
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
+        settings.networking.request_timeout = op.kube.timeout.total_seconds()
+        settings.networking.connect_timeout = op.kube.timeout.total_seconds()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # The same sources as our own client: in-cluster, else KUBECONFIG.
-        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
-        return info
+    async def login(**_: Any) -> kopf.AiohttpSession:
+        # The same source as the operator's own client (in-cluster, else KUBECONFIG), and a
+        # session of our own: kopf's default opens a TLS connection per concurrent request
+        # (thousands at a first start), ours keeps a few and reuses them.
+        token, expires_at = config.current_token()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=KOPF_CONNECTIONS,
+                ssl=config.ssl_context if config.ssl_context is not None else False,
+            ),
+            headers={**config.auth_headers(), "User-Agent": f"kopf ({user_agent})"},
+        )
+        return kopf.AiohttpSession(
+            server=config.server,
+            default_namespace=config.default_namespace,
+            expiration=expires_at if token else None,
+            aiohttp_session=session,
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:
         await callbacks.close()
-        await op.google.close()
-        op.kube.close()
 
-    return registry, wakeups
+    return registry
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=KUBE_THREADS))
     metrics = Metrics()
     metrics.serve(args.metrics_port)
-    op = Operator(
-        settings,
-        Kube(load_configuration(), threads=KUBE_THREADS),
-        GoogleHttp(settings.google, settings.http_timeout),
-        metrics,
-    )
-    registry, wakeups = build_registry(op)
+    config = load_config()
+    identity = leader.default_identity()
+    # The identity in every request's User-Agent: an audit log tells the replicas apart.
+    user_agent = f"google-token-operator/{VERSION_TEXT} ({identity})"
+    kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
+    google = GoogleHttp(settings.google, settings.http_timeout)
     # The consent API serves on every replica (a standby too): what it does is bound to a
-    # single-use state and lands in the cluster, where the leader's watch picks it up.
+    # single-use state and lands in the cluster, where the leader's watch picks it up. It
+    # watches nothing, so it reads the few Secrets it needs; its client is not fenced by the
+    # leader election (a standby's consent must land too).
+    consent_kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
+    consent_op = Operator(settings, consent_kube, google, metrics)
     consent_server = web.AppRunner(
-        consent_api.create_app(consent_api.ConsentService(op, wakeups.wake)), access_log=None
+        consent_api.create_app(
+            consent_api.ConsentService(consent_op),
+            KeyCheck(consent_kube, settings.operator_namespace),
+        ),
+        access_log=None,
     )
     await consent_server.setup()
     if args.consent_port:
@@ -101,12 +131,77 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.leader_election:
             election = LeaderElection(
-                op.kube, settings.operator_namespace, LEASE_NAME, leader.default_identity()
+                kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader
             )
             await _while_alive(election.acquire(), args.liveness_port)
-        return await _run_kopf(args, registry, settings, election)
+            # From here on every Kubernetes write checks that the Lease is still ours.
+            kube.write_guard = election.fence.open
+        metrics.leader.set_function(lambda: 1.0 if kube.write_guard() else 0.0)
+        return await _lead(args, settings, kube, google, metrics, config, election)
     finally:
         await consent_server.cleanup()
+        await google.close()
+        await kube.close()
+        await consent_kube.close()
+
+
+async def _lead(
+    args: argparse.Namespace,
+    settings: Settings,
+    kube: Kube,
+    google: GoogleHttp,
+    metrics: Metrics,
+    config: KubeConfig,
+    election: LeaderElection | None,
+) -> int:
+    """Watch, run kopf; with leader election, stop (exit 1) as soon as the Lease is lost."""
+    namespaces = watched_namespaces(args, settings)
+    janitor: Janitor | None = None
+
+    def branch_changed(*change: Any) -> None:
+        if janitor is not None:
+            janitor.branch_changed(*change)
+
+    view = ClusterView(kube, namespaces, settings.operator_namespace, branch_changed)
+    op = Operator(settings, kube, google, metrics, view=view)
+    janitor = Janitor(op, logger)
+    background = [
+        asyncio.create_task(view.run(), name="watches"),
+        asyncio.create_task(janitor.run(), name="janitor"),
+    ]
+    stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=build_registry(op, config, kube.user_agent),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,  # one active replica is ensured by the Lease, not kopf peering
+            stop_flag=stop,
+            liveness_endpoint=(
+                f"http://0.0.0.0:{args.liveness_port}{HEALTHZ_PATH}" if args.liveness_port else None
+            ),
+        )
+    )
+    try:
+        if election is None:
+            await operator
+            return 0
+        holding = asyncio.create_task(election.hold())
+        await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+        if operator.done():  # stopped by a signal: hand over at once instead of in 15 s
+            holding.cancel()
+            await operator
+            await election.release()
+            return 0
+        stop.set()  # the Lease is lost: another replica may act now
+        await operator
+        return 1
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -> None:
@@ -125,39 +220,3 @@ async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -
         await waiting
     finally:
         await runner.cleanup()
-
-
-async def _run_kopf(
-    args: argparse.Namespace,
-    registry: kopf.OperatorRegistry,
-    settings: Settings,
-    election: LeaderElection | None,
-) -> int:
-    """Run kopf; with leader election, stop it (exit 1) as soon as the Lease is lost."""
-    namespaces = [] if args.all_namespaces else list(args.namespace or settings.watch_namespaces)
-    stop = asyncio.Event()
-    operator = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=True,  # one active replica is ensured by the Lease, not kopf peering
-            stop_flag=stop,
-            liveness_endpoint=(
-                f"http://0.0.0.0:{args.liveness_port}{HEALTHZ_PATH}" if args.liveness_port else None
-            ),
-        )
-    )
-    if election is None:
-        await operator
-        return 0
-    holding = asyncio.create_task(election.hold())
-    await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
-    if operator.done():  # stopped by a signal: hand over at once instead of in 15 s
-        holding.cancel()
-        await operator
-        await election.release()
-        return 0
-    stop.set()  # the Lease is lost: another replica may act now
-    await operator
-    return 1

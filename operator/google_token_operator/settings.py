@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .consent.contract import CALLBACK_PATH, CALLBACK_PORT
+from .election import LeaseTimings
 from .timeutil import parse_duration
 
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/business.manage",)
@@ -73,6 +74,11 @@ class Settings:
     location_check_interval: dt.timedelta = dt.timedelta(hours=24)
     # One slow Google answer must not hold a refresh forever.
     http_timeout: dt.timedelta = dt.timedelta(seconds=30)
+    # Nor one Kubernetes call.
+    kube_timeout: dt.timedelta = dt.timedelta(seconds=15)
+    # Leader election (run --leader-election), client-go's defaults: a standby leads at most
+    # lease + 2 x retry (19 s) after the leader stopped renewing; tokens keep 10 minutes.
+    leader: LeaseTimings = dataclasses.field(default_factory=LeaseTimings)
     log_format: str = "plain"
 
     @classmethod
@@ -98,6 +104,8 @@ class Settings:
                 env, "LOCATION_CHECK_INTERVAL", defaults.location_check_interval
             ),
             http_timeout=_duration(env, "GOOGLE_HTTP_TIMEOUT", defaults.http_timeout),
+            kube_timeout=_duration(env, "KUBE_TIMEOUT", defaults.kube_timeout),
+            leader=_lease_timings(env, defaults.leader),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("plain", "full", "json")),
         )
 
@@ -124,6 +132,17 @@ def _duration(env: Mapping[str, str], variable: str, default: dt.timedelta) -> d
     if value <= dt.timedelta(0):
         raise SettingsError(f"{variable}={text!r} must be a positive duration such as 30s")
     return value
+
+
+def _lease_timings(env: Mapping[str, str], default: LeaseTimings) -> LeaseTimings:
+    try:
+        return LeaseTimings(
+            lease_duration=_duration(env, "LEADER_LEASE_DURATION", default.lease_duration),
+            renew_deadline=_duration(env, "LEADER_RENEW_DEADLINE", default.renew_deadline),
+            retry_period=_duration(env, "LEADER_RETRY_PERIOD", default.retry_period),
+        )
+    except ValueError as error:
+        raise SettingsError(f"LEADER_LEASE_DURATION/RENEW_DEADLINE/RETRY_PERIOD: {error}") from None
 
 
 def _bool(env: Mapping[str, str], variable: str, default: bool) -> bool:

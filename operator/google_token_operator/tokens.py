@@ -70,25 +70,40 @@ def record_to_data(record: TokenRecord) -> dict[str, str]:
 
 
 def record_from_data(data: Mapping[str, str] | None) -> TokenRecord | None:
-    """Parse private Secret `data`; None when there is nothing usable in it."""
+    """Parse private Secret `data`; None when there is nothing usable in it.
+
+    The Secret may have been edited by hand: an access token whose times cannot be read, or
+    that ends before it starts, is dropped (a refresh replaces it), never trusted.
+    """
     plain = decode_data(data or {})
     if not plain.get("refresh_token") and not plain.get("access_token"):
         return None
-    access = None
-    if plain.get("access_token") and plain.get("expiry") and plain.get("issued_at"):
-        access = AccessToken(
-            value=plain["access_token"],
-            token_type=plain.get("token_type") or "Bearer",
-            scopes=tuple(plain.get("scopes", "").split()),
-            issued_at=parse_rfc3339(plain["issued_at"]),
-            expires_at=parse_rfc3339(plain["expiry"]),
-        )
     return TokenRecord(
-        refresh_token=plain.get("refresh_token", ""),
-        client_id=plain.get("client_id", ""),
+        refresh_token=plain.get("refresh_token", "").strip(),
+        client_id=plain.get("client_id", "").strip(),
         scopes=tuple(plain.get("scopes", "").split()),
-        account_email=plain.get("account_email", ""),
-        access=access,
+        account_email=plain.get("account_email", "").strip(),
+        access=_access_from(plain),
+    )
+
+
+def _access_from(plain: Mapping[str, str]) -> AccessToken | None:
+    value = plain.get("access_token", "").strip()
+    if not value:
+        return None
+    try:
+        issued_at = parse_rfc3339(plain.get("issued_at", ""))
+        expires_at = parse_rfc3339(plain.get("expiry", ""))
+    except (ValueError, OverflowError):
+        return None
+    if expires_at <= issued_at:
+        return None
+    return AccessToken(
+        value=value,
+        token_type=plain.get("token_type") or "Bearer",
+        scopes=tuple(plain.get("scopes", "").split()),
+        issued_at=issued_at,
+        expires_at=expires_at,
     )
 
 

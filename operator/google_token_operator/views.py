@@ -1,49 +1,86 @@
-"""What the operator knows about the cluster without asking it: kopf index entries.
+"""What the operator keeps of each watched object: small, detached views (pure functions).
 
-kopf keeps these up to date from its watch streams, so a reconcile reads them instead of
-listing or getting objects. Index functions are pure: body in, small snapshot out.
-Consumer Secrets are remembered by a digest of their data only; only the private Secret's
-data (which the operator needs to refresh) is held in memory.
+The informers (kube.informer) hold one view per object, so a pass reads them instead of
+listing or getting objects. Unrelated Secrets are seen as metadata only and kept as a few
+strings; managed consumer Secrets by a digest of their data; only the private Secret's data
+(which the operator needs to refresh) is held in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
+from . import GROUP
 from .builders import content_hash
-from .naming import ROLE_LABEL, ROLE_PRIVATE, Key
+from .naming import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE
 
-V = TypeVar("V")
+
+@dataclasses.dataclass(frozen=True)
+class SecretMeta:
+    """Any Secret, as a metadata-only watch shows it: enough to tell whose it is."""
+
+    uid: str
+    resource_version: str
+    # Only the operator's own labels (managed-by and the google-token-operator.dev/ ones).
+    labels: Mapping[str, str]
+    owner_uids: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class SecretView:
-    namespace: str
-    name: str
+    """A Secret carrying the managed-by label, as a label-selected watch shows it."""
+
+    uid: str
     resource_version: str
     data_hash: str
+    data_keys: frozenset[str]
     private_data: Mapping[str, str] | None
 
 
-def managed_secret_view(body: Mapping[str, Any]) -> SecretView:
-    meta = body.get("metadata", {})
+def secret_meta(body: Mapping[str, Any]) -> SecretMeta:
+    meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
-    data = body.get("data") or {}
-    role = str(labels.get(ROLE_LABEL, ""))
-    return SecretView(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        resource_version=str(meta.get("resourceVersion", "")),
-        data_hash=content_hash(data),
-        private_data=dict(data) if role == ROLE_PRIVATE else None,
+    return SecretMeta(
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        labels={
+            str(k): str(v)
+            for k, v in labels.items()
+            if k == MANAGED_BY_LABEL or str(k).startswith(f"{GROUP}/")
+        },
+        owner_uids=tuple(str(ref.get("uid") or "") for ref in meta.get("ownerReferences") or []),
     )
 
 
+def managed_secret_view(body: Mapping[str, Any]) -> SecretView:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    data = body.get("data") or {}
+    return SecretView(
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        data_hash=content_hash(data),
+        data_keys=frozenset(data),
+        private_data=dict(data) if labels.get(ROLE_LABEL) == ROLE_PRIVATE else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectMeta:
+    """A custom resource as a metadata-only watch shows it: that it exists, and its uid."""
+
+    uid: str
+
+
+def object_meta(body: Mapping[str, Any]) -> ObjectMeta:
+    return ObjectMeta(uid=str((body.get("metadata") or {}).get("uid") or ""))
+
+
 def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a custom resource a reconcile needs (a plain, detached copy)."""
-    meta = body.get("metadata", {})
+    """The parts of a custom resource a pass needs (a plain, detached copy)."""
+    meta = body.get("metadata") or {}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
@@ -54,10 +91,3 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }
-
-
-def first(index: Mapping[Key, Iterable[V]], key: Key) -> V | None:
-    """The one value an index holds under a key (kopf stores a collection per key)."""
-    for value in index.get(key, ()):
-        return value
-    return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BasicAuth, hdrs, web
@@ -82,10 +84,14 @@ async def _count_and_inject_faults(request: web.Request, handler: Handler) -> we
     endpoint = request.match_info.route.name
     if endpoint not in ROUTE_ENDPOINTS:
         return await handler(request)
-    grant_type = (await _form(request)).get("grant_type") if endpoint == "token" else None
-    fault = request.app[STATE].record_call(endpoint, grant_type)
+    form = await _form(request) if endpoint == "token" else {}
+    fault = request.app[STATE].record_call(
+        endpoint, form.get("grant_type"), form.get("client_id", "")
+    )
     if fault is None:
         return await handler(request)
+    if fault.status == 200 and fault.answer is not None:
+        return await _tampered(await handler(request), fault.answer)
     if fault.status == 0:
         # A network failure: the client sees the connection close without an answer.
         if request.transport is not None:
@@ -94,6 +100,14 @@ async def _count_and_inject_faults(request: web.Request, handler: Handler) -> we
     if endpoint in API_OF_ENDPOINT:
         raise fault.api_error(API_OF_ENDPOINT[endpoint].service)
     raise fault.oauth_error()
+
+
+async def _tampered(response: web.StreamResponse, fields: Mapping[str, Any]) -> web.StreamResponse:
+    """The answer Google would give, with `fields` put over it (JSON answers only)."""
+    if not isinstance(response, web.Response) or response.status != 200 or response.body is None:
+        return response
+    body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    return web.json_response({**body, **fields}, headers={"Cache-Control": "no-store"})
 
 
 async def _authorize(request: web.Request) -> web.StreamResponse:

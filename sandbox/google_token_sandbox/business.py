@@ -157,6 +157,11 @@ class BusinessDirectory:
             self._accounts[account_id] = account
         return account
 
+    def add_manager(self, account_id: str, email: str) -> None:
+        """One more Google account may manage this business account (as when invited)."""
+        with self._lock:
+            self._accounts[account_id].managers.add(email)
+
     def add_location(
         self, account_id: str, location_id: str, title: str, **details: Any
     ) -> Location:

@@ -30,6 +30,8 @@ def add_routes(router: web.UrlDispatcher, key: web.AppKey[SandboxState]) -> None
             status=_integer(body, "status"),
             count=_integer(body, "count", default=1),
             retry_after=_optional_integer(body, "retry_after"),
+            answer=_optional_object(body, "answer"),
+            client_id=_string(body, "client_id", default=""),
         )
         return web.json_response({})
 
@@ -93,6 +95,13 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 _REQUIRED: Any = object()
+
+
+def _optional_object(body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{name} must be an object of answer fields")
+    return value
 
 
 def _string(body: Mapping[str, Any], name: str, default: str = _REQUIRED) -> str:

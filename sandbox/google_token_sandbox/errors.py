@@ -169,10 +169,14 @@ class AuthorizationError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
-    """An injected failure: `status` 0 drops the connection; else an error of that status."""
+    """An injected failure: `status` 0 drops the connection; 200 answers as usual but with the
+    fields of `answer` put over the JSON answer (a value of None makes the field null): a
+    Google-compatible server answering nonsense; else an error of that status.
+    `retry_after` is sent as it is, so a test can send one no server should."""
 
     status: int
-    retry_after: int | None = None
+    retry_after: int | str | None = None
+    answer: Mapping[str, Any] | None = None
 
     def oauth_error(self) -> OAuthError:
         error, description = _OAUTH_OVERLOAD.get(

@@ -81,12 +81,16 @@ class OAuthClient:
     client_secret: str
     redirect_uris: tuple[str, ...]
     name: str
+    # This client's access token lifetime; None: the sandbox's `token_lifetime`.
+    token_lifetime: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class User:
     email: str
     name: str
+    # A Google Workspace account's domain (Google's `hd` claim); empty for a Gmail account.
+    hosted_domain: str = ""
 
     @property
     def sub(self) -> str:
@@ -196,10 +200,12 @@ class SandboxState:
         self._access_tokens: dict[str, AccessToken] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._consent_requests: dict[str, AuthorizationRequest] = {}
-        self._faults: dict[str, collections.deque[Fault]] = collections.defaultdict(
+        # Faults and counts per (endpoint, OAuth client id); "" is any client.
+        self._faults: dict[tuple[str, str], collections.deque[Fault]] = collections.defaultdict(
             collections.deque
         )
         self._counts: collections.Counter[str] = collections.Counter()
+        self._client_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._api_calls: dict[tuple[BusinessApi, str], collections.deque[float]] = (
             collections.defaultdict(collections.deque)
         )
@@ -215,17 +221,18 @@ class SandboxState:
         client_secret: str,
         redirect_uris: Iterable[str],
         name: str = "Sandbox App",
+        token_lifetime: int | None = None,
     ) -> OAuthClient:
         """Add a client, or replace the one with this id."""
-        client = OAuthClient(client_id, client_secret, tuple(redirect_uris), name)
+        client = OAuthClient(client_id, client_secret, tuple(redirect_uris), name, token_lifetime)
         with self._lock:
             self._clients[client_id] = client
             self._broken_secrets.discard(client_id)
             self._secrets.add(client_secret)
         return client
 
-    def add_user(self, email: str, name: str | None = None) -> User:
-        user = User(email, name or email.split("@")[0])
+    def add_user(self, email: str, name: str | None = None, hosted_domain: str = "") -> User:
+        user = User(email, name or email.split("@")[0], hosted_domain)
         with self._lock:
             self._users[email] = user
         return user
@@ -282,29 +289,70 @@ class SandboxState:
     # -- faults and counts ----------------------------------------------------------------
 
     def inject_faults(
-        self, endpoint: str, *, status: int, count: int = 1, retry_after: int | None = None
+        self,
+        endpoint: str,
+        *,
+        status: int,
+        count: int = 1,
+        retry_after: int | str | None = None,
+        answer: Mapping[str, Any] | None = None,
+        client_id: str = "",
     ) -> None:
-        """The next `count` calls of `endpoint` fail with `status` (0: the connection drops)."""
+        """The next `count` calls of `endpoint` (by OAuth client `client_id`, if given: token
+        calls only) fail with `status` (0: the connection drops), or, with status 200,
+        succeed with `answer`'s fields put over the real answer."""
         if endpoint not in ROUTE_ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; known: {', '.join(ROUTE_ENDPOINTS)}")
-        if status != 0 and status not in _ERROR_STATUSES:
-            raise ValueError("status must be 0 (drop the connection) or an HTTP error status")
+        if status == 200:
+            if not answer:
+                raise ValueError("status 200 needs the answer fields to change")
+        elif status != 0 and status not in _ERROR_STATUSES:
+            raise ValueError("status must be 0 (drop the connection), 200 or an error status")
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._faults[endpoint].extend([Fault(status, retry_after)] * count)
+            self._faults[(endpoint, client_id)].extend([Fault(status, retry_after, answer)] * count)
 
     def inject_token_faults(self, count: int, status: int, retry_after: int | None = None) -> None:
         self.inject_faults("token", status=status, count=count, retry_after=retry_after)
 
-    def record_call(self, endpoint: str, grant_type: str | None = None) -> Fault | None:
-        """Count a call (token calls also per grant type); return the fault it must suffer."""
+    def record_call(
+        self, endpoint: str, grant_type: str | None = None, client_id: str = ""
+    ) -> Fault | None:
+        """Count a call (token calls also per grant type and per client); return the fault it
+        must suffer: one injected for its client first, else one for any client."""
         with self._lock:
             self._counts[endpoint] += 1
             if grant_type in GRANT_TYPES:
                 self._counts[f"{endpoint}.{grant_type}"] += 1
-            pending = self._faults.get(endpoint)
-            return pending.popleft() if pending else None
+            if client_id:
+                self._client_counts[(endpoint, client_id)] += 1
+            queues = [(endpoint, client_id), (endpoint, "")] if client_id else [(endpoint, "")]
+            for queue_key in queues:
+                pending = self._faults.get(queue_key)
+                if pending:
+                    return pending.popleft()
+            return None
+
+    def clear_faults(self) -> None:
+        """Google is back: every pending fault is dropped."""
+        with self._lock:
+            self._faults.clear()
+
+    def live_refresh_tokens(self, client_id: str) -> set[str]:
+        """The refresh tokens of this client's grants that still work."""
+        now = self.clock()
+        with self._lock:
+            return {
+                grant.refresh_token
+                for grant in self._grants
+                if grant.client_id == client_id and grant.refresh_token and grant.live(now)
+            }
+
+    def client_calls(self, endpoint: str, client_id: str) -> int:
+        """Calls of `endpoint` by one OAuth client since the last reset (token calls)."""
+        with self._lock:
+            return self._client_counts[(endpoint, client_id)]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -315,6 +363,7 @@ class SandboxState:
     def reset_counts(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._client_counts.clear()
 
     def issued_secrets(self) -> set[str]:
         """Every client secret, code and token ever registered or issued, to search logs for."""
@@ -397,6 +446,8 @@ class SandboxState:
         info: dict[str, Any] = {"sub": user.sub}
         if EMAIL_SCOPE in access.scopes:
             info.update(email=user.email, email_verified=True)
+        if user.hosted_domain:
+            info["hd"] = user.hosted_domain
         return info
 
     def tokeninfo(self, access_token: str) -> dict[str, str]:
@@ -658,13 +709,17 @@ class SandboxState:
         with_refresh_token: bool,
         nonce: str | None = None,
     ) -> dict[str, Any]:
-        access = AccessToken(
-            self._issue(ACCESS_TOKEN_PREFIX), grant, scopes, now + self.token_lifetime
+        own = (
+            self._clients[grant.client_id].token_lifetime
+            if grant.client_id in self._clients
+            else None
         )
+        lifetime = self.token_lifetime if own is None else own
+        access = AccessToken(self._issue(ACCESS_TOKEN_PREFIX), grant, scopes, now + lifetime)
         self._access_tokens[access.token] = access
         answer: dict[str, Any] = {
             "access_token": access.token,
-            "expires_in": self.token_lifetime,
+            "expires_in": lifetime,
             "scope": _scope_string(scopes),
             "token_type": "Bearer",
         }

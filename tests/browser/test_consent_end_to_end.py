@@ -23,12 +23,20 @@ from playwright.sync_api import Page
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
 from fixtures.browser import screenshot
-from fixtures.operator import OWNER, Cluster, OperatorFactory, free_port, wait_for
+from fixtures.operator import (
+    OWNER,
+    Cluster,
+    OperatorFactory,
+    callback_key,
+    free_port,
+    wait_for,
+)
 from google_token_operator.consent.workload import CALLBACK_NAME
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
     DEMO_CLIENT_SECRET,
+    OTHER_EMAIL,
 )
 
 
@@ -62,6 +70,33 @@ def flow(
     start_operator: OperatorFactory,
     test_output: Path,
 ) -> Iterator[Flow]:
+    """GoogleClient acme, the login hint preselecting the owner's account."""
+    yield from _flow(control_plane, cluster, sandbox, start_operator, test_output, loginHint=OWNER)
+
+
+@pytest.fixture
+def pinned_flow(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    sandbox: SandboxServer,
+    start_operator: OperatorFactory,
+    test_output: Path,
+) -> Iterator[Flow]:
+    """GoogleClient acme that only the owner's account may consent for, and no login hint:
+    Google's page lets the person pick any account."""
+    yield from _flow(
+        control_plane, cluster, sandbox, start_operator, test_output, allowedAccounts=[OWNER]
+    )
+
+
+def _flow(
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    sandbox: SandboxServer,
+    start_operator: OperatorFactory,
+    test_output: Path,
+    **spec: object,
+) -> Iterator[Flow]:
     consent_port, callback_port = free_port(), free_port()
     callback_url = f"http://127.0.0.1:{callback_port}/oauth2/callback"
     sandbox.state.register_client(
@@ -69,6 +104,7 @@ def flow(
     )
     start_operator("--consent-port", str(consent_port), CALLBACK_URL=callback_url)
     kubeconfig = callback_kubeconfig(control_plane, cluster.namespace, test_output)
+    key_file = test_output / "consent-api-key"  # as the callback pod has it mounted
     with (test_output / "callback.log").open("wb") as log:
         callback = subprocess.Popen(
             [
@@ -82,6 +118,8 @@ def flow(
                 str(callback_port),
                 "--operator-url",
                 f"http://127.0.0.1:{consent_port}",
+                "--api-key-file",
+                str(key_file),
             ],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=log,
@@ -91,10 +129,9 @@ def flow(
         wait_for(lambda: _ok(f"http://127.0.0.1:{callback_port}/healthz"), 20, what="the callback")
         cluster.put_demo_credentials()
         cluster.create(
-            "googleclients",
-            "acme",
-            {"credentialsSecretRef": {"name": "acme-oauth"}, "loginHint": OWNER},
+            "googleclients", "acme", {"credentialsSecretRef": {"name": "acme-oauth"}, **spec}
         )
+        key_file.write_text(callback_key(cluster))
         yield Flow(cluster, callback_url)
     finally:
         callback.terminate()
@@ -171,3 +208,34 @@ def test_the_callback_identity_is_refused_secrets(
         with pytest.raises(ApiException) as refused:
             call()
         assert refused.value.status == 403
+
+
+def test_an_account_that_is_not_allowed_is_refused_revoked_and_an_allowed_one_succeeds(
+    page: Page, pinned_flow: Flow, cluster: Cluster, sandbox: SandboxServer, test_output: Path
+) -> None:
+    url = pinned_flow.consent_url()
+    page.goto(url)
+    page.select_option("#email", OTHER_EMAIL)
+    with page.expect_response(lambda r: r.url.startswith(pinned_flow.callback_url + "?")) as landed:
+        page.get_by_role("button", name="Allow").click()
+    page.wait_for_load_state()
+    screenshot(page, test_output / "account-not-allowed.png")
+    assert landed.value.status == 403
+    assert page.inner_text("h1") == "This Google account may not be connected"
+    assert OTHER_EMAIL in page.inner_text("main")
+    cluster.wait_condition("googleclients", "acme", "Authorized", "False", "AccountNotAllowed")
+    assert cluster.secret("acme-google-oauth") is None
+    assert cluster.secret("acme-google-token") is None
+    assert sandbox.state.counts["revoke"] == 1
+    assert sandbox.state.counts["token.refresh_token"] == 0
+
+    page.goto(wait_for(lambda: pinned_flow.consent_url() != url and pinned_flow.consent_url(), 20))
+    page.select_option("#email", OWNER)
+    with page.expect_response(lambda r: r.url.startswith(pinned_flow.callback_url + "?")) as landed:
+        page.get_by_role("button", name="Allow").click()
+    page.wait_for_load_state()
+    assert landed.value.status == 200
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", timeout=10)
+    assert cluster.condition("googleclients", "acme", "Authorized")["reason"] == "Authorized"
+    assert (cluster.get("googleclients", "acme") or {})["status"]["account"]["email"] == OWNER
+    assert sandbox.state.counts["revoke"] == 1

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fixtures.callback import (
     ACCOUNT,
     AUTHORIZED,
+    CALLBACK_KEY,
     CLIENT,
     DENIED,
     TOKEN_SECRET,
@@ -34,6 +36,7 @@ from google_token_operator.consent.callback.app import SECURITY_HEADERS, create_
 from google_token_operator.consent.contract import (
     CALLBACK_PATH,
     HEALTHZ_PATH,
+    KEY_FILE_VARIABLE,
     OPERATOR_URL_VARIABLE,
 )
 
@@ -56,8 +59,10 @@ async def served(app: web.Application) -> AsyncIterator[CallbackClient]:
 
 
 @pytest.fixture
-async def callback(fake_operator: FakeOperator) -> AsyncIterator[CallbackClient]:
-    async with served(create_app(fake_operator.url)) as client:
+async def callback(
+    fake_operator: FakeOperator, callback_key_file: Path
+) -> AsyncIterator[CallbackClient]:
+    async with served(create_app(fake_operator.url, callback_key_file)) as client:
         yield client
 
 
@@ -187,8 +192,8 @@ def closed_port() -> int:
     return port
 
 
-async def test_an_unreachable_operator_gives_a_502_page() -> None:
-    app = create_app(f"http://127.0.0.1:{closed_port()}")
+async def test_an_unreachable_operator_gives_a_502_page(callback_key_file: Path) -> None:
+    app = create_app(f"http://127.0.0.1:{closed_port()}", callback_key_file)
     async with served(app) as client:
         status, html = await get_page(client, state=STATE, code=CODE)
 
@@ -256,8 +261,14 @@ def first_line(process: subprocess.Popen[str]) -> str:
     return lines.get(timeout=TIMEOUT)
 
 
-def test_the_command_serves_until_sigterm(fake_operator: FakeOperator) -> None:
-    env = {**os.environ, OPERATOR_URL_VARIABLE: fake_operator.url}
+def test_the_command_serves_until_sigterm(
+    fake_operator: FakeOperator, callback_key_file: Path
+) -> None:
+    env = {
+        **os.environ,
+        OPERATOR_URL_VARIABLE: fake_operator.url,
+        KEY_FILE_VARIABLE: str(callback_key_file),
+    }
     process = start_callback_command("--host", "127.0.0.1", "--port", "0", env=env)
     try:
         announced = first_line(process)
@@ -280,8 +291,27 @@ def test_the_command_serves_until_sigterm(fake_operator: FakeOperator) -> None:
     assert process.returncode == 0
     assert fake_operator.url in announced
     assert "reviews/acme: authorized" in stderr  # the log is on, and holds no code:
-    for secret in (CODE, STATE):
+    for secret in (CODE, STATE, CALLBACK_KEY):
         assert secret not in announced + stdout + stderr
+
+
+async def test_the_callback_authenticates_with_the_mounted_key_and_no_other(
+    fake_operator: FakeOperator, callback_key_file: Path, tmp_path: Path
+) -> None:
+    async with served(create_app(fake_operator.url, callback_key_file)) as client:
+        status, _ = await get_page(client, state=STATE, code=CODE)
+    assert (status, fake_operator.refused, len(fake_operator.received)) == (200, 0, 1)
+
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("not-the-key")
+    async with served(create_app(fake_operator.url, wrong)) as client:
+        status, html = await get_page(client, state=STATE, code=CODE)
+    assert (status, fake_operator.refused, len(fake_operator.received)) == (502, 1, 1)
+    assert read_page(html).heading == "The operator could not be reached"
+
+    async with served(create_app(fake_operator.url, tmp_path / "missing")) as client:
+        status, _ = await get_page(client, state=STATE, code=CODE)
+    assert (status, fake_operator.refused, len(fake_operator.received)) == (502, 1, 1)
 
 
 def test_the_command_refuses_an_operator_url_that_is_not_one() -> None:

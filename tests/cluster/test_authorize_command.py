@@ -11,7 +11,7 @@ import requests
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
-from fixtures.operator import OWNER, Cluster, OperatorFactory, free_port
+from fixtures.operator import OWNER, Cluster, OperatorFactory, free_port, hand_over
 
 
 def authorize(control_plane: ControlPlane, namespace: str, name: str) -> subprocess.Popen[str]:
@@ -57,8 +57,7 @@ def test_authorize_prints_the_url_and_waits_for_the_account(
     sandbox.state.auto_approve = True
     redirect = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
     query = dict(parse_qsl(urlsplit(redirect).query))
-    answer = requests.post(f"http://127.0.0.1:{port}/consent", json=query, timeout=30).json()
-    assert answer["outcome"] == "authorized"
+    assert hand_over(cluster, port, query)["outcome"] == "authorized"
 
     rest, _ = command.communicate(timeout=60)
     assert command.returncode == 0, rest

@@ -22,6 +22,7 @@ from fixtures.operator import (
     OperatorFactory,
     OperatorProcess,
     free_port,
+    hand_over,
     wait_for,
 )
 from google_token_operator.consent import pending as consent
@@ -34,7 +35,7 @@ class Consent:
     def __init__(self, cluster: Cluster, sandbox: SandboxServer, port: int) -> None:
         self.cluster = cluster
         self.sandbox = sandbox
-        self.api = f"http://127.0.0.1:{port}/consent"
+        self.port = port
 
     def url(self, previous: str = "") -> str:
         def published() -> str | None:
@@ -64,10 +65,7 @@ class Consent:
         return dict(parse_qsl(urlsplit(response.headers["Location"]).query))
 
     def hand_over(self, **query: str) -> dict[str, Any]:
-        answer = requests.post(self.api, json=query, timeout=30)
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
-        return result
+        return hand_over(self.cluster, self.port, query)
 
 
 @pytest.fixture
@@ -203,6 +201,9 @@ def test_the_stored_pkce_verifier_is_the_one_sent(
             "google-token-operator.dev/client": "acme",
             "google-token-operator.dev/role": "consent",
             "google-token-operator.dev/client-namespace": cluster.namespace,
+            "google-token-operator.dev/client-uid": (cluster.get("googleclients", "acme") or {})[
+                "metadata"
+            ]["uid"],
         },
     )
     answer = driver.hand_over(**redirect)

@@ -195,6 +195,7 @@ def test_consumer_secrets_edited_or_deleted_by_hand_are_restored(
             "google-token-operator.dev/client": "acme",
             "google-token-operator.dev/role": "consumer",
         },
+        owner=cluster.get("googleclients", "acme"),  # an edit keeps the owner
     )
     wait_for(
         lambda: (
@@ -241,3 +242,19 @@ def test_branches_of_a_deleted_client_report_it(
     cluster.delete("googleclients", "acme")
     cluster.wait_condition("branches", "downtown", "Ready", "False", "ClientNotReady", timeout=10)
     assert "ClientNotReady" in event_reasons(cluster, "downtown")
+
+
+def test_deleting_with_a_grant_already_revoked_at_google_finishes_at_once(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
+) -> None:
+    start_operator()
+    authorized_client(cluster, sandbox, revokeOnDelete=True)
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", timeout=20)
+    sandbox.state.revoke_grants(DEMO_CLIENT_ID, OWNER)  # the person removed access meanwhile
+
+    started = time.monotonic()
+    cluster.delete("googleclients", "acme")
+    wait_for(lambda: cluster.get("googleclients", "acme") is None, 15, what="client gone")
+    print(f"deleted {time.monotonic() - started:.1f} s after the request")
+    assert sandbox.state.counts["revoke"] == 1  # Google said invalid_token: nothing to revoke
+    assert cluster.secret("acme-google-oauth") is None

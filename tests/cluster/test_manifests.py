@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -27,67 +24,43 @@ from kubernetes.client import ApiException
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
+from fixtures.installs import (
+    CALLBACK,
+    LEASE,
+    MANIFESTS,
+    OPERATOR,
+    OPERATOR_ARGS,
+    OPERATOR_NS,
+    OPERATOR_USER,
+    PRODUCTION,
+    Doc,
+    can_i,
+    check_cluster_wide,
+    clusterwide_operator_process,
+    container,
+    env_of,
+    pick,
+    render,
+    run_whole_flow,
+    service_account_kubeconfig,
+)
 from fixtures.operator import (
-    OWNER,
     REPO,
     Cluster,
     OperatorFactory,
     OperatorProcess,
-    authorized_client,
-    branch_spec,
-    wait_for,
 )
 from google_token_operator import GROUP
 from google_token_operator.settings import ENDPOINT_VARIABLES, Settings
-from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
-MANIFESTS = REPO / "manifests"
-PRODUCTION = MANIFESTS / "overlays" / "production"
 KIND = MANIFESTS / "overlays" / "kind"
 EXAMPLES = MANIFESTS / "examples"
 
-OPERATOR_NS = "google-token-operator"
-OPERATOR = "google-token-operator"
-CALLBACK = "google-token-operator-callback"
-OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR}"
 CALLBACK_USER = f"system:serviceaccount:{OPERATOR_NS}:{CALLBACK}"
-LEASE = "google-token-operator"
-OPERATOR_ARGS = ["run", "--all-namespaces", "--leader-election"]
 GOOGLE_VARIABLES = tuple(ENDPOINT_VARIABLES)
-# What an RBAC refusal of the operator's own identity looks like in its log (kopf's own
-# fallbacks log "Not enough permissions ..."). Matched case-sensitively on purpose.
-RBAC_DENIALS = (f'"{OPERATOR_USER}" cannot', "Not enough permissions")
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-Doc = dict[str, Any]
-
-
-def render(control_plane: ControlPlane, path: Path) -> list[Doc]:
-    """`kubectl kustomize path` as a list of objects."""
-    result = control_plane.kubectl("kustomize", str(path), check=False)
-    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def pick(docs: list[Doc], kind: str, name: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
-    return found[0]
-
-
-def container(template: Doc, name: str) -> Doc:
-    found = [c for c in template["spec"]["containers"] if c["name"] == name]
-    assert len(found) == 1, f"expected one container {name!r}"
-    return found[0]
-
-
-def env_of(container_spec: Doc) -> dict[str, Any]:
-    return {
-        item["name"]: item.get("value", item.get("valueFrom")) for item in container_spec["env"]
-    }
 
 
 def kubectl_apply(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
@@ -116,14 +89,6 @@ def resource_versions(control_plane: ControlPlane, path: Path) -> dict[str, str]
         f"{item['kind']}/{item['metadata']['name']}": item["metadata"]["resourceVersion"]
         for item in listing["items"]
     }
-
-
-def can_i(control_plane: ControlPlane, user: str, *args: str) -> bool:
-    """`kubectl auth can-i ... --as=user` (the admin may impersonate)."""
-    result = control_plane.kubectl("auth", "can-i", *args, f"--as={user}", check=False)
-    answer = result.stdout.strip()
-    assert answer in ("yes", "no"), f"kubectl auth can-i {args}: {result.stdout}{result.stderr}"
-    return answer == "yes"
 
 
 def api_get(control_plane: ControlPlane, token: str, path: str) -> requests.Response:
@@ -267,6 +232,8 @@ def test_rbac_is_sectioned_narrow_and_leaves_the_callback_without_rights(
     for rule in role["rules"]:
         if set(rule["resources"]) & {"deployments", "services", "serviceaccounts"}:
             assert rule["resourceNames"] == [CALLBACK], rule
+        elif rule["resources"] == ["secrets"]:  # its own namespace: consent state, callback key
+            assert "update" not in rule["verbs"] and "deletecollection" not in rule["verbs"]
         elif rule["verbs"] != ["create"]:  # a POST create carries no name to restrict
             assert rule["resourceNames"] == [LEASE], rule
 
@@ -369,10 +336,16 @@ def test_network_policies_service_and_ingress_fit_the_callback_workload(
     assert selects(consent_peer["podSelector"], callback_labels)
     assert not selects(consent_peer["podSelector"], operator_labels)
     assert by_port[9090] == [{"namespaceSelector": {}}]
-    # Callback: 8080 from anywhere.
+    # Callback: 8080 from anywhere; out only to the operator's consent API and to DNS.
     open_policy = pick(docs, "NetworkPolicy", CALLBACK)["spec"]
     assert selects(open_policy["podSelector"], callback_labels)
+    assert open_policy["policyTypes"] == ["Ingress", "Egress"]
     assert open_policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    to_operator, to_dns = open_policy["egress"]
+    assert to_operator["ports"] == [{"port": 8082, "protocol": "TCP"}]
+    assert selects(to_operator["to"][0]["podSelector"], operator_labels)
+    assert {port["port"] for port in to_dns["ports"]} == {53}
+    assert to_dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     assert {"containerPort": 8080, "name": "http"} in callback_container["ports"]
 
     # The optional Ingress component routes the callback path to the builder's Service.
@@ -511,63 +484,7 @@ def test_the_install_namespace_enforces_restricted(
 def operator_kubeconfig(control_plane: ControlPlane, tmp_path: Path) -> Path:
     """A kubeconfig holding a TokenRequest token of the manifests' operator ServiceAccount."""
     install(control_plane)
-    token = control_plane.mint_service_account_token(OPERATOR_NS, OPERATOR)
-    path = control_plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token, OPERATOR_USER)
-    whoami = subprocess.run(
-        [kubectl_binary(control_plane), f"--kubeconfig={path}", "auth", "whoami", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == OPERATOR_USER
-    return path
-
-
-def kubectl_binary(control_plane: ControlPlane) -> str:
-    built = control_plane.bin_dir / "kubectl"
-    found = str(built) if built.exists() else shutil.which("kubectl")
-    assert found, "no kubectl"
-    return found
-
-
-def assert_no_rbac_denials(log: str) -> None:
-    for marker in RBAC_DENIALS:
-        lines = [line for line in log.splitlines() if marker in line]
-        assert not lines, "the operator was refused by RBAC:\n" + "\n".join(lines[:10])
-
-
-def consent_via_api(cluster: Cluster, sandbox: SandboxServer, port: int, name: str) -> Doc:
-    """Google's side through the sandbox (auto-approve), ours through the consent API, as the
-    callback pod hands it over."""
-
-    def published() -> str | None:
-        body = cluster.get("googleclients", name) or {}
-        url = ((body.get("status") or {}).get("authorization") or {}).get("url")
-        return str(url) if url else None
-
-    url = wait_for(published, 30, what=f"a consent URL in googleclient {name}")
-    sandbox.state.auto_approve = True
-    redirect = requests.get(url, allow_redirects=False, timeout=10)
-    assert redirect.status_code == 302, redirect.text
-    query = dict(parse_qsl(urlsplit(redirect.headers["Location"]).query))
-    answer = requests.post(f"http://127.0.0.1:{port}/consent", json=query, timeout=30)
-    assert answer.status_code == 200, answer.text
-    result: Doc = answer.json()
-    return result
-
-
-def free_the_lease(kube_api: client.ApiClient) -> None:
-    """Delete the Lease an earlier operator of this session may still hold (nobody releases
-    it on exit), so the next one leads at once instead of after its expiry."""
-    try:
-        client.CoordinationV1Api(kube_api).delete_namespaced_lease(LEASE, OPERATOR_NS)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
-def lease(kube_api: client.ApiClient) -> Any:
-    return client.CoordinationV1Api(kube_api).read_namespaced_lease(LEASE, OPERATOR_NS)
+    return service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
 
 
 def test_operator_runs_the_whole_flow_under_its_own_service_account(
@@ -578,90 +495,7 @@ def test_operator_runs_the_whole_flow_under_its_own_service_account(
     start_operator: OperatorFactory,
     operator_kubeconfig: Path,
 ) -> None:
-    core = client.CoreV1Api(kube_api)
-    apps = client.AppsV1Api(kube_api)
-    free_the_lease(kube_api)
-    # The operator must create the callback workload itself (SSA needs "create" as well).
-    for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
-        try:
-            delete(CALLBACK, OPERATOR_NS)
-        except ApiException as error:
-            assert error.status == 404
-    port = free_port()
-    process = start_operator(
-        "--leader-election",
-        "--consent-port",
-        str(port),
-        kubeconfig=operator_kubeconfig,
-        # The Lease, pending-consent Secrets and the callback workload go where the Role is.
-        OPERATOR_NAMESPACE=OPERATOR_NS,
-        CONSENT_TTL="120s",
-    )
-    wait_for(lambda: "Leading:" in process.log(), 30, what="the operator to take the Lease")
-
-    # A client with a grant, two Branches: tokens refreshed, Secrets written, status patched.
-    authorized_client(cluster, sandbox)
-    for branch, location in zip(("old-town", "harbour"), OWNER_LOCATION_IDS, strict=False):
-        cluster.create("branches", branch, branch_spec(location))
-    cluster.wait_condition("googleclients", "acme", "Ready", "True", timeout=60)
-    for branch in ("old-town", "harbour"):
-        cluster.wait_condition("branches", branch, "Ready", "True", timeout=60)
-        assert (cluster.secret(f"{branch}-google-token") or {}).get("access_token")
-
-    # A client that needs consent: state Secret in the operator's namespace, the callback
-    # workload started there, the code exchanged through the consent API.
-    cluster.create(
-        "googleclients",
-        "fresh",
-        {"credentialsSecretRef": {"name": "acme-oauth"}, "loginHint": OWNER},
-    )
-    answer = consent_via_api(cluster, sandbox, port, "fresh")
-    assert answer["outcome"] == "authorized", answer
-    cluster.wait_condition("googleclients", "fresh", "Authorized", "True", timeout=30)
-    cluster.wait_condition("googleclients", "fresh", "Ready", "True", timeout=30)
-    callback = wait_for(
-        lambda: _read_or_none(apps.read_namespaced_deployment, CALLBACK, OPERATOR_NS),
-        30,
-        what="the callback Deployment, applied by the operator",
-    )
-    managers = {entry.manager for entry in callback.metadata.managed_fields or []}
-    assert OPERATOR in managers, managers
-    assert _read_or_none(core.read_namespaced_service, CALLBACK, OPERATOR_NS) is not None
-    assert cluster.events("acme"), "no Events were posted"
-
-    # Deletion: finalizers removed, owned Secrets deleted, under the same identity.
-    cluster.delete("branches", "harbour")
-    wait_for(lambda: cluster.get("branches", "harbour") is None, 30, what="branch deleted")
-    wait_for(lambda: cluster.secret("harbour-google-token") is None, 30, what="its Secret gone")
-    for name in ("acme", "fresh"):
-        cluster.delete("googleclients", name)
-    for name in ("acme", "fresh"):
-        wait_for(lambda n=name: cluster.get("googleclients", n) is None, 30, what=f"{name} gone")
-        for suffix in ("google-oauth", "google-token"):
-            secret = f"{name}-{suffix}"
-            wait_for(lambda s=secret: cluster.secret(s) is None, 30, what=f"{secret} deleted")
-
-    # The Lease was taken (create) and renewed since (get + update), by this process.
-    def renewed() -> Any:
-        found = lease(kube_api)
-        return found if found.spec.renew_time > found.spec.acquire_time else None
-
-    held = wait_for(renewed, 15, what="a Lease renewal")
-    assert process.process is not None
-    assert held.spec.holder_identity.endswith(f"-{process.process.pid}")
-    assert process.running
-    log = process.log()
-    assert_no_rbac_denials(log)
-    assert not re.search(r"\b(403|Forbidden)\b", log), "a request was forbidden"
-
-
-def _read_or_none(read: Any, name: str, namespace: str) -> Any:
-    try:
-        return read(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    run_whole_flow(kube_api, cluster, sandbox, start_operator, operator_kubeconfig)
 
 
 @pytest.fixture
@@ -672,22 +506,10 @@ def clusterwide_operator(
     test_output: Path,
 ) -> Iterator[OperatorProcess]:
     """The operator with the Deployment's own arguments, under the ServiceAccount's token."""
-    free_the_lease(kube_api)
-    env = {
-        **os.environ,
-        **sandbox.env,
-        "KUBECONFIG": str(operator_kubeconfig),
-        "OPERATOR_NAMESPACE": OPERATOR_NS,
-        "PYTHONUNBUFFERED": "1",
-    }
-    ports = ["--metrics-port", "0", "--liveness-port", "0", "--consent-port", str(free_port())]
-    process = OperatorProcess(
-        [*OPERATOR_ARGS[1:], *ports, "--verbose"], env, test_output / "clusterwide.log"
-    ).start()
-    try:
+    with clusterwide_operator_process(
+        kube_api, sandbox, operator_kubeconfig, test_output / "clusterwide.log"
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_operator_runs_cluster_wide_under_its_service_account(
@@ -695,17 +517,7 @@ def test_operator_runs_cluster_wide_under_its_service_account(
     sandbox: SandboxServer,
     clusterwide_operator: OperatorProcess,
 ) -> None:
-    # --all-namespaces: cluster-wide watches of its resources and of Secrets, and a client
-    # served end to end. (Objects other tests left in their Terminating namespaces are served
-    # too; writes there are refused by the namespace lifecycle, never by RBAC, which is what
-    # is checked here.)
-    wait_for(lambda: "Leading:" in clusterwide_operator.log(), 30, what="the Lease taken")
-    authorized_client(cluster, sandbox)
-    cluster.wait_condition("googleclients", "acme", "Ready", "True", timeout=60)
-    cluster.delete("googleclients", "acme")
-    wait_for(lambda: cluster.get("googleclients", "acme") is None, 30, what="acme deleted")
-    assert clusterwide_operator.running
-    assert_no_rbac_denials(clusterwide_operator.log())
+    check_cluster_wide(cluster, sandbox, clusterwide_operator)
 
 
 # --- RBAC: not more --------------------------------------------------------------------------
@@ -732,7 +544,7 @@ def test_operator_service_account_can_do_what_it_needs(control_plane: ControlPla
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "--all-namespaces"),
         ("create", "secrets", "-n", "default"),
-        ("update", "secrets", "-n", "default"),
+        ("patch", "secrets", "-n", "default"),
         ("delete", "secrets", "-n", "default"),
         # leader election, in its own namespace
         ("create", "leases.coordination.k8s.io", "-n", OPERATOR_NS),
@@ -761,6 +573,9 @@ def test_operator_service_account_cannot_do_more(control_plane: ControlPlane) ->
         # Its own kinds: it never creates or deletes them (people do); only finalizers/status.
         ("create", f"googleclients.{GROUP}", "-n", "default"),
         ("delete", f"branches.{GROUP}", "-n", "default"),
+        # Branches are only watched: no kopf bookkeeping on them, no PUT of any Secret.
+        ("patch", f"branches.{GROUP}", "-n", "default"),
+        ("update", "secrets", "-n", "default"),
         # Other custom resources (kopf runs standalone: not even kopf's peering objects).
         ("list", "certificates.cert-manager.io", "--all-namespaces"),
         ("patch", "clusterkopfpeerings.kopf.dev"),

@@ -85,6 +85,7 @@ def test_restart_keeps_fresh_tokens_and_refreshes_expired_ones_at_once(
             "google-token-operator.dev/client": "acme",
             "google-token-operator.dev/role": "private",
         },
+        owner=cluster.get("googleclients", "acme"),
     )
     time.sleep(3)  # expired now
     started = time.monotonic()

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google_token_operator.google_types import (
@@ -19,14 +19,15 @@ from google_token_operator.google_types import (
     ClientCredentials,
     GoogleError,
     TokenResponse,
+    Userinfo,
 )
 from google_token_operator.kube import KubeError
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import Key, is_managed
-from google_token_operator.reconcile.context import Indexes, Operator
+from google_token_operator.reconcile.cluster import ClusterView
+from google_token_operator.reconcile.context import Operator
 from google_token_operator.settings import Settings
 from google_token_operator.tokens import AccessToken
-from google_token_operator.views import managed_secret_view, snapshot
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 LOG = logging.getLogger("unit")
@@ -44,18 +45,34 @@ class Clock:
 
 
 class FakeKube:
-    """Secrets and custom resources in memory, with resourceVersions and the API's refusals."""
+    """Secrets and custom resources in memory, with uids, resourceVersions and the API's
+    refusals (409 on a name taken, a failed precondition or test). Every change is shown at
+    once to the watches of `view`, as if the watch never lagged."""
 
     def __init__(self, namespaces: Iterable[str] = ("team", "gto")) -> None:
         self.namespaces = set(namespaces)
         self.secrets: dict[Key, dict[str, Any]] = {}
         self.resources: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, Key]] = []
+        self.view: ClusterView | None = None
+        self.timeout = dt.timedelta(seconds=15)
         self._versions = itertools.count(1)
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj["metadata"]["resourceVersion"] = str(next(self._versions))
+        obj["metadata"].setdefault("uid", f"uid-{next(self._versions)}")
         return obj
+
+    def _show_secret(self, kind: str, body: dict[str, Any]) -> None:
+        if self.view is not None:
+            self.view.secrets.apply(kind, copy.deepcopy(body))
+            if is_managed(body["metadata"].get("labels") or {}) or kind == "DELETED":
+                self.view.managed.apply(kind, copy.deepcopy(body))
+
+    def _show_resource(self, plural: str, kind: str, body: dict[str, Any]) -> None:
+        if self.view is not None:
+            informer = self.view.branches if plural == "branches" else self.view.clients
+            informer.apply(kind, copy.deepcopy(body))
 
     # Secrets ---------------------------------------------------------------------------------
 
@@ -64,6 +81,7 @@ class FakeKube:
         data = {k: base64.b64encode(v.encode()).decode() for k, v in plain.items()}
         body = {"metadata": {"name": name, "namespace": namespace, **meta}, "data": data}
         self.secrets[(namespace, name)] = self._stamp(body)
+        self._show_secret("ADDED", body)
 
     def plain(self, namespace: str, name: str) -> dict[str, str] | None:
         secret = self.secrets.get((namespace, name))
@@ -75,42 +93,74 @@ class FakeKube:
         secret = self.secrets.get((namespace, name))
         return copy.deepcopy(secret) if secret is not None else None
 
-    async def write_secret(self, desired: Mapping[str, Any]) -> dict[str, Any]:
-        meta = desired["metadata"]
+    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if key[0] not in self.namespaces:
-            raise KubeError(404, f'namespaces "{key[0]}" not found')
-        body = copy.deepcopy(dict(desired))
-        self.writes.append(("write", key))
-        self.secrets[key] = self._stamp(body)
-        return copy.deepcopy(body)
+            raise KubeError(404, "NotFound", f'namespaces "{key[0]}" not found')
+        if key in self.secrets:
+            raise KubeError(409, "AlreadyExists", f'secrets "{key[1]}" already exists')
+        created = self._stamp(copy.deepcopy(dict(body)))
+        self.secrets[key] = created
+        self.writes.append(("create", key))
+        self._show_secret("ADDED", created)
+        return copy.deepcopy(created)
 
-    async def delete_secret(
-        self, namespace: str, name: str, resource_version: str | None = None
-    ) -> bool:
+    async def patch_secret(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         current = self.secrets.get((namespace, name))
         if current is None:
+            raise KubeError(404, "NotFound", "not found")
+        for operation in operations:
+            field = operation["path"].rsplit("/", 1)[1]
+            if operation["op"] == "test" and current["metadata"].get(field) != operation["value"]:
+                raise KubeError(422, "Invalid", "the test operation failed")
+        for operation in operations:
+            if operation["op"] == "replace" and operation["path"] == "/data":
+                current["data"] = copy.deepcopy(operation["value"])
+        self._stamp(current)
+        self.writes.append(("patch", (namespace, name)))
+        self._show_secret("MODIFIED", current)
+        return copy.deepcopy(current)
+
+    async def merge_patch_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        current = self.secrets.get((namespace, name))
+        if current is None:
+            raise KubeError(404, "NotFound", "not found")
+        meta = patch.get("metadata") or {}
+        expected = meta.get("resourceVersion")
+        if expected and current["metadata"]["resourceVersion"] != expected:
+            raise KubeError(409, "Conflict", "the object has been modified")
+        current["metadata"].setdefault("labels", {}).update(meta.get("labels") or {})
+        self._stamp(current)
+        self._show_secret("MODIFIED", current)
+        return copy.deepcopy(current)
+
+    async def maybe(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The consent API's label patch of a consent Secret (the only raw call it makes)."""
+        namespace, name = path.split("/namespaces/")[1].split("/secrets/")
+        try:
+            return await self.merge_patch_secret(namespace, name, kwargs["body"])
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def delete_secret(
+        self, namespace: str, name: str, *, uid: str, resource_version: str | None = None
+    ) -> bool:
+        current = self.secrets.get((namespace, name))
+        if current is None or current["metadata"]["uid"] != uid:
             return False
         if resource_version and current["metadata"]["resourceVersion"] != resource_version:
             return False
         self.writes.append(("delete", (namespace, name)))
         del self.secrets[(namespace, name)]
+        self._show_secret("DELETED", current)
         return True
-
-    async def patch_secret_labels(
-        self,
-        namespace: str,
-        name: str,
-        labels: Mapping[str, str],
-        resource_version: str | None = None,
-    ) -> None:
-        current = self.secrets.get((namespace, name))
-        if current is None:
-            raise KubeError(404, "not found")
-        if resource_version and current["metadata"]["resourceVersion"] != resource_version:
-            raise KubeError(409, "the object has been modified")
-        current["metadata"].setdefault("labels", {}).update(labels)
-        self._stamp(current)
 
     # Custom resources ------------------------------------------------------------------------
 
@@ -120,6 +170,12 @@ class FakeKube:
         meta.setdefault("generation", 1)
         body.setdefault("status", {})
         self.resources[(plural, meta["namespace"], meta["name"])] = self._stamp(body)
+        self._show_resource(plural, "ADDED", body)
+        return body
+
+    def delete_resource(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        body = self.resources.pop((plural, namespace, name))
+        self._show_resource(plural, "DELETED", body)
         return body
 
     def resource(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
@@ -144,52 +200,7 @@ class FakeKube:
                 merged[key] = copy.deepcopy(value)
         body["status"] = merged
         self._stamp(body)
-
-    # What kopf's indexes would hold ----------------------------------------------------------
-
-    def indexes(self) -> Indexes:
-        """Live views, as kopf's indexes are: each read sees the store as it is now."""
-        return Indexes(
-            managed_secrets=_Live(lambda: self._managed()),
-            secret_versions=_Live(lambda: self._unmanaged_versions()),
-            branches_by_client=_Live(lambda: self._branches()),
-        )
-
-    def _managed(self) -> dict[Key, list[Any]]:
-        return {
-            key: [managed_secret_view(body)]
-            for key, body in self.secrets.items()
-            if is_managed(body["metadata"].get("labels") or {})
-        }
-
-    def _unmanaged_versions(self) -> dict[Key, list[str]]:
-        return {
-            key: [body["metadata"]["resourceVersion"]]
-            for key, body in self.secrets.items()
-            if not is_managed(body["metadata"].get("labels") or {})
-        }
-
-    def _branches(self) -> dict[Key, list[dict[str, Any]]]:
-        grouped: dict[Key, list[dict[str, Any]]] = collections.defaultdict(list)
-        for (plural, namespace, _), body in self.resources.items():
-            if plural == "branches":
-                client = body["spec"]["clientRef"]["name"]
-                grouped[(namespace, client)].append(snapshot(body))
-        return dict(grouped)
-
-
-class _Live(Mapping[Key, Any]):
-    def __init__(self, compute: Any) -> None:
-        self._compute = compute
-
-    def __getitem__(self, key: Key) -> Any:
-        return self._compute()[key]
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self._compute())
-
-    def __len__(self) -> int:
-        return len(self._compute())
+        self._show_resource(plural, "MODIFIED", body)
 
 
 @dataclasses.dataclass
@@ -231,13 +242,14 @@ class FakeGoogle:
         self.calls["exchange"] += 1
         return TokenResponse(self._token(scopes), f"1//refresh-from-{code}")
 
-    async def revoke(self, token: str) -> None:
+    async def revoke(self, token: str) -> bool:
         self.calls["revoke"] += 1
         self.revoked.append(token)
+        return True
 
-    async def userinfo_email(self, access_token: str) -> str:
+    async def userinfo(self, access_token: str) -> Userinfo:
         self.calls["userinfo"] += 1
-        return self.account
+        return Userinfo(self.account, True, self.account.partition("@")[2])
 
     async def get_location(self, access_token: str, location_id: str) -> dict[str, Any]:
         self.calls["location"] += 1
@@ -257,13 +269,20 @@ class RecordedEvents:
 def operator_with_fakes(
     settings: Settings | None = None,
 ) -> tuple[Operator, FakeKube, FakeGoogle, Clock, RecordedEvents]:
+    """An Operator over fake edges, its watches synced and fed by the fake API server."""
+    settings = settings or Settings(operator_namespace="gto")
     clock = Clock()
     kube, google, events = FakeKube(), FakeGoogle(clock), RecordedEvents()
+    view = ClusterView(kube, [], settings.operator_namespace)  # type: ignore[arg-type]
+    for informer in view.informers:
+        informer.synced.set()
+    kube.view = view
     op = Operator(
-        settings or Settings(operator_namespace="gto"),
+        settings,
         kube,  # type: ignore[arg-type]
         google,  # type: ignore[arg-type]
         Metrics(),
+        view=view,
         clock=clock,
         events=events,
     )

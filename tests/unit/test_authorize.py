@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -237,7 +238,7 @@ class FakeTime:
     def clock(self) -> dt.datetime:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += dt.timedelta(seconds=seconds)
 
@@ -245,14 +246,20 @@ class FakeTime:
 def run_loop(stream: io.StringIO, *bodies: dict[str, Any] | None) -> tuple[Exit, FakeTime]:
     time = FakeTime()
     fetched = iter(bodies)
-    result = wait_for_authorization(
-        lambda: next(fetched),
-        "reviews",
-        "acme",
-        TIMEOUT,
-        out=stream,
-        clock=time.clock,
-        sleep=time.sleep,
+
+    async def fetch() -> dict[str, Any] | None:
+        return next(fetched)
+
+    result = asyncio.run(
+        wait_for_authorization(
+            fetch,
+            "reviews",
+            "acme",
+            TIMEOUT,
+            out=stream,
+            clock=time.clock,
+            sleep=time.sleep,
+        )
     )
     return result, time
 

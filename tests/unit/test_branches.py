@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 
 from google_token_operator import branches
@@ -57,7 +58,18 @@ def test_expired_client_token_is_not_ready():
 
 
 def test_status_round_trips_the_location():
-    fields = branches.branch_status_fields(SPEC, READY_CLIENT, check(True), written=True)
+    fields = branches.branch_status_fields(SPEC, check(True), written=True)
     assert branches.location_from_status(fields) == check(True)
-    assert fields["expiresAt"] == "2026-01-01T13:00:00Z"
     assert fields["tokenSecretName"] == "downtown-google-token"
+
+
+def test_a_refresh_changes_nothing_in_branch_status():
+    """The token's expiry lives in the Secret: a new token must not cost a status write."""
+    later = dataclasses.replace(
+        READY_CLIENT,
+        access=dataclasses.replace(READY_CLIENT.access, expires_at=T0 + dt.timedelta(hours=2)),
+    )
+    assert branches.branch_ready(SPEC, READY_CLIENT, check(True), T0) == branches.branch_ready(
+        SPEC, later, check(True), T0
+    )
+    assert branches.branch_status_fields(SPEC, check(True), written=True)["expiresAt"] is None

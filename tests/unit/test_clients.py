@@ -210,7 +210,7 @@ def test_failing_with_an_expired_token_is_not_ready():
 def test_status_lists_times_and_patch_is_empty_when_nothing_changed():
     observation = observe(record(token=access()))
     action = clients.next_action(observation, T0)
-    status = clients.desired_status(observation, action, None, T0)
+    status = clients.desired_status(observation, action, None)
     assert status["expiresAt"] == "2026-01-01T13:00:00Z"
     assert status["lastRefreshTime"] == "2026-01-01T12:00:00Z"
     assert status["nextRefreshTime"] is not None

@@ -1,4 +1,5 @@
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 from urllib.parse import parse_qs, urlsplit
@@ -136,3 +137,38 @@ def test_token_response_parsing_sorts_scopes():
     )
     assert token.scopes == ("a", "b")
     assert token.expires_at == T0 + dt.timedelta(seconds=3599)
+
+
+def _request() -> consent.ConsentRequest:
+    return consent.ConsentRequest(
+        "team", "acme", "uid", "cid", "https://cb/cb", ("openid",), "", "https://auth",
+        dt.timedelta(minutes=15),
+    )  # fmt: skip
+
+
+def test_a_published_url_is_reused_while_unused_and_kept_while_its_code_is_exchanged() -> None:
+    first = consent.plan_consent(
+        _request(), None, consent.MISSING, T0, consent.Fresh("s1", "v" * 50), "gto"
+    )
+    assert first.write is not None and first.obsolete_secret == ""
+    published = first.published
+    later = T0 + dt.timedelta(minutes=1)
+    fresh = consent.Fresh("s2", "w" * 50)
+
+    reused = consent.plan_consent(_request(), published, consent.PENDING, later, fresh, "gto")
+    assert reused == consent.ConsentPlan(published)
+    exchanging = consent.plan_consent(
+        _request(), published, consent.OUTCOME_EXCHANGING, later, fresh, "gto"
+    )
+    assert exchanging == consent.ConsentPlan(published)  # its outcome is still to come
+
+    for spent in (consent.OUTCOME_DENIED, consent.OUTCOME_ACCOUNT_NOT_ALLOWED, "authorized"):
+        renewed = consent.plan_consent(_request(), published, spent, later, fresh, "gto")
+        assert renewed.published.url != published.url
+        assert renewed.obsolete_secret == published.secret_name
+    expired = consent.plan_consent(
+        _request(), published, consent.OUTCOME_EXCHANGING, T0 + dt.timedelta(hours=1), fresh, "gto"
+    )
+    assert expired.obsolete_secret == published.secret_name
+    moved = dataclasses.replace(_request(), redirect_uri="https://elsewhere/cb")
+    assert consent.plan_consent(moved, published, consent.PENDING, later, fresh, "gto").write

@@ -18,6 +18,7 @@ ROOT = "google_token_operator"
 
 # Decisions over plain data: they may import each other, the standard library, nothing else.
 PURE = (
+    "ownership",
     "policy",
     "clients",
     "branches",
@@ -33,13 +34,34 @@ PURE = (
     "consent.contract",
     "consent.workload",
     "consent.callback.pages",
+    "requested",
+    "election",
 )
 # Where the package meets the network, the API server or kopf.
-EDGES = {"google_http", "kube", "runner", "handlers", "leader", "metrics", "serving"}
-EDGE_PACKAGES = {"reconcile", "consent.api", "consent.manager", "consent.callback.app"}
-THIRD_PARTY_IO = {"aiohttp", "kubernetes", "kopf", "urllib3", "requests", "prometheus_client"}
+EDGES = {
+    "google_http",
+    "runner",
+    "handlers",
+    "leader",
+    "metrics",
+    "serving",
+    "authorize",
+    "waiting",
+    "request_commands",
+    "status_command",
+}
+EDGE_PACKAGES = {"kube", "reconcile", "consent.api", "consent.manager", "consent.callback.app"}
+THIRD_PARTY_IO = {
+    "aiohttp",
+    "kubernetes",
+    "kopf",
+    "urllib3",
+    "requests",
+    "prometheus_client",
+    "yaml",
+}
 # The distribution each imported top-level module comes from.
-DISTRIBUTION = {"prometheus_client": "prometheus-client"}
+DISTRIBUTION = {"prometheus_client": "prometheus-client", "yaml": "pyyaml"}
 
 
 def module_path(name: str) -> Path:
@@ -169,6 +191,11 @@ def test_the_wheel_carries_the_product_only(tmp_path: Path) -> None:
     assert "google_token_operator/runner.py" in files
     assert "google_token_operator/consent/callback/templates/authorized.html" in files
     assert [f for f in files if "sandbox" in f or "devkit" in f or "devcluster" in f] == []
+    [entry_points] = [f for f in files if f.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    # The kubectl plugin is the same command under the name kubectl looks for.
+    assert "google-token-operator = google_token_operator.cli:main" in scripts
+    assert "kubectl-google_token = google_token_operator.cli:main" in scripts
 
 
 def test_the_image_installs_only_the_operator_wheel_into_its_venv() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
 
 from google_token_operator.conditions import Reason, find_condition
@@ -12,7 +13,8 @@ from google_token_operator.consent import pending as consent
 from google_token_operator.consent.api import ConsentService
 from google_token_operator.consent.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
-from google_token_operator.reconcile.client_pass import ClientPass
+from google_token_operator.kube import KubeError
+from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
 from google_token_operator.settings import Settings
 
@@ -43,23 +45,32 @@ def branch_body(name: str, location: str) -> dict[str, Any]:
     }
 
 
+def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+            "uid": meta["uid"], "controller": True}  # fmt: skip
+
+
 def authorized(kube: FakeKube, **spec: Any) -> dict[str, Any]:
-    """Credentials, a refresh token in the private Secret, and the GoogleClient."""
+    """Credentials, the GoogleClient, and a refresh token in its private Secret, as a consent
+    leaves them."""
     kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    body = kube.put_resource("googleclients", client_body(**spec))
     kube.put_secret(
         NS,
         "acme-google-oauth",
         {"refresh_token": "1//r", "client_id": CLIENT_ID, "scopes": "openid"},
         labels=PRIVATE_LABELS,
+        ownerReferences=[owner_reference(body)],
     )
-    return kube.put_resource("googleclients", client_body(**spec))
+    return body
 
 
-async def run_pass(op: Any, kube: FakeKube, last: dict[str, Any] | None = None) -> dict[str, Any]:
+async def run_pass(op: Any, kube: FakeKube, memory: ClientMemory | None = None) -> dict[str, Any]:
     body = kube.resource("googleclients", NS, "acme")
-    last_status = last if last is not None else dict(body.get("status") or {})
-    _, status, _ = await ClientPass(op, body, LOG).run(kube.indexes(), last_status, None)
-    return status
+    memory = memory or ClientMemory(status=dict(body.get("status") or {}))
+    await ClientPass(op, body, LOG).run(memory)
+    return memory.status
 
 
 def condition(status: dict[str, Any], kind: str) -> tuple[str, str]:
@@ -85,8 +96,8 @@ async def test_a_refresh_pass_calls_google_once_and_writes_each_secret_once() ->
     assert private["account_email"] == "owner@example.com"  # asked once, through userinfo
     assert sorted(kube.writes) == sorted(
         [
-            ("write", (NS, "acme-google-oauth")),
-            ("write", (NS, "acme-google-token")),
+            ("patch", (NS, "acme-google-oauth")),
+            ("create", (NS, "acme-google-token")),
             ("status", (NS, "acme")),
         ]
     )
@@ -95,7 +106,7 @@ async def test_a_refresh_pass_calls_google_once_and_writes_each_secret_once() ->
     # Nothing due, nothing changed: the next pass calls nobody and writes nothing.
     kube.writes.clear()
     clock.advance(minutes=5)
-    await run_pass(op, kube, status)
+    await run_pass(op, kube, ClientMemory(status))
     assert google.calls["refresh"] == 1
     assert kube.writes == []
 
@@ -108,7 +119,7 @@ async def test_a_refresh_pass_after_a_retryable_error_backs_off_and_keeps_the_to
 
     clock.advance(minutes=35)  # within the refresh window of a 1 h token
     google.refresh_errors.append(GoogleError(ErrorKind.RETRYABLE, 503, "server_error", ""))
-    status = await run_pass(op, kube, status)
+    status = await run_pass(op, kube, ClientMemory(status))
 
     assert google.calls["refresh"] == 2
     assert condition(status, "Ready") == ("True", Reason.REFRESH_DELAYED)
@@ -154,7 +165,7 @@ async def test_a_client_without_consent_publishes_one_url_and_reuses_it() -> Non
     assert len(state_secrets) == 1
 
     clock.advance(minutes=1)
-    again = await run_pass(op, kube, status)
+    again = await run_pass(op, kube, ClientMemory(status))
     assert again["authorization"]["url"] == url
     assert [key for key in kube.secrets if key[0] == "gto"] == state_secrets
     assert google.calls == {}
@@ -184,11 +195,10 @@ async def test_a_consent_exchange_stores_the_refresh_token_once() -> None:
         NS, "acme", body["metadata"]["uid"], CLIENT_ID, "https://cb/cb", ("openid",), "",
         "https://auth", dt.timedelta(minutes=15),
     )  # fmt: skip
-    plan = consent.plan_consent(request, None, False, op.clock(), fresh, "gto")
+    plan = consent.plan_consent(request, None, consent.MISSING, op.clock(), fresh, "gto")
     assert plan.write is not None
-    await kube.write_secret(plan.write)
-    woken: list[tuple[str, str]] = []
-    service = ConsentService(op, woken.append)
+    await kube.create_secret(plan.write)
+    service = ConsentService(op)
 
     answer = await service.complete(fresh.state, "the-code", "")
 
@@ -198,7 +208,6 @@ async def test_a_consent_exchange_stores_the_refresh_token_once() -> None:
     private = kube.plain(NS, "acme-google-oauth") or {}
     assert private["refresh_token"] == "1//refresh-from-the-code"
     assert private["account_email"] == "owner@example.com"
-    assert woken == [(NS, "acme"), (NS, "acme")]
     # The state is spent: the same callback again changes nothing.
     again = await service.complete(fresh.state, "the-code", "")
     assert again.outcome is Outcome.INVALID_STATE
@@ -209,10 +218,10 @@ async def test_the_delete_path_revokes_removes_secrets_and_tells_the_branches() 
     op, kube, google, _, _ = operator_with_fakes()
     authorized(kube, revokeOnDelete=True)
     kube.put_resource("branches", branch_body("downtown", "111"))
-    status = await run_pass(op, kube)
-    body = kube.resource("googleclients", NS, "acme")
+    await run_pass(op, kube)
+    body = kube.delete_resource("googleclients", NS, "acme")
 
-    await delete_client(op, NS, "acme", body["spec"], status, kube.indexes(), LOG)
+    await delete_client(op, body, LOG)
 
     assert google.revoked == ["1//r"]
     assert kube.plain(NS, "acme-google-oauth") is None
@@ -220,3 +229,191 @@ async def test_the_delete_path_revokes_removes_secrets_and_tells_the_branches() 
     assert kube.plain(NS, "acme-oauth") is not None  # the user's credentials stay
     branch = kube.resource("branches", NS, "downtown")["status"]
     assert condition(branch, "Ready") == ("False", Reason.CLIENT_NOT_READY)
+
+
+async def test_a_consumer_secret_deleted_or_edited_by_hand_is_restored_without_google() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    status = await run_pass(op, kube)
+    original = kube.plain(NS, "acme-google-token")
+
+    deleted = kube.secrets[(NS, "acme-google-token")]
+    await kube.delete_secret(NS, "acme-google-token", uid=deleted["metadata"]["uid"])
+    clock.advance(seconds=1)
+    await run_pass(op, kube, ClientMemory(status))
+    assert kube.plain(NS, "acme-google-token") == original
+
+    edited = kube.secrets[(NS, "acme-google-token")]
+    await kube.patch_secret(
+        NS,
+        "acme-google-token",
+        [{"op": "replace", "path": "/data", "value": {"access_token": "ZWRpdGVk"}}],
+    )
+    assert edited["metadata"]["uid"] == kube.secrets[(NS, "acme-google-token")]["metadata"]["uid"]
+    await run_pass(op, kube, ClientMemory(status))
+    assert kube.plain(NS, "acme-google-token") == original
+    assert google.calls["refresh"] == 1
+
+
+async def test_a_secret_that_is_not_the_clients_is_reported_and_left_alone() -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    kube.put_secret(NS, "app-config", {"password": "hunter2"})
+    authorized(kube, tokenSecretName="app-config")
+    before = dict(kube.secrets[(NS, "app-config")])
+
+    status = await run_pass(op, kube)
+
+    ready = find_condition(status["conditions"], "Ready")
+    assert ready["reason"] == Reason.SECRET_CONFLICT
+    assert "'app-config'" in ready["message"] and "spec.tokenSecretName" in ready["message"]
+    assert kube.secrets[(NS, "app-config")] == before
+    assert ("patch", (NS, "app-config")) not in kube.writes
+    body = kube.delete_resource("googleclients", NS, "acme")
+    await delete_client(op, body, LOG)
+    assert kube.secrets[(NS, "app-config")] == before
+
+
+async def test_a_token_whose_write_failed_is_stored_by_the_next_pass_not_asked_for_again() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    body = kube.resource("googleclients", NS, "acme")
+    memory = ClientMemory(status={})
+    real_patch = kube.patch_secret
+
+    async def api_server_away(*_: Any) -> Any:
+        raise KubeError(0, "ClientConnectorError", "connection refused")
+
+    kube.patch_secret = api_server_away  # type: ignore[method-assign]
+    with pytest.raises(KubeError):
+        await ClientPass(op, body, LOG).run(memory)
+    assert google.calls["refresh"] == 1
+    assert "access_token" not in (kube.plain(NS, "acme-google-oauth") or {})
+
+    kube.patch_secret = real_patch  # type: ignore[method-assign]
+    clock.advance(seconds=5)
+    await ClientPass(op, body, LOG).run(memory)
+    assert google.calls["refresh"] == 1  # the token in memory was stored, not replaced
+    private = kube.plain(NS, "acme-google-oauth") or {}
+    assert private["access_token"] == (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+
+def request(kube: FakeKube, kind: str, value: str) -> None:
+    """A person sets a request annotation on the GoogleClient."""
+    body = kube.resource("googleclients", NS, "acme")
+    body["metadata"].setdefault("annotations", {})[f"google-token-operator.dev/{kind}"] = value
+
+
+async def test_a_refresh_request_refreshes_once_per_value_and_at_most_once_a_minute() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await ClientPass(op, kube.resource("googleclients", NS, "acme"), LOG).run(memory)
+    assert google.calls["refresh"] == 1
+    token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+    clock.advance(minutes=2)
+    request(kube, "refresh-requested-at", "r1")
+    await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 2  # the token was fresh: refreshed anyway
+    assert memory.status["handledRequests"] == {"refresh": "r1"}
+    assert (kube.plain(NS, "acme-google-token") or {})["access_token"] != token
+
+    clock.advance(minutes=2)
+    await run_pass(op, kube, memory)  # the same value again: nothing
+    assert google.calls["refresh"] == 2
+
+    # A burst of 50 new values within a minute: at most one more call in that minute, and
+    # the last value is handled.
+    for number in range(50):
+        clock.advance(seconds=1)
+        request(kube, "refresh-requested-at", f"burst-{number}")
+        await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 3
+    clock.advance(seconds=15)
+    await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 4
+    assert memory.status["handledRequests"] == {"refresh": "burst-49"}
+
+
+async def test_a_revoke_request_revokes_at_google_and_removes_every_token() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    kube.put_resource("branches", branch_body("downtown", "111"))
+    kube.put_secret(NS, "unrelated", {"access_token": "someone-else's"})
+    status = await run_pass(op, kube)
+    assert kube.plain(NS, "downtown-google-token") is not None
+
+    request(kube, "revoke-requested-at", "v1")
+    clock.advance(seconds=5)
+    status = await run_pass(op, kube, ClientMemory(status))
+
+    assert google.revoked == ["1//r"]
+    for secret in ("acme-google-oauth", "acme-google-token", "downtown-google-token"):
+        assert kube.plain(NS, secret) is None, secret
+    assert kube.plain(NS, "unrelated") == {"access_token": "someone-else's"}
+    assert condition(status, "Authorized") == ("False", Reason.REVOKED_ON_REQUEST)
+    assert status["handledRequests"] == {"revoke": "v1"}
+    assert "tokenSecretName" not in status and "expiresAt" not in status
+    assert status["authorization"]["url"]  # consent again from here
+    assert "1//r" not in str(status)
+    branch = kube.resource("branches", NS, "downtown")["status"]
+    assert condition(branch, "Ready") == ("False", Reason.CLIENT_NOT_READY)
+
+    # Handled once: the same value, later passes, a restart: no more calls, nothing comes back.
+    for _ in range(2):
+        clock.advance(minutes=30)
+        status = await run_pass(op, kube, ClientMemory(status))
+    assert google.calls["revoke"] == 1 and google.calls["refresh"] == 1
+    assert kube.plain(NS, "acme-google-token") is None
+    assert condition(status, "Authorized") == ("False", Reason.REVOKED_ON_REQUEST)
+
+
+async def test_a_reauthorize_request_keeps_the_token_served_until_the_new_grant_is_stored() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await run_pass(op, kube, memory)
+    served = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+
+    request(kube, "reauthorize-requested-at", "a1")
+    await run_pass(op, kube, memory)
+    url = memory.status["authorization"]["url"]
+    assert condition(memory.status, "Authorized") == ("True", Reason.AUTHORIZED)
+    assert (kube.plain(NS, "acme-google-token") or {})["access_token"] == served
+    assert "handledRequests" not in memory.status
+    clock.advance(minutes=1)
+    await run_pass(op, kube, memory)
+    assert memory.status["authorization"]["url"] == url  # the same URL while it waits
+
+    # Another account consents: the new grant replaces the old one, which is revoked.
+    google.account = "new-owner@example.com"
+    state_secret = memory.status["authorization"]["stateSecretName"]
+    state = url.split("state=")[1].split("&")[0]
+    assert consent.consent_secret_name(state) == state_secret
+    answer = await ConsentService(op).complete(state, "code-2", "")
+    assert answer.outcome is Outcome.AUTHORIZED
+    assert google.revoked == ["1//r"]
+    assert (kube.plain(NS, "acme-google-oauth") or {})["refresh_token"] == "1//refresh-from-code-2"
+
+    await run_pass(op, kube, memory)
+    assert memory.status["handledRequests"] == {"reauthorize": "a1"}
+    assert "authorization" not in memory.status
+    assert memory.status["account"] == {"email": "new-owner@example.com"}
+    assert ("gto", state_secret) not in kube.secrets  # the spent consent state is gone
+
+
+async def test_a_reconsent_by_the_same_account_does_not_revoke_the_new_grant() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await run_pass(op, kube, memory)  # learns the account through userinfo
+    request(kube, "reauthorize-requested-at", "a1")
+    await run_pass(op, kube, memory)
+    state = memory.status["authorization"]["url"].split("state=")[1].split("&")[0]
+
+    answer = await ConsentService(op).complete(state, "code-2", "")
+
+    assert answer.outcome is Outcome.AUTHORIZED
+    assert google.revoked == []  # Google would revoke the new grant with the old one
+    await run_pass(op, kube, memory)
+    assert memory.status["handledRequests"] == {"reauthorize": "a1"}

@@ -9,25 +9,44 @@ Answers never carry a token or a code.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .. import clients
 from ..builders import private_secret
-from ..google_types import ApiError, ErrorKind, GoogleError
+from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
-from ..naming import Key, Owner
+from ..kube.client import MERGE_PATCH, secret_path
+from ..naming import Key, Owner, private_secret_name
+from ..ownership import conflict_message
 from ..reconcile.context import Operator
-from ..tokens import TokenRecord, decode_data
+from ..reconcile.secrets import WriteResult, Written
+from ..tokens import TokenRecord, decode_data, record_from_data
 from . import pending as consent
+from .apikey import KeyCheck, Throttle
 from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
 
 logger = logging.getLogger(__name__)
+
+# Storing a fresh refresh token is retried this often, 0.2 s, 0.4 s, ... apart.
+STORE_ATTEMPTS = 6
+STORE_BACKOFF = 0.2
+# What a hand-over may carry: Google's states and codes are far shorter.
+MAX_FIELD = 2048
+MAX_BODY = 16 * 1024
+
+UNAVAILABLE = ConsentAnswer(
+    Outcome.EXCHANGE_FAILED,
+    503,
+    "The operator could not reach the Kubernetes API to complete the consent. Nothing was "
+    "stored; open the consent URL again in a minute.",
+)
 
 INVALID_STATE = ConsentAnswer(
     Outcome.INVALID_STATE,
@@ -62,9 +81,8 @@ def exchange_failure(error: GoogleError, credentials_secret: str) -> ConsentAnsw
 
 
 class ConsentService:
-    def __init__(self, op: Operator, wake: Callable[[Key], None]) -> None:
+    def __init__(self, op: Operator) -> None:
         self.op = op
-        self.wake = wake
 
     async def complete(self, state: str, code: str, error: str) -> ConsentAnswer:
         op = self.op
@@ -77,38 +95,44 @@ class ConsentService:
         labels = secret["metadata"].get("labels") or {}
         if (
             pending is None
+            or not consent.is_state_of(
+                labels, pending.client_namespace, pending.client_name, pending.client_uid
+            )
             or not hmac.compare_digest(pending.state_sha256, consent.state_hash(state))
             or labels.get(consent.OUTCOME_LABEL)
             or pending.expired(op.clock())
         ):
             return INVALID_STATE
-        client_key = (pending.client_namespace, pending.client_name)
-        client = ClientRef(*client_key)
-        outcome = consent.OUTCOME_DENIED if error or not code else "exchanging"
+        client = ClientRef(pending.client_namespace, pending.client_name)
+        outcome = consent.OUTCOME_DENIED if error or not code else consent.OUTCOME_EXCHANGING
         if not await self._claim(secret, outcome):
             return INVALID_STATE  # a concurrent request spent it first
-        self.wake(client_key)
         if outcome == consent.OUTCOME_DENIED:
             return ConsentAnswer(
                 Outcome.DENIED,
                 400,
-                f"Consent was not given ({error or 'no code'}); nothing was stored. Open the "
-                "GoogleClient's new consent URL to try again.",
+                f"Consent was not given ({clean(error, 80) or 'no code'}); nothing was stored. "
+                "Open the GoogleClient's new consent URL to try again.",
                 client=client,
             )
-        answer = await self._exchange(pending, code, client)
-        await self._mark(secret_name, str(answer.outcome))
-        self.wake(client_key)
+        answer, label = await self._exchange(pending, code, client)
+        await self._mark(secret_name, label)
         return answer
 
     async def _claim(self, secret: dict[str, Any], outcome: str) -> bool:
+        """Spend the state: a compare-and-swap on the Secret's version, so of two concurrent
+        callbacks with the same state exactly one wins."""
         meta = secret["metadata"]
         try:
-            await self.op.kube.patch_secret_labels(
+            await self.op.kube.merge_patch_secret(
                 meta["namespace"],
                 meta["name"],
-                {consent.OUTCOME_LABEL: outcome},
-                meta["resourceVersion"],
+                {
+                    "metadata": {
+                        "resourceVersion": meta["resourceVersion"],
+                        "labels": {consent.OUTCOME_LABEL: outcome},
+                    }
+                },
             )
         except KubeError as error:
             if error.status in (404, 409):
@@ -118,36 +142,42 @@ class ConsentService:
 
     async def _mark(self, secret_name: str, outcome: str) -> None:
         namespace = self.op.settings.operator_namespace
-        try:
-            await self.op.kube.patch_secret_labels(
-                namespace, secret_name, {consent.OUTCOME_LABEL: outcome}
-            )
-        except KubeError as error:
-            if error.status != 404:
-                raise
+        await self.op.kube.maybe(
+            "PATCH",
+            secret_path(namespace, secret_name),
+            body={"metadata": {"labels": {consent.OUTCOME_LABEL: outcome}}},
+            content_type=MERGE_PATCH,
+        )
 
     async def _exchange(
         self, pending: consent.PendingConsent, code: str, client: ClientRef
-    ) -> ConsentAnswer:
+    ) -> tuple[ConsentAnswer, str]:
+        """The answer for the person, and the outcome label for the consent Secret."""
         op = self.op
         body = await op.kube.get_resource("googleclients", client.namespace, client.name)
         if body is None or body["metadata"].get("uid") != pending.client_uid:
-            return dataclasses.replace(INVALID_STATE, client=client)
-        spec = clients.parse_client_spec(body, op.settings)
+            answer = dataclasses.replace(INVALID_STATE, client=client)
+            return answer, str(answer.outcome)
+        try:
+            spec = clients.parse_client_spec(body, op.settings)
+        except clients.SpecError as error:
+            return ConsentAnswer(Outcome.EXCHANGE_FAILED, 400, str(error), client=client), "failed"
         secret = await op.kube.get_secret(spec.namespace, spec.credentials_secret)
         credentials = clients.credentials_from_secret(
             spec.credentials_secret, decode_data(secret.get("data") or {}) if secret else None
         )
         if isinstance(credentials, clients.CredentialsProblem):
-            return ConsentAnswer(Outcome.EXCHANGE_FAILED, 502, credentials.message, client=client)
+            answer = ConsentAnswer(Outcome.EXCHANGE_FAILED, 502, credentials.message, client=client)
+            return answer, str(answer.outcome)
         try:
             response = await op.google.exchange_code(
                 credentials, code, pending.code_verifier, pending.redirect_uri, pending.scopes
             )
         except GoogleError as error:
-            return dataclasses.replace(
+            answer = dataclasses.replace(
                 exchange_failure(error, spec.credentials_secret), client=client
             )
+            return answer, str(answer.outcome)
         if not response.refresh_token:
             return ConsentAnswer(
                 Outcome.NO_REFRESH_TOKEN,
@@ -157,50 +187,156 @@ class ConsentService:
                 "https://myaccount.google.com/permissions (or make sure prompt=consent is "
                 "sent), then open the consent URL again.",
                 client=client,
-            )
-        email = ""
+            ), str(Outcome.NO_REFRESH_TOKEN)
+        account = Userinfo("", False, "")
         try:
-            email = await op.google.userinfo_email(response.access.value)
+            account = await op.google.userinfo(response.access.value)
         except ApiError as error:  # the daemon asks again later; the grant is what matters
             logger.warning(f"Could not read the account e-mail of {client}: {error}")
+        refusal = clients.account_refusal(spec, account)
+        if refusal:
+            await self._revoke(response.refresh_token, client)
+            return ConsentAnswer(
+                Outcome.ACCOUNT_NOT_ALLOWED,
+                403,
+                f"{refusal}. Nothing was stored and the access just granted was revoked at "
+                "Google. Consent again with an allowed account.",
+                client=client,
+            ), consent.OUTCOME_ACCOUNT_NOT_ALLOWED
         record = TokenRecord(
             refresh_token=response.refresh_token,
             client_id=credentials.client_id,
             scopes=response.access.scopes,
-            account_email=email,
+            account_email=account.email,
             access=response.access,
         )
         owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
-        await op.kube.write_secret(private_secret(owner, record))
+        private_key = (spec.namespace, private_secret_name(spec.name))
+        previous = await self._replaced_record(private_key, owner)
+        written = await self._store(owner, record)
+        if written is None:
+            await self._revoke(response.refresh_token, client)
+            answer = ConsentAnswer(
+                Outcome.EXCHANGE_FAILED,
+                503,
+                "Google granted access, but the operator could not store it in the cluster "
+                "(the Kubernetes API did not answer in time). The grant was revoked and "
+                "nothing was stored: open the consent URL again to start over.",
+                client=client,
+            )
+            return answer, str(answer.outcome)
+        if written.outcome is Written.CONFLICT:
+            await self._revoke(response.refresh_token, client)
+            message = conflict_message(
+                private_secret_name(spec.name), written.why, "name for this GoogleClient"
+            )
+            answer = ConsentAnswer(
+                Outcome.EXCHANGE_FAILED,
+                409,
+                f"{message}. The access just granted was revoked; consent again once the "
+                "Secret is out of the way.",
+                client=client,
+            )
+            return answer, str(answer.outcome)
+        replaced = clients.grant_to_retire(previous, record)
+        if replaced:
+            await self._revoke(replaced, client, "replaced")
         return ConsentAnswer(
             Outcome.AUTHORIZED,
             200,
             "Consent recorded. The operator writes a fresh access token into the Secret now.",
             client=client,
-            account=email or None,
+            account=account.email or None,
             token_secret=spec.token_secret_name,
-        )
+        ), str(Outcome.AUTHORIZED)
+
+    async def _replaced_record(self, private_key: Key, owner: Owner) -> TokenRecord | None:
+        """The grant a re-consent replaces, read before the write so it can be retired
+        after it; None when there is none or it cannot be read (then none is retired)."""
+        try:
+            return record_from_data(await self.op.secrets.read_owned(private_key, owner))
+        except KubeError as error:
+            logger.warning(f"Could not read the grant a consent replaces: {error}")
+            return None
+
+    async def _store(self, owner: Owner, record: TokenRecord) -> WriteResult | None:
+        """Write the refresh token into the private Secret, retrying what may heal (a
+        concurrent writer, an API server away for a moment) with a fresh read each time.
+        None when it could not be stored within STORE_ATTEMPTS.
+
+        The refresh token exists only in this process's memory from Google's answer until
+        this write lands: the one window in which a crash loses it (the person then sees the
+        operator as unreachable and consents again)."""
+        desired = private_secret(owner, record)
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                return await self.op.secrets.ensure(desired, owner, "private")
+            except KubeError as error:
+                if not (error.retryable or error.status in (409, 422)):
+                    raise
+                logger.warning(f"Storing the consent of {owner.namespace}/{owner.name}: {error}")
+                await asyncio.sleep(STORE_BACKOFF * 2**attempt)
+        return None
+
+    async def _revoke(self, refresh_token: str, client: ClientRef, which: str = "refused") -> None:
+        """A grant the operator will not keep must not stay alive at Google."""
+        try:
+            await self.op.google.revoke(refresh_token)
+        except GoogleError as error:
+            logger.warning(f"Could not revoke the {which} grant of {client}: {error}")
 
 
-def create_app(service: ConsentService) -> web.Application:
+def create_app(
+    service: ConsentService, key_check: KeyCheck, throttle: Throttle | None = None
+) -> web.Application:
+    """The consent API: authenticated (the callback's key), throttled, always JSON."""
+    bucket = throttle or Throttle()
+
     async def complete(request: web.Request) -> web.Response:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        try:
+            authenticated = scheme == "Bearer" and await key_check.accepts(presented.strip())
+        except KubeError as error:
+            logger.warning(f"Could not read the callback key: {error}")
+            return _refusal(503, "the operator cannot check the callback's key right now")
+        if not authenticated:
+            return _refusal(401, "the consent API answers the callback only")
+        if not bucket.allow():
+            return _refusal(429, "too many consent hand-overs; try again in a moment")
         try:
             payload = await request.json()
         except ValueError:
-            return web.json_response({"error": "expected a JSON body"}, status=400)
+            return _refusal(400, "expected a JSON body")
         if not isinstance(payload, dict):
-            return web.json_response({"error": "expected a JSON object"}, status=400)
-        answer = await service.complete(
-            str(payload.get("state") or ""),
-            str(payload.get("code") or ""),
-            str(payload.get("error") or ""),
-        )
+            return _refusal(400, "expected a JSON object")
+        fields = [payload.get(name) or "" for name in ("state", "code", "error")]
+        try:
+            if all(isinstance(value, str) and len(value) <= MAX_FIELD for value in fields):
+                answer = await service.complete(*fields)
+            else:  # no state the operator issued looks like this
+                answer = INVALID_STATE
+        except KubeError as error:
+            logger.warning(f"A consent hand-over failed: {error}")
+            answer = UNAVAILABLE
         return web.json_response(answer.to_json())
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
     app.router.add_post(CONSENT_API_PATH, complete)
     app.router.add_get(HEALTHZ_PATH, healthz)
     return app
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (too large, wrong method, no such path) as JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        return _refusal(error.status, error.reason)
+
+
+def _refusal(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

@@ -22,6 +22,14 @@ CONSENT_PORT = 8082
 OPERATOR_URL_VARIABLE = "OPERATOR_CONSENT_URL"
 # `callback` next to `run` on one machine reaches the consent API here.
 DEFAULT_OPERATOR_URL = f"http://127.0.0.1:{CONSENT_PORT}"
+# The consent API answers only the callback: it sends `Authorization: Bearer <key>`, the key
+# being what the operator generated into this Secret (in its namespace), mounted into the
+# callback pod only, at KEY_FILE (or where KEY_FILE_VARIABLE says).
+KEY_SECRET = "google-token-operator-callback-key"
+KEY_FIELD = "api-key"
+KEY_DIR = "/var/run/google-token-operator/consent-api"
+KEY_FILE = f"{KEY_DIR}/{KEY_FIELD}"
+KEY_FILE_VARIABLE = "CONSENT_API_KEY_FILE"
 
 
 class Outcome(enum.StrEnum):
@@ -32,6 +40,7 @@ class Outcome(enum.StrEnum):
     INVALID_STATE = "invalid_state"
     EXCHANGE_FAILED = "exchange_failed"
     NO_REFRESH_TOKEN = "no_refresh_token"
+    ACCOUNT_NOT_ALLOWED = "account_not_allowed"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,8 @@ scales anything). Every observation re-applies the workload (a deleted callback 
 comes back), coalesced so a burst of events costs one apply. Scaling up is immediate;
 scaling down waits `callback_idle` after consent was last wanted, so a person who just
 consented still reaches the success page, and so a restart does not flap the Deployment.
+While nothing changes, it is applied again at most once a minute: thousands of GoogleClient
+events cost one apply, and a deleted callback Deployment still comes back.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 
 from ..kube import KubeError
 from ..naming import Key
 from ..reconcile.context import Operator
+from .apikey import ensure_key
 from .workload import callback_objects
 
 logger = logging.getLogger(__name__)
 
+# Applied again at most this often while nothing changed (a deleted callback Deployment comes
+# back within it); at once when consent becomes wanted or not.
+REAPPLY_EVERY = dt.timedelta(minutes=1)
 # After a failed apply (API server away, namespace missing), try again after this, doubled
 # on each failure up to the cap, jittered.
 RETRY_BASE = dt.timedelta(seconds=2)
@@ -49,6 +56,7 @@ class CallbackManager:
         self._last_wanted = op.clock()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._applied: tuple[bool, float] | None = None  # what, when (monotonic)
 
     def observe(self, key: Key, pending: bool) -> None:
         """Note whether one client waits for consent; the workload is re-applied soon after."""
@@ -72,8 +80,9 @@ class CallbackManager:
                 self._last_wanted = now
             wanted = callback_wanted(pending, self._last_wanted, now, settings.callback_idle)
             try:
-                if wanted is not None:
+                if wanted is not None and self._due(wanted):
                     await self._apply(wanted)
+                    self._applied = (wanted, time.monotonic())
                 failures = 0
             except KubeError as error:
                 failures += 1
@@ -87,11 +96,21 @@ class CallbackManager:
             if wanted is None:  # look again once the idle time has passed
                 self._wake_after(self._last_wanted + settings.callback_idle - now)
 
+    def _due(self, wanted: bool) -> bool:
+        if self._applied is None or self._applied[0] != wanted:
+            return True
+        since = time.monotonic() - self._applied[1]
+        if since < REAPPLY_EVERY.total_seconds():
+            self._wake_after(REAPPLY_EVERY - dt.timedelta(seconds=since))
+            return False
+        return True
+
     def _wake_after(self, delay: dt.timedelta) -> None:
         asyncio.get_running_loop().call_later(max(delay.total_seconds(), 0.0), self._dirty.set)
 
     async def _apply(self, wanted: bool) -> None:
         namespace = self.op.settings.operator_namespace
+        await ensure_key(self.op.kube, namespace)  # the callback mounts it
         for desired in callback_objects(self.op.settings, namespace, wanted):
             await self.op.kube.apply_object(desired)
 

@@ -18,18 +18,30 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from ..naming import ROLE_CONSENT, labels_for
+from .. import GROUP, MANAGED_BY
+from ..conditions import Reason
+from ..naming import CLIENT_LABEL, MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL, labels_for
 from ..settings import IDENTITY_SCOPES
 from ..timeutil import format_rfc3339, parse_rfc3339
 from ..tokens import decode_data, encode_data
+from .contract import Outcome
 
 STATE_BYTES = 32  # 256 bits; the issue asks for at least 128.
 VERIFIER_BYTES = 64  # 86 url-safe characters, inside RFC 7636's 43..128.
 CONSENT_SECRET_PREFIX = "gto-consent-"
-CLIENT_NAMESPACE_LABEL = "google-token-operator.dev/client-namespace"
+CLIENT_NAMESPACE_LABEL = f"{GROUP}/client-namespace"
+# A consent Secret lives in the operator's namespace, so no ownerReference can name its
+# GoogleClient: these labels do, and only a Secret whose labels name the very client (uid
+# included) is ever deleted on its behalf.
+CLIENT_UID_LABEL = f"{GROUP}/client-uid"
+# When the pending consent expires (Unix seconds), so expired ones are swept from metadata.
+EXPIRES_LABEL = f"{GROUP}/expires"
 # Set on a consent Secret once its state was spent: denied, exchanging, authorized, ...
-OUTCOME_LABEL = "google-token-operator.dev/consent-outcome"
-OUTCOME_DENIED = "denied"
+OUTCOME_LABEL = f"{GROUP}/consent-outcome"
+OUTCOME_EXCHANGING = "exchanging"  # claimed; the code is being exchanged right now
+OUTCOME_DENIED = str(Outcome.DENIED)
+OUTCOME_ACCOUNT_NOT_ALLOWED = str(Outcome.ACCOUNT_NOT_ALLOWED)
+OUTCOME_AUTHORIZED = str(Outcome.AUTHORIZED)  # the grant is stored in the private Secret
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +75,13 @@ def requested_scopes(scopes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*scopes, *IDENTITY_SCOPES)))
 
 
-def consent_fingerprint(client_id: str, redirect_uri: str, scopes: tuple[str, ...]) -> str:
-    """What a pending consent depends on; when it changes the pending state is void."""
-    material = "\n".join((client_id, redirect_uri, *sorted(scopes)))
+def consent_fingerprint(
+    client_id: str, redirect_uri: str, scopes: tuple[str, ...], reconsent: str = ""
+) -> str:
+    """What a pending consent depends on; when it changes the pending state is void. A new
+    re-consent request (its annotation value) voids it too: it asks for a fresh URL."""
+    extra = (f"reconsent:{reconsent}",) if reconsent else ()
+    material = "\n".join((client_id, redirect_uri, *sorted(scopes), *extra))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -127,6 +143,8 @@ def consent_secret(operator_namespace: str, state: str, pending: PendingConsent)
     }
     labels = labels_for(pending.client_name, role=ROLE_CONSENT)
     labels[CLIENT_NAMESPACE_LABEL] = pending.client_namespace
+    labels[CLIENT_UID_LABEL] = pending.client_uid
+    labels[EXPIRES_LABEL] = str(int(pending.expires_at.timestamp()))
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -138,6 +156,35 @@ def consent_secret(operator_namespace: str, state: str, pending: PendingConsent)
         },
         "data": encode_data(plain),
     }
+
+
+def expired_state(labels: Mapping[str, str], now: dt.datetime) -> bool:
+    """True for a consent Secret whose consent expired (or that says nothing readable)."""
+    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(ROLE_LABEL) != ROLE_CONSENT:
+        return False
+    expires = labels.get(EXPIRES_LABEL, "")
+    return not expires.isdigit() or int(expires) < now.timestamp()
+
+
+def previous_reason(consent_outcome: str, authorized_reason: str) -> str:
+    """The Authorized reason a pass starts from: what became of the published consent (a
+    denial, a refused account) outranks what status said before."""
+    if consent_outcome == OUTCOME_DENIED:
+        return Reason.CONSENT_DENIED
+    if consent_outcome == OUTCOME_ACCOUNT_NOT_ALLOWED:
+        return Reason.ACCOUNT_NOT_ALLOWED
+    return authorized_reason
+
+
+def is_state_of(labels: Mapping[str, str], namespace: str, name: str, uid: str) -> bool:
+    """True when a consent Secret's labels name exactly this GoogleClient."""
+    return (
+        labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+        and labels.get(ROLE_LABEL) == ROLE_CONSENT
+        and labels.get(CLIENT_LABEL) == name
+        and labels.get(CLIENT_NAMESPACE_LABEL) == namespace
+        and labels.get(CLIENT_UID_LABEL) == uid
+    )
 
 
 def pending_from_data(data: Mapping[str, str] | None) -> PendingConsent | None:
@@ -203,10 +250,12 @@ class ConsentRequest:
     login_hint: str
     auth_uri: str
     ttl: dt.timedelta
+    # The open re-consent request this URL answers (its acknowledgement), if any.
+    reconsent: str = ""
 
     @property
     def fingerprint(self) -> str:
-        return consent_fingerprint(self.client_id, self.redirect_uri, self.scopes)
+        return consent_fingerprint(self.client_id, self.redirect_uri, self.scopes, self.reconsent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,23 +267,27 @@ class ConsentPlan:
     obsolete_secret: str = ""
 
 
+# What a pass knows of the published consent's state, besides the outcome labels above.
+PENDING = "pending"  # published, not used yet
+MISSING = "missing"  # none published, or its Secret is gone
+
+
 def plan_consent(
     request: ConsentRequest,
     published: PublishedConsent | None,
-    state_unused: bool,
+    published_state: str,
     now: dt.datetime,
     fresh: Fresh,
     operator_namespace: str,
 ) -> ConsentPlan:
     """Keep the published URL while it is unused, unexpired and made for the same client id,
-    redirect URI and scopes; otherwise mint a new one from `fresh` and retire the old state."""
-    if (
-        published is not None
-        and state_unused
-        and published.fingerprint == request.fingerprint
-        and published.expires_at > now
-    ):
-        return ConsentPlan(published)
+    redirect URI and scopes, and while its code is being exchanged (the outcome is still to be
+    written on its Secret); otherwise mint a new one from `fresh` and retire the old state."""
+    if published is not None and published.expires_at > now:
+        if published_state == OUTCOME_EXCHANGING:
+            return ConsentPlan(published)
+        if published_state == PENDING and published.fingerprint == request.fingerprint:
+            return ConsentPlan(published)
     pending = PendingConsent(
         state_sha256=state_hash(fresh.state),
         client_namespace=request.client_namespace,

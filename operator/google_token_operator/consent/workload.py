@@ -1,8 +1,9 @@
 """The callback workload the operator runs while consent is pending: pure builders.
 
 The callback pod faces the internet, so it gets the least of everything: no Kubernetes API
-token (its ServiceAccount has no roles and none is mounted), no secrets, a read-only root
-filesystem and the "restricted" Pod Security profile.
+token (its ServiceAccount has no roles and none is mounted), no secret but the key that
+authenticates it to the consent API, a read-only root filesystem and the "restricted" Pod
+Security profile.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from typing import Any
 from .. import MANAGED_BY
 from ..naming import MANAGED_BY_LABEL
 from ..settings import Settings
-from .contract import CALLBACK_PORT, CONSENT_PORT, HEALTHZ_PATH
+from .contract import (
+    CALLBACK_PORT,
+    CONSENT_PORT,
+    HEALTHZ_PATH,
+    KEY_DIR,
+    KEY_FIELD,
+    KEY_SECRET,
+)
 
 CALLBACK_NAME = "google-token-operator-callback"
 OPERATOR_SERVICE = "google-token-operator"
@@ -57,8 +65,21 @@ def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
                 "runAsNonRoot": True,
                 "runAsUser": NON_ROOT_USER,
                 "runAsGroup": NON_ROOT_USER,
+                # The key file is group-readable by this group only.
+                "fsGroup": NON_ROOT_USER,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
+            # The one secret it holds: the key that authenticates it to the consent API.
+            "volumes": [
+                {
+                    "name": "consent-api-key",
+                    "secret": {
+                        "secretName": KEY_SECRET,
+                        "items": [{"key": KEY_FIELD, "path": KEY_FIELD}],
+                        "defaultMode": 0o440,
+                    },
+                }
+            ],
             "containers": [
                 {
                     "name": "callback",
@@ -73,6 +94,9 @@ def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
                         operator_url,
                     ],
                     "ports": [{"name": "http", "containerPort": CALLBACK_PORT}],
+                    "volumeMounts": [
+                        {"name": "consent-api-key", "mountPath": KEY_DIR, "readOnly": True}
+                    ],
                     "readinessProbe": probe,
                     "livenessProbe": probe,
                     "resources": {

@@ -1,69 +1,113 @@
-"""The Branches of one GoogleClient: consumer Secrets, location checks, status."""
+"""The Branches of one GoogleClient: consumer Secrets, location checks, status.
+
+Each Branch is handled on its own: a Branch with a bad spec or a Secret conflict, or one whose
+write fails, reports it in its own status and never stops its siblings.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from .. import branches, clients
+from .. import branches, clients, policy
 from ..builders import consumer_secret
-from ..conditions import merge_conditions
-from ..google_types import ApiError
-from ..naming import Owner
-from .context import Indexes, Operator
+from ..conditions import READY, Condition, Reason, merge_conditions
+from ..google_types import ApiError, location_title
+from ..kube import KubeError, WriteFenced
+from ..naming import Key, Owner
+from ..ownership import Claim, claim, conflict_message
+from .context import Operator
 from .events import post_transitions
+from .secrets import Written
+
+
+@dataclasses.dataclass
+class FanOutResult:
+    wake: dt.datetime | None = None  # when a Branch next needs a look, if sooner than usual
+    secrets: set[Key] = dataclasses.field(default_factory=set)  # what the Branches depend on
 
 
 class BranchFanOut:
     """Brings every Branch of one client in line with the client's token (one Google call
     per refresh, whatever the number of Branches)."""
 
-    def __init__(self, operator: Operator, logger: kopf.Logger) -> None:
+    def __init__(
+        self, operator: Operator, logger: kopf.Logger, failures: dict[str, int] | None = None
+    ) -> None:
         self.op = operator
         self.logger = logger
+        # Failed passes per Branch uid, kept by the client's daemon between passes.
+        self._failures = failures if failures is not None else {}
 
     async def run(
-        self,
-        client: clients.ClientSpec,
-        state: branches.ClientState,
-        indexes: Indexes,
-        now: dt.datetime,
-    ) -> dt.datetime | None:
-        """Returns when a Branch next needs a look (location re-check), if sooner than usual."""
-        wake: dt.datetime | None = None
-        for body in list(indexes.branches_by_client.get((client.namespace, client.name), ())):
-            if body["metadata"].get("deletionTimestamp"):
-                continue
-            due = await reconcile_branch(self.op, body, state, indexes, now, self.logger)
-            if due is not None and (wake is None or due < wake):
-                wake = due
-        return wake
+        self, client: clients.ClientSpec, state: branches.ClientState, now: dt.datetime
+    ) -> FanOutResult:
+        result = FanOutResult()
+        for body in self.op.cluster.branches_of((client.namespace, client.name)):
+            uid = str(body["metadata"].get("uid", ""))
+            try:
+                wake, secrets = await reconcile_branch(self.op, body, state, now, self.logger)
+            except WriteFenced:
+                raise
+            except KubeError as error:
+                # One Branch's trouble is its own: its siblings go on, it backs off.
+                attempt = self._failures.get(uid, 0) + 1
+                self._failures[uid] = attempt
+                delay = policy.backoff_delay(
+                    attempt, None, policy.jitter_fraction(uid, str(attempt))
+                )
+                name = body["metadata"].get("name")
+                self.logger.warning(f"Branch {name}: {error}; trying again in {delay}")
+                wake, secrets = now + delay, set()
+            else:
+                self._failures.pop(uid, None)
+            result.secrets |= secrets
+            if wake is not None and (result.wake is None or wake < result.wake):
+                result.wake = wake
+        return result
 
 
 async def reconcile_branch(
     op: Operator,
     body: Mapping[str, Any],
     client: branches.ClientState,
-    indexes: Indexes,
     now: dt.datetime,
     logger: kopf.Logger,
-) -> dt.datetime | None:
-    spec = branches.parse_branch_spec(body)
+) -> tuple[dt.datetime | None, set[Key]]:
+    """One Branch: (when it next needs a look, the Secrets it depends on)."""
     status = op.branch_status(body)
+    try:
+        spec = branches.parse_branch_spec(body)
+    except branches.BranchSpecError as error:
+        meta = body["metadata"]
+        invalid = Condition(READY, False, Reason.SPEC_INVALID, str(error))
+        generation = meta.get("generation") if isinstance(meta.get("generation"), int) else 0
+        await _write_status(op, body, status, {"observedGeneration": generation}, invalid, logger)
+        return None, set()
     owner = Owner("Branch", spec.name, spec.namespace, spec.uid)
+    key = (spec.namespace, spec.token_secret_name)
     access = client.access
-    if access is not None:
-        await op.sync_secret(
+    conflict = ""
+    verdict = claim(op.cluster.secrets.get(key), owner)
+    if verdict.claim is Claim.FOREIGN:  # said at once, token or not
+        conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
+    elif client.withdrawn:
+        await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
+    elif access is not None:
+        written = await op.secrets.ensure(
             consumer_secret(owner, spec.token_secret_name, spec.client_name, access, spec.location),
-            indexes,
+            owner,
             "consumer",
         )
-    previous_secret = status.get("tokenSecretName")
-    if previous_secret and previous_secret != spec.token_secret_name:
-        await op.kube.delete_secret(spec.namespace, str(previous_secret))
+        if written.outcome is Written.CONFLICT:
+            conflict = conflict_message(spec.token_secret_name, written.why, "spec.tokenSecretName")
+    previous = status.get("tokenSecretName")
+    if isinstance(previous, str) and previous and previous != spec.token_secret_name:
+        await op.secrets.delete_owned(spec.namespace, previous, owner)
 
     location = branches.location_from_status(status)
     token_usable = client.ready and access is not None and access.expires_at > now
@@ -73,24 +117,41 @@ async def reconcile_branch(
         assert access is not None
         location = await _check_location(op, spec, access.value, now, logger) or location
 
-    ready = branches.branch_ready(spec, client, location, now)
-    fields = branches.branch_status_fields(spec, client, location, written=access is not None)
-    merged = merge_conditions(status.get("conditions"), [ready], spec.generation, now)
-    desired = {**fields, "conditions": merged}
-    patch = clients.status_patch(status, desired)
-    if patch:
-        await op.kube.patch_status("branches", spec.namespace, spec.name, patch)
-        post_transitions(op.events, body, status.get("conditions"), merged, logger)
-        op.remember_branch_status(
-            spec.uid, {k: v for k, v in {**status, **desired}.items() if v is not None}
-        )
+    ready = branches.branch_ready(spec, client, location, now, conflict)
+    fields = branches.branch_status_fields(
+        spec, location, written=access is not None and not conflict
+    )
+    await _write_status(op, body, status, fields, ready, logger)
     op.metrics.ready.labels("Branch", spec.namespace, spec.name).set(1 if ready.status else 0)
     if location is None or not token_usable:
-        return None
+        return None, {key}
     recheck = op.settings.location_check_interval
     if not location.accessible:
         recheck = min(recheck, branches.REFUSED_LOCATION_RECHECK)
-    return location.checked_at + recheck
+    return location.checked_at + recheck, {key}
+
+
+async def _write_status(
+    op: Operator,
+    body: Mapping[str, Any],
+    status: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    ready: Condition,
+    logger: kopf.Logger,
+) -> None:
+    meta = body["metadata"]
+    generation = meta.get("generation") if isinstance(meta.get("generation"), int) else 0
+    merged = merge_conditions(status.get("conditions"), [ready], generation, op.clock())
+    desired = {**fields, "conditions": merged}
+    patch = clients.status_patch(status, desired)
+    if not patch:
+        return
+    await op.kube.patch_status("branches", str(meta["namespace"]), str(meta["name"]), patch)
+    post_transitions(op.events, body, status.get("conditions"), merged, logger)
+    op.remember_branch_status(
+        str(meta.get("uid", "")),
+        {k: v for k, v in {**status, **desired}.items() if v is not None},
+    )
 
 
 async def _check_location(
@@ -117,5 +178,5 @@ async def _check_location(
         accessible=True,
         checked_at=now,
         checked_generation=spec.generation,
-        title=str(answer.get("title", "")),
+        title=location_title(answer),
     )

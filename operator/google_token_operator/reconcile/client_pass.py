@@ -11,24 +11,24 @@ from typing import Any
 
 import kopf
 
-from .. import branches, clients
+from .. import branches, clients, requested
 from ..builders import consumer_secret, private_secret
 from ..clients import Action, ActionKind, ClientObservation, CredentialsProblem, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
 from ..consent import pending as consent
 from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
-from ..naming import Owner, private_secret_name
+from ..naming import Key, Owner, private_secret_name
+from ..ownership import Claim, claim, conflict_message
+from ..requested import Request
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
-from ..views import first
 from .branch_pass import BranchFanOut
-from .context import Indexes, Operator
+from .context import Operator
 from .events import post_transitions
+from .grants import revoke_grant
+from .secrets import Written
 
-# What became of a published consent (the outcome label the consent API sets, or these).
-PENDING = "pending"
-MISSING = "missing"
 # Even with nothing scheduled, look again now and then: level-based, not only edge-based.
 SAFETY_RECHECK = dt.timedelta(minutes=10)
 # A consent URL that could not be published (its namespace is missing) is tried again soon:
@@ -36,35 +36,65 @@ SAFETY_RECHECK = dt.timedelta(minutes=10)
 UNPUBLISHED_RECHECK = dt.timedelta(seconds=15)
 
 
+@dataclasses.dataclass
+class ClientMemory:
+    """What a GoogleClient's daemon keeps between passes."""
+
+    status: dict[str, Any]
+    record: TokenRecord | None = None
+    # When a refresh last ran on request (bounds requested refreshes; see requested.py).
+    requested_refresh: dt.datetime | None = None
+    branch_failures: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
 class ClientPass:
-    """One read-decide-write pass over a GoogleClient. Memory lives in the daemon between passes."""
+    """One read-decide-write pass over a GoogleClient."""
 
     def __init__(self, operator: Operator, body: Mapping[str, Any], logger: kopf.Logger) -> None:
         self.op = operator
         self.body = body
         self.logger = logger
 
-    async def run(
-        self, indexes: Indexes, last_status: Mapping[str, Any], last_record: TokenRecord | None
-    ) -> tuple[dt.datetime, dict[str, Any], TokenRecord | None]:
-        """Returns (when to look again, the status now stored, the record now stored)."""
-        op = self.op
+    async def run(self, memory: ClientMemory) -> dt.datetime:
+        """Runs the pass, updates `memory`; returns when to look again."""
+        op, cluster = self.op, self.op.cluster
         now = op.clock()
+        last_status = memory.status
         try:
             spec = clients.parse_client_spec(self.body, op.settings)
         except clients.SpecError as error:
-            status = await self._write_status(
+            memory.status = await self._write_status(
                 last_status,
                 [Condition(READY, False, Reason.SPEC_INVALID, str(error))],
-                {"observedGeneration": int(self.body["metadata"].get("generation") or 0)},
+                {"observedGeneration": clients.generation_of(self.body)},
                 now,
             )
-            return now + SAFETY_RECHECK, status, last_record
+            return now + SAFETY_RECHECK
+        client_key = (spec.namespace, spec.name)
+        owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
+        credentials_key = (spec.namespace, spec.credentials_secret)
+        private_key = (spec.namespace, private_secret_name(spec.name))
+        consumer_key = (spec.namespace, spec.token_secret_name)
 
-        version, data = await op.credentials_data(spec.namespace, spec.credentials_secret, indexes)
+        version, data = await op.credentials_data(credentials_key)
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
-        record = self._current_record(spec, indexes, last_record)
-        consent_state = await self._consent_state(last_status)
+        private_verdict = claim(cluster.secrets.get(private_key), owner)
+        private_conflict = ""
+        stored: TokenRecord | None = None
+        record = None
+        if private_verdict.claim is Claim.FOREIGN:
+            private_conflict = conflict_message(
+                private_key[1], private_verdict.why, "name for this GoogleClient"
+            )
+        else:
+            stored, record = self._current_record(private_key, memory.record)
+        consent_state = self._consent_state(spec, last_status)
+        if consent_state == consent.OUTCOME_AUTHORIZED and not private_conflict:
+            # A consent just stored a grant: read it, not a view that may lag behind it.
+            stored = record = record_from_data(await op.secrets.read_owned(private_key, owner))
+        opened = requested.open_requests(
+            self.body["metadata"].get("annotations") or {}, last_status.get("handledRequests")
+        )
         authorized = find_condition(last_status.get("conditions"), AUTHORIZED)
         observation = ClientObservation(
             spec=spec,
@@ -72,73 +102,140 @@ class ClientPass:
             credentials_version=version,
             record=record,
             failure=clients.failure_from_status(last_status),
-            previous_authorized_reason=(
-                Reason.CONSENT_DENIED
-                if consent_state == consent.OUTCOME_DENIED
-                else str(authorized.get("reason", ""))
+            previous_authorized_reason=consent.previous_reason(
+                consent_state, str(authorized.get("reason", ""))
+            ),
+            private_conflict=private_conflict,
+            requests=frozenset(opened),
+            requested_refresh_at=requested.requested_refresh_at(
+                record.access.issued_at if record and record.access else None,
+                memory.requested_refresh,
             ),
         )
+        revoked = Request.REVOKE in opened and not private_conflict
+        if revoked:
+            await self._revoke(observation.record, owner, private_key)
+            observation = clients.after_revoke(observation)
+            stored = memory.record = None
         action = clients.next_action(observation, now)
-        if action.kind is ActionKind.REFRESH and isinstance(credentials, ClientCredentials):
+        refreshed = action.kind is ActionKind.REFRESH
+        if refreshed and isinstance(credentials, ClientCredentials):
+            if Request.REFRESH in opened:
+                memory.requested_refresh = now
             observation = await self._refresh(observation, credentials)
             now = op.clock()
             action = clients.next_action(observation, now)
+            # Kept before any write: if the writes fail (API server away), the next pass
+            # stores this token instead of asking Google for another.
+            memory.record = observation.record
 
-        owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
-        if observation.record is not None and observation.record != record:
-            await op.sync_secret(private_secret(owner, observation.record), indexes, "private")
+        if observation.record is not None and observation.record != stored:
+            await op.secrets.ensure(private_secret(owner, observation.record), owner, "private")
 
         # Secrets first, status after: Ready=True is only ever seen with the token in place.
         access = observation.record.access if observation.record else None
-        if access is not None:
+        consumer_verdict = claim(cluster.secrets.get(consumer_key), owner)
+        consumer_conflict = ""
+        withdrawn = clients.tokens_withdrawn(action)
+        if consumer_verdict.claim is Claim.FOREIGN:  # said at once, token or not
+            consumer_conflict = conflict_message(
+                spec.token_secret_name, consumer_verdict.why, "spec.tokenSecretName"
+            )
+        elif withdrawn:
+            await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
+        if access is None:
+            op.metrics.token_gone(spec.namespace, spec.name)
+        elif not private_conflict and not consumer_conflict:
             op.metrics.token_expiration.labels(spec.namespace, spec.name).set(
                 access.expires_at.timestamp()
             )
-            await op.sync_secret(
+            written = await op.secrets.ensure(
                 consumer_secret(owner, spec.token_secret_name, spec.name, access),
-                indexes,
+                owner,
                 "consumer",
             )
-        await self._remove_renamed_secret(last_status, spec.token_secret_name, spec.namespace)
+            if written.outcome is Written.CONFLICT:
+                consumer_conflict = conflict_message(
+                    spec.token_secret_name, written.why, "spec.tokenSecretName"
+                )
+        previous = last_status.get("tokenSecretName")
+        if isinstance(previous, str) and previous and previous != spec.token_secret_name:
+            await op.secrets.delete_owned(spec.namespace, previous, owner)
 
+        reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
         published, consent_problem = await self._publish_consent(
-            observation, action, last_status, consent_state == PENDING, now
+            observation,
+            action,
+            last_status,
+            consent_state,
+            now,
+            reconsent="" if reconsented else opened.get(Request.REAUTHORIZE, ""),
         )
-        conditions = clients.desired_conditions(observation, action, now, consent_problem)
-        fields = clients.desired_status(observation, action, published, now)
-        status = await self._write_status(last_status, conditions, fields, now)
+        conditions = clients.desired_conditions(
+            observation, action, now, consent_problem, consumer_conflict
+        )
+        done = clients.handled_requests(
+            observation, action, refreshed=refreshed, revoked=revoked, reconsented=reconsented
+        )
+        handled = requested.acknowledged(last_status.get("handledRequests"), opened, done)
+        fields = clients.desired_status(observation, action, published, handled)
+        if consumer_conflict or withdrawn:
+            fields["tokenSecretName"] = None
+        memory.status = await self._write_status(last_status, conditions, fields, now)
+        memory.record = observation.record
 
-        ready = find_condition(status.get("conditions"), READY)
+        ready = find_condition(memory.status.get("conditions"), READY)
         client_state = branches.ClientState(
             exists=True,
             ready=ready.get("status") == "True",
             reason=str(ready.get("reason", "")),
-            access=access,
+            access=access if not private_conflict else None,
+            withdrawn=withdrawn,
         )
-        branch_wake = await BranchFanOut(op, self.logger).run(spec, client_state, indexes, now)
+        fan_out = await BranchFanOut(op, self.logger, memory.branch_failures).run(
+            spec, client_state, now
+        )
+        depends: set[Key] = {credentials_key, private_key, consumer_key, *fan_out.secrets}
+        if published is not None:
+            depends.add((op.settings.operator_namespace, published.secret_name))
+        cluster.depend(client_key, depends)
         retry_publish = now + UNPUBLISHED_RECHECK if consent_problem else None
-        next_at = _earliest(now, action, published, branch_wake, retry_publish)
-        return next_at, status, observation.record
+        # When the token runs out without a new one, Ready must say so then, not later.
+        expiry = access.expires_at if access is not None and access.expires_at > now else None
+        return _earliest(now, action, published, fan_out.wake, retry_publish, expiry)
 
-    async def _consent_state(self, last_status: Mapping[str, Any]) -> str:
+    def _consent_state(self, spec: clients.ClientSpec, last_status: Mapping[str, Any]) -> str:
         """What became of the published consent: PENDING, an outcome label, or MISSING."""
-        name = (last_status.get("authorization") or {}).get("stateSecretName")
-        if not name:
-            return MISSING
-        secret = await self.op.kube.get_secret(self.op.settings.operator_namespace, str(name))
-        if secret is None:
-            return MISSING
-        labels = secret["metadata"].get("labels") or {}
-        return str(labels.get(consent.OUTCOME_LABEL) or PENDING)
+        published = consent.published_from_status(last_status.get("authorization"))
+        if published is None or not published.secret_name:
+            return consent.MISSING
+        seen = self.op.cluster.secrets.get(
+            (self.op.settings.operator_namespace, published.secret_name)
+        )
+        if seen is None or not consent.is_state_of(
+            seen.labels, spec.namespace, spec.name, spec.uid
+        ):
+            return consent.MISSING
+        return str(seen.labels.get(consent.OUTCOME_LABEL) or consent.PENDING)
 
     def _current_record(
-        self, spec: clients.ClientSpec, indexes: Indexes, last_record: TokenRecord | None
-    ) -> TokenRecord | None:
-        key = (spec.namespace, private_secret_name(spec.name))
-        if self.op.index_lags(key, indexes):
-            return last_record
-        view = first(indexes.managed_secrets, key)
-        return record_from_data(view.private_data) if view is not None else None
+        self, private_key: Key, last_record: TokenRecord | None
+    ) -> tuple[TokenRecord | None, TokenRecord | None]:
+        """(what the private Secret holds, the record to work with): the Secret's, or this
+        process's own when the watch has not caught up with a write, or when a write of a
+        newer token failed."""
+        if self.op.secrets.lags(private_key):
+            return last_record, last_record
+        view = self.op.cluster.managed.get(private_key)
+        stored = record_from_data(view.private_data) if view is not None else None
+        return stored, clients.newer_record(stored, last_record)
+
+    async def _revoke(self, record: TokenRecord | None, owner: Owner, private_key: Key) -> None:
+        """Revoke on request: at Google first (a retryable failure ends the pass, which is
+        tried again), then the refresh token goes with the private Secret."""
+        if record is not None and record.refresh_token:
+            await revoke_grant(self.op.google, record.refresh_token, self.logger)
+        await self.op.secrets.delete_owned(*private_key, owner)
 
     async def _refresh(
         self, observation: ClientObservation, credentials: ClientCredentials
@@ -173,21 +270,23 @@ class ClientPass:
         if record.access is None:
             return record
         try:
-            email = await self.op.google.userinfo_email(record.access.value)
+            account = await self.op.google.userinfo(record.access.value)
         except ApiError as error:
             self.logger.info(f"Could not read the account e-mail: {error}")
             return record
-        return dataclasses.replace(record, account_email=email)
+        return dataclasses.replace(record, account_email=account.email)
 
     async def _publish_consent(
         self,
         observation: ClientObservation,
         action: Action,
         last_status: Mapping[str, Any],
-        state_unused: bool,
+        published_state: str,
         now: dt.datetime,
+        reconsent: str,
     ) -> tuple[consent.PublishedConsent | None, str]:
-        """Keep a usable consent URL while consent is needed; drop the state otherwise.
+        """Keep a usable consent URL while consent is needed or a re-consent (`reconsent`,
+        the open request) is asked for; drop the state otherwise.
 
         Returns the URL to publish and, when none can be, the reason why (a condition message).
         """
@@ -195,9 +294,12 @@ class ClientPass:
         namespace = op.settings.operator_namespace
         published = consent.published_from_status(last_status.get("authorization"))
         credentials = observation.credentials
-        if action.kind is not ActionKind.CONSENT or isinstance(credentials, CredentialsProblem):
-            if published is not None and published.secret_name:
-                await op.kube.delete_secret(namespace, published.secret_name)
+        wanted = action.kind is ActionKind.CONSENT or (
+            reconsent and action.kind is not ActionKind.BLOCKED
+        )
+        if not wanted or isinstance(credentials, CredentialsProblem):
+            if published is not None:
+                await self._retire_state(spec, published.secret_name)
             return None, ""
         request = consent.ConsentRequest(
             client_namespace=spec.namespace,
@@ -209,21 +311,32 @@ class ClientPass:
             login_hint=spec.login_hint,
             auth_uri=op.settings.google.auth_uri,
             ttl=op.settings.consent_ttl,
+            reconsent=reconsent,
         )
         plan = consent.plan_consent(
-            request, published, state_unused, now, consent.draw_fresh(), namespace
+            request, published, published_state, now, consent.draw_fresh(), namespace
         )
         if plan.write is not None:
             try:
-                await op.kube.write_secret(plan.write)
+                await op.kube.create_secret(plan.write)
             except KubeError as error:
                 if error.status != 404:
                     raise
                 return None, clients.operator_namespace_missing(namespace)
             op.metrics.secret_writes.labels("consent").inc()
         if plan.obsolete_secret:
-            await op.kube.delete_secret(namespace, plan.obsolete_secret)
+            await self._retire_state(spec, plan.obsolete_secret)
         return plan.published, ""
+
+    async def _retire_state(self, spec: clients.ClientSpec, secret_name: str) -> None:
+        """Delete a consent Secret, only if its labels name this very client (the name comes
+        from status, which is not trusted for a delete on its own)."""
+        namespace = self.op.settings.operator_namespace
+        seen = self.op.cluster.secrets.get((namespace, secret_name))
+        if seen is not None and consent.is_state_of(
+            seen.labels, spec.namespace, spec.name, spec.uid
+        ):
+            await self.op.kube.delete_secret(namespace, secret_name, uid=seen.uid)
 
     async def _write_status(
         self,
@@ -234,32 +347,28 @@ class ClientPass:
     ) -> dict[str, Any]:
         meta = self.body["metadata"]
         merged = merge_conditions(
-            last_status.get("conditions"), conditions, int(meta.get("generation") or 0), now
+            last_status.get("conditions"), conditions, clients.generation_of(self.body), now
         )
         desired = {**fields, "conditions": merged}
         patch = clients.status_patch(last_status, desired)
         status = {k: v for k, v in {**last_status, **desired}.items() if v is not None}
+        # The gauges follow every pass, so a restarted operator reports at once.
+        ready = find_condition(merged, READY)
+        self.op.metrics.ready.labels("GoogleClient", meta["namespace"], meta["name"]).set(
+            1 if ready.get("status") == "True" else 0
+        )
+        self.op.metrics.set_authorized(
+            str(meta["namespace"]), str(meta["name"]), find_condition(merged, AUTHORIZED)
+        )
         if not patch:
             return status
         await self.op.kube.patch_status(
             "googleclients", str(meta["namespace"]), str(meta["name"]), patch
         )
-        ready = find_condition(merged, READY)
-        self.op.metrics.ready.labels("GoogleClient", meta["namespace"], meta["name"]).set(
-            1 if ready.get("status") == "True" else 0
-        )
         post_transitions(
             self.op.events, self.body, last_status.get("conditions"), merged, self.logger
         )
         return status
-
-    async def _remove_renamed_secret(
-        self, last_status: Mapping[str, Any], secret_name: str, namespace: str
-    ) -> None:
-        previous = last_status.get("tokenSecretName")
-        if previous and previous != secret_name:
-            await self.op.kube.delete_secret(namespace, str(previous))
-            self.op.forget_secret((namespace, str(previous)))
 
 
 def _earliest(

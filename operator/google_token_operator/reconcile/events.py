@@ -2,27 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, cast
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import kopf
 
+from ..builders import event_object
 from ..conditions import WARNING_REASONS, changed_reasons
+from ..kube import Kube, KubeError
+
+logger = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None: ...
 
 
-class KopfEvents:
-    """Events through kopf's poster (batched, retried, never blocking a pass)."""
+class KubeEvents:
+    """Events posted by the operator's own client, in the background, by a few workers: a pass
+    never waits for one, a burst of thousands waits its turn in a queue instead of holding a
+    request each, and one that cannot be posted is logged and dropped (Events are best
+    effort; so is a queue that overflows)."""
+
+    WORKERS = 2
+    QUEUE = 10_000
+
+    def __init__(self, kube: Kube, clock: Callable[[], dt.datetime]) -> None:
+        self.kube = kube
+        self.clock = clock
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None:
-        target = cast(kopf.Body, body)  # kopf only reads apiVersion, kind and metadata
-        if warning:
-            kopf.warn(target, reason=reason, message=message)
-        else:
-            kopf.info(target, reason=reason, message=message)
+        if self._queue is None:
+            self._queue = asyncio.Queue(self.QUEUE)
+            self._workers = [
+                asyncio.get_running_loop().create_task(self._send(), name=f"events-{index}")
+                for index in range(self.WORKERS)
+            ]
+        try:
+            self._queue.put_nowait(event_object(body, warning, reason, message, self.clock()))
+        except asyncio.QueueFull:
+            logger.info(f"Too many Events waiting; dropped {reason}")
+
+    async def _send(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            namespace = event["metadata"]["namespace"]
+            try:
+                await self.kube.request(
+                    "POST", f"/api/v1/namespaces/{namespace}/events", body=event
+                )
+            except KubeError as error:
+                logger.info(f"Could not post Event {event['reason']}: {error}")
 
 
 def post_transitions(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from . import pages
 logger = logging.getLogger(__name__)
 
 CONSENT_API_URL = web.AppKey("consent_api_url", str)
+KEY_FILE_PATH = web.AppKey("key_file", Path)
 OPERATOR_SESSION = web.AppKey("operator_session", aiohttp.ClientSession)
 
 # Longer than the operator's own timeout for Google (30 s by default), so that when Google is
@@ -41,10 +43,12 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(operator_url: str) -> web.Application:
-    """The callback, handing what Google sends to the consent API under `operator_url`."""
+def create_app(operator_url: str, key_file: Path) -> web.Application:
+    """The callback, handing what Google sends to the consent API under `operator_url`,
+    authenticated with the key in `key_file` (read at each hand-over: it may be rotated)."""
     app = web.Application()
     app[CONSENT_API_URL] = operator_url.rstrip("/") + CONSENT_API_PATH
+    app[KEY_FILE_PATH] = key_file
     app.cleanup_ctx.append(_operator_session)
     app.on_response_prepare.append(_add_security_headers)
     app.router.add_get(CALLBACK_PATH, _callback)
@@ -91,7 +95,15 @@ async def _callback(request: web.Request) -> web.Response:
 async def _hand_to_operator(app: web.Application, handover: dict[str, Any]) -> ConsentAnswer | None:
     """The operator's answer; None when it could not be reached or answered nonsense."""
     try:
-        async with app[OPERATOR_SESSION].post(app[CONSENT_API_URL], json=handover) as response:
+        key = app[KEY_FILE_PATH].read_text().strip()
+    except OSError as error:
+        logger.error("the consent API key cannot be read from %s: %s", app[KEY_FILE_PATH], error)
+        return None
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with app[OPERATOR_SESSION].post(
+            app[CONSENT_API_URL], json=handover, headers=headers
+        ) as response:
             # Whatever the HTTP status, the outcome is in the JSON body.
             body = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ... import serving
@@ -16,6 +17,9 @@ from ..contract import (
     CALLBACK_PORT,
     DEFAULT_OPERATOR_URL,
     HEALTHZ_PATH,
+    KEY_FILE,
+    KEY_FILE_VARIABLE,
+    KEY_SECRET,
     OPERATOR_URL_VARIABLE,
 )
 from .app import create_app
@@ -47,6 +51,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"base URL of the operator's consent API (default: ${OPERATOR_URL_VARIABLE}, "
         f"else {DEFAULT_OPERATOR_URL})",
     )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=Path(os.environ.get(KEY_FILE_VARIABLE) or KEY_FILE),
+        metavar="PATH",
+        help="the key the consent API expects, as the operator wrote it into Secret "
+        f"{KEY_SECRET} (default: ${KEY_FILE_VARIABLE}, else {KEY_FILE})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +87,11 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
         )
 
     await serving.serve(
-        create_app(args.operator_url), args.host, args.port, stop=stop, on_ready=announce
+        create_app(args.operator_url, args.api_key_file),
+        args.host,
+        args.port,
+        stop=stop,
+        on_ready=announce,
     )
 
 

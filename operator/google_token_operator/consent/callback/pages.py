@@ -27,6 +27,7 @@ _TITLES = {
     Outcome.INVALID_STATE: "This consent link is not valid",
     Outcome.EXCHANGE_FAILED: "The consent could not be completed",
     Outcome.NO_REFRESH_TOKEN: "Google sent no refresh token",
+    Outcome.ACCOUNT_NOT_ALLOWED: "This Google account may not be connected",
     "missing_state": "This request has no consent state",
     "unreachable": "The operator could not be reached",
 }

@@ -1,0 +1,7 @@
+"""The Kubernetes edge: configuration (`config`), an asyncio client (`client`) and
+list-and-watch caches (`informer`)."""
+
+from .client import Kube, KubeError, WriteFenced
+from .config import ConfigError, KubeConfig, load_config
+
+__all__ = ["ConfigError", "Kube", "KubeConfig", "KubeError", "WriteFenced", "load_config"]

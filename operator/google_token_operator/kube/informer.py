@@ -1,0 +1,175 @@
+"""List-and-watch caches: what the operator knows about the cluster without asking it.
+
+Each `Informer` lists one kind (in pages, so a cluster full of large Secrets never arrives in
+one answer), then watches it from the listed resourceVersion, keeping only a compact view of
+each object that `reduce` returns. A dropped watch resumes from the last version seen; a
+version too old (410 Gone) lists again. `synced` is set once every path was listed, and
+`on_change` hears of every view that changed, so passes can be woken by what they depend on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from ..naming import Key
+from .client import Kube, KubeError
+
+V = TypeVar("V")
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+RETRY_BASE = 1.0
+RETRY_CAP = 60.0
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+OnChange = Callable[[Key, Any, Any], None]
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old: list again."""
+
+
+def object_key(body: dict[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+class Informer(Generic[V]):
+    def __init__(
+        self,
+        kube: Kube,
+        name: str,
+        paths: Sequence[str],
+        reduce: Callable[[dict[str, Any]], V],
+        *,
+        label_selector: str = "",
+        metadata_only: bool = False,
+        on_change: OnChange | None = None,
+    ) -> None:
+        self.kube = kube
+        self.name = name
+        self.paths = tuple(paths)
+        self.reduce = reduce
+        self.label_selector = label_selector
+        self.metadata_only = metadata_only
+        self.on_change = on_change
+        self.synced = asyncio.Event()
+        self._store: dict[Key, V] = {}
+        self._keys: dict[str, set[Key]] = {path: set() for path in self.paths}
+        self._listed: set[str] = set()
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def get(self, key: Key) -> V | None:
+        return self._store.get(key)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def items(self) -> Iterator[tuple[Key, V]]:
+        return iter(list(self._store.items()))
+
+    # Running ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """List and watch every path until cancelled."""
+        await asyncio.gather(*(self._follow(path) for path in self.paths))
+
+    async def _follow(self, path: str) -> None:
+        failures = 0
+        version = ""
+        while True:
+            try:
+                if not version:
+                    version = await self._list(path)
+                version = await self._watch(path, version)
+                failures = 0
+            except _Gone:
+                version = ""
+            except KubeError as error:
+                failures += 1
+                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10))
+                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not a secret
+                logger.warning(f"Watching {self.name} failed ({error}); retrying in {delay:.1f}s")
+                if error.status == 410:
+                    version = ""
+                await asyncio.sleep(delay)
+
+    async def _list(self, path: str) -> str:
+        seen: set[Key] = set()
+        token = ""
+        version = ""
+        while True:
+            params = {"limit": str(PAGE_SIZE)}
+            if self.label_selector:
+                params["labelSelector"] = self.label_selector
+            if token:
+                params["continue"] = token
+            page = await self.kube.request(
+                "GET",
+                path,
+                params=params,
+                accept=METADATA_LIST if self.metadata_only else "application/json",
+            )
+            for body in page.get("items") or []:
+                key = object_key(body)
+                seen.add(key)
+                self._put(path, key, self.reduce(body))
+            meta = page.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        for key in self._keys[path] - seen:
+            self._drop(path, key)
+        self._listed.add(path)
+        if self._listed == set(self.paths):
+            self.synced.set()
+        return version
+
+    async def _watch(self, path: str, version: str) -> str:
+        params = {"resourceVersion": version, "allowWatchBookmarks": "true"}
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        accept = METADATA_WATCH if self.metadata_only else "application/json"
+        async for event in self.kube.watch(path, params, accept=accept):
+            kind = event.get("type")
+            body = event.get("object") or {}
+            if kind == "ERROR":
+                if body.get("code") == 410:
+                    raise _Gone()
+                raise KubeError(int(body.get("code") or 0), str(body.get("reason") or ""))
+            version = str((body.get("metadata") or {}).get("resourceVersion") or version)
+            if kind != "BOOKMARK":
+                self.apply(str(kind), body, path)
+        return version
+
+    def apply(self, kind: str, body: dict[str, Any], path: str = "") -> None:
+        """Take in one watch event (ADDED, MODIFIED or DELETED) for the object `body`."""
+        path = path or self.paths[0]
+        key = object_key(body)
+        if kind == "DELETED":
+            self._drop(path, key)
+        else:
+            self._put(path, key, self.reduce(body))
+
+    def _put(self, path: str, key: Key, view: V) -> None:
+        old = self._store.get(key)
+        self._store[key] = view
+        self._keys[path].add(key)
+        if self.on_change is not None and old != view:
+            self.on_change(key, old, view)
+
+    def _drop(self, path: str, key: Key) -> None:
+        old = self._store.pop(key, None)
+        self._keys[path].discard(key)
+        if self.on_change is not None and old is not None:
+            self.on_change(key, old, None)

@@ -1,0 +1,172 @@
+"""The operator's picture of the cluster: four list-and-watch caches, and who to wake when
+something a pass depends on changes.
+
+- `secrets`: every Secret in the watched namespaces, metadata only (whose is it, which
+  version) — the credentials Secrets, and anything that sits under a name the operator wants;
+- `managed`: the Secrets carrying the managed-by label, with a digest of their data (and the
+  private Secrets' data);
+- `branches`: every Branch; `clients`: every GoogleClient, metadata only (does it exist).
+
+Each pass registers the Secrets it read or wanted (`depend`); a change to any of them wakes
+that GoogleClient's daemon, and a change to a Branch wakes its client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .. import GROUP, MANAGED_BY, VERSION
+from ..kube import Kube
+from ..kube.informer import Informer
+from ..naming import MANAGED_BY_LABEL, Key
+from ..views import (
+    ObjectMeta,
+    SecretMeta,
+    SecretView,
+    managed_secret_view,
+    object_meta,
+    secret_meta,
+    snapshot,
+)
+
+
+class Wakeups:
+    """One asyncio.Event per GoogleClient: set it and the client's daemon runs a pass now."""
+
+    def __init__(self) -> None:
+        self._events: dict[Key, asyncio.Event] = {}
+
+    def event(self, key: Key) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def wake(self, key: Key) -> None:
+        self.event(key).set()
+
+    def drop(self, key: Key) -> None:
+        self._events.pop(key, None)
+
+
+def collection_paths(namespaces: Sequence[str], core: bool, plural: str) -> list[str]:
+    """One list/watch path per namespace, or the cluster-wide one when `namespaces` is empty."""
+    prefix = "/api/v1" if core else f"/apis/{GROUP}/{VERSION}"
+    if not namespaces:
+        return [f"{prefix}/{plural}"]
+    return [f"{prefix}/namespaces/{namespace}/{plural}" for namespace in namespaces]
+
+
+def client_of(branch: dict[str, Any]) -> Key:
+    spec = branch.get("spec") or {}
+    namespace = str((branch.get("metadata") or {}).get("namespace") or "")
+    return (namespace, str((spec.get("clientRef") or {}).get("name") or ""))
+
+
+class ClusterView:
+    def __init__(
+        self,
+        kube: Kube,
+        watch_namespaces: Sequence[str],
+        operator_namespace: str,
+        on_branch_change: Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
+        | None = None,
+    ) -> None:
+        self.wakeups = Wakeups()
+        self._depends: dict[Key, set[Key]] = collections.defaultdict(set)
+        self._depended: dict[Key, set[Key]] = {}
+        self._branches_of: dict[Key, set[Key]] = collections.defaultdict(set)
+        self._on_branch_change = on_branch_change
+        # Told of every Secret deleted (the Secret writer forgets what it wrote there).
+        self.secret_deleted: list[Callable[[Key], None]] = []
+        # Consent state lives in the operator's namespace, watched even when it is not one of
+        # the namespaces the GoogleClients are in.
+        secret_namespaces = (
+            sorted({*watch_namespaces, operator_namespace}) if watch_namespaces else []
+        )
+        self.secrets: Informer[SecretMeta] = Informer(
+            kube,
+            "Secrets (metadata)",
+            collection_paths(secret_namespaces, True, "secrets"),
+            secret_meta,
+            metadata_only=True,
+            on_change=self._secret_changed,
+        )
+        self.managed: Informer[SecretView] = Informer(
+            kube,
+            "managed Secrets",
+            collection_paths(secret_namespaces, True, "secrets"),
+            managed_secret_view,
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+            # The two Secret watches lag each other: a pass woken by one may still find the
+            # other behind, so either one wakes it.
+            on_change=self._secret_changed,
+        )
+        self.branches: Informer[dict[str, Any]] = Informer(
+            kube,
+            "Branches",
+            collection_paths(watch_namespaces, False, "branches"),
+            snapshot,
+            on_change=self._branch_changed,
+        )
+        self.clients: Informer[ObjectMeta] = Informer(
+            kube,
+            "GoogleClients (metadata)",
+            collection_paths(watch_namespaces, False, "googleclients"),
+            object_meta,
+            metadata_only=True,
+        )
+
+    @property
+    def informers(self) -> tuple[Informer[Any], ...]:
+        return (self.secrets, self.managed, self.branches, self.clients)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(informer.run() for informer in self.informers))
+
+    async def synced(self) -> None:
+        """Return once every cache has listed what exists."""
+        for informer in self.informers:
+            await informer.synced.wait()
+
+    # Dependencies and wake-ups ---------------------------------------------------------------
+
+    def depend(self, client: Key, secrets: Iterable[Key]) -> None:
+        """`client`'s pass depends on these Secrets (replacing what it depended on before)."""
+        wanted = set(secrets)
+        for key in self._depended.get(client, set()) - wanted:
+            self._depends[key].discard(client)
+            if not self._depends[key]:
+                del self._depends[key]
+        for key in wanted:
+            self._depends[key].add(client)
+        self._depended[client] = wanted
+
+    def forget_client(self, client: Key) -> None:
+        self.depend(client, ())
+        self._depended.pop(client, None)
+        self.wakeups.drop(client)
+
+    def branches_of(self, client: Key) -> list[dict[str, Any]]:
+        found = (self.branches.get(key) for key in sorted(self._branches_of.get(client, ())))
+        return [branch for branch in found if branch is not None]
+
+    def _secret_changed(self, key: Key, old: Any, new: Any) -> None:
+        if new is None:
+            for listener in self.secret_deleted:
+                listener(key)
+        for client in list(self._depends.get(key, ())):
+            self.wakeups.wake(client)
+
+    def _branch_changed(
+        self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        for view in (old, new):
+            if view is not None:
+                self._branches_of[client_of(view)].discard(key)
+        if new is not None:
+            self._branches_of[client_of(new)].add(key)
+        for client in {client_of(view) for view in (old, new) if view is not None}:
+            self.wakeups.wake(client)
+        if self._on_branch_change is not None:
+            self._on_branch_change(key, old, new)

@@ -1,0 +1,200 @@
+"""Writing and deleting the operator's Secrets — only its own, for the very object they serve.
+
+Before any write the Secret's owner is checked (ownership.claim) against what the watch
+shows, so no GET precedes a write. An update is a JSON patch that first tests the uid and
+resourceVersion read, so it never lands on another object or over a change it did not see;
+when the test fails the Secret is read once and judged again. A delete carries the uid as a
+precondition. Whatever is not the operator's is reported as a conflict and left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from ..builders import content_hash
+from ..kube import Kube, KubeError
+from ..metrics import Metrics
+from ..naming import Key, Owner
+from ..ownership import Claim, claim
+from ..views import SecretMeta, SecretView, managed_secret_view, secret_meta
+from .cluster import ClusterView
+
+
+class Written(enum.Enum):
+    WROTE = "wrote"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    outcome: Written
+    why: str = ""  # for CONFLICT: why the Secret is not this object's
+
+
+@dataclasses.dataclass(frozen=True)
+class _Memory:
+    """What this process last wrote to a Secret: while the watch has not caught up, it is
+    trusted instead of writing again."""
+
+    uid: str
+    version_before: str
+    version_after: str
+    data_hash: str
+
+
+class SecretWriter:
+    def __init__(self, kube: Kube, view: ClusterView | None, metrics: Metrics) -> None:
+        self.kube = kube
+        self.view = view
+        self.metrics = metrics
+        self._memory: dict[Key, _Memory] = {}
+        if view is not None:  # a Secret deleted since this process wrote it is gone for good
+            view.secret_deleted.append(self.forget)
+
+    async def ensure(self, desired: Mapping[str, Any], owner: Owner, role: str) -> WriteResult:
+        """Make the Secret hold `desired`'s data, if it is (or can become) `owner`'s."""
+        meta = desired["metadata"]
+        key = (str(meta["namespace"]), str(meta["name"]))
+        want = content_hash(desired.get("data") or {})
+        seen, view = await self._lookup(key)
+        memory = self._memory.get(key)
+        if seen is None and memory is not None:  # created by this process; not yet watched
+            labels = dict(meta.get("labels") or {})
+            seen = SecretMeta(memory.uid, memory.version_after, labels, (owner.uid,))
+        verdict = claim(seen, owner)
+        if verdict.claim is Claim.FOREIGN:
+            return WriteResult(Written.CONFLICT, verdict.why)
+        if verdict.claim is Claim.OURS:
+            assert seen is not None
+            if self._unchanged(key, seen, view, want):
+                return WriteResult(Written.UNCHANGED)
+            return await self._update(key, seen, desired, owner, role, want, retry=True)
+        try:
+            created = await self.kube.create_secret(desired)
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            return await self._judge_again(key, desired, owner, role, want)
+        self._remember(key, "", created, want, role)
+        return WriteResult(Written.WROTE)
+
+    async def delete_owned(self, namespace: str, name: str, owner: Owner) -> bool:
+        """Delete the Secret if it is `owner`'s (uid precondition); True if this call did."""
+        key = (namespace, name)
+        seen, _ = await self._lookup(key)
+        memory = self._memory.pop(key, None)
+        if seen is None and memory is not None:  # created by this process; not yet watched
+            return await self.kube.delete_secret(namespace, name, uid=memory.uid)
+        if claim(seen, owner).claim is not Claim.OURS:
+            return False
+        assert seen is not None
+        return await self.kube.delete_secret(namespace, name, uid=seen.uid)
+
+    async def read_owned(self, key: Key, owner: Owner) -> Mapping[str, str] | None:
+        """The Secret's data as the API server has it now (not as watched), if it is
+        `owner`'s; None otherwise."""
+        current = await self.kube.get_secret(*key)
+        if current is None or claim(secret_meta(current), owner).claim is not Claim.OURS:
+            return None
+        return dict(current.get("data") or {})
+
+    def forget(self, key: Key) -> None:
+        self._memory.pop(key, None)
+
+    def lags(self, key: Key) -> bool:
+        """True while the watch still shows the Secret as it was before this process wrote it."""
+        memory = self._memory.get(key)
+        if memory is None or self.view is None:
+            return False
+        view = self.view.managed.get(key)
+        return view is None or view.resource_version != memory.version_after
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _lookup(self, key: Key) -> tuple[SecretMeta | None, SecretView | None]:
+        if self.view is not None:
+            return self.view.secrets.get(key), self.view.managed.get(key)
+        current = await self.kube.get_secret(*key)
+        if current is None:
+            return None, None
+        return secret_meta(current), managed_secret_view(current)
+
+    def _unchanged(self, key: Key, seen: SecretMeta, view: SecretView | None, want: str) -> bool:
+        memory = self._memory.get(key)
+        if (
+            memory is not None
+            and memory.uid == seen.uid
+            and seen.resource_version in (memory.version_before, memory.version_after)
+        ):
+            # The watch shows this process's last write, or has not caught up with it yet.
+            return memory.data_hash == want
+        if view is not None and view.resource_version == seen.resource_version:
+            return view.data_hash == want
+        return False
+
+    async def _update(
+        self,
+        key: Key,
+        seen: SecretMeta,
+        desired: Mapping[str, Any],
+        owner: Owner,
+        role: str,
+        want: str,
+        *,
+        retry: bool,
+    ) -> WriteResult:
+        operations: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/uid", "value": seen.uid},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": seen.resource_version},
+            {"op": "replace", "path": "/data", "value": dict(desired.get("data") or {})},
+        ]
+        try:
+            updated = await self.kube.patch_secret(key[0], key[1], operations)
+        except KubeError as error:
+            if error.status == 404 and retry:
+                return await self._judge_again(key, desired, owner, role, want)
+            if error.status not in (409, 422):
+                raise
+            if not retry:
+                return WriteResult(Written.CONFLICT, f"the API server refused the update: {error}")
+            return await self._judge_again(key, desired, owner, role, want)
+        self._remember(key, seen.resource_version, updated, want, role)
+        return WriteResult(Written.WROTE)
+
+    async def _judge_again(
+        self, key: Key, desired: Mapping[str, Any], owner: Owner, role: str, want: str
+    ) -> WriteResult:
+        """The watch was behind: read the Secret once, judge its owner again, write once."""
+        current = await self.kube.get_secret(*key)
+        if current is None:
+            try:
+                created = await self.kube.create_secret(desired)
+            except KubeError as error:
+                if error.status == 409:
+                    return WriteResult(Written.CONFLICT, "another writer keeps creating it")
+                raise
+            self._remember(key, "", created, want, role)
+            return WriteResult(Written.WROTE)
+        seen = secret_meta(current)
+        verdict = claim(seen, owner)
+        if verdict.claim is not Claim.OURS:
+            return WriteResult(Written.CONFLICT, verdict.why)
+        if managed_secret_view(current).data_hash == want:
+            return WriteResult(Written.UNCHANGED)
+        return await self._update(key, seen, desired, owner, role, want, retry=False)
+
+    def _remember(
+        self, key: Key, before: str, written: Mapping[str, Any], want: str, role: str
+    ) -> None:
+        meta = written.get("metadata") or {}
+        self._memory[key] = _Memory(
+            uid=str(meta.get("uid") or ""),
+            version_before=before,
+            version_after=str(meta.get("resourceVersion") or ""),
+            data_hash=want,
+        )
+        self.metrics.secret_writes.labels(role).inc()

@@ -1,0 +1,201 @@
+"""`google-token-operator refresh|reauthorize|revoke NAME -n NS`: ask the operator by annotation,
+wait until it acknowledges the request in status.handledRequests, report the outcome.
+
+The annotation is the whole interface (see requested.py): these commands only write it with a
+fresh value and watch, so `kubectl annotate` does the same. `decide` works out, from one reading
+of the GoogleClient, what to print and whether to stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import enum
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from . import waiting
+from .authorize import consent_url_lines, read_status
+from .conditions import AUTHORIZED, READY, Reason, find_condition
+from .kube import Kube
+from .requested import Request, ack_of
+from .waiting import Body, Step, format_elapsed
+
+
+class Exit(enum.IntEnum):
+    DONE = 0
+    FAILED = waiting.FAILED  # no such GoogleClient, or the Kubernetes API cannot be read
+    NOT_DONE = 3  # handled, but it could not be done (the message says why)
+    TIMED_OUT = waiting.TIMED_OUT
+
+
+# How long each command waits by default: a requested refresh may wait a minute behind the
+# previous one; a re-consent waits for a person (a consent URL lives 15 minutes).
+DEFAULT_TIMEOUT_SECONDS = {Request.REFRESH: 150, Request.REAUTHORIZE: 900, Request.REVOKE: 120}
+
+HELP = {
+    Request.REFRESH: "refresh the access token now, even if it is fresh",
+    Request.REAUTHORIZE: "publish a fresh consent URL; the current grant works until replaced",
+    Request.REVOKE: "revoke the grant at Google and remove its tokens",
+}
+SUMMARIES = {
+    Request.REFRESH: "refresh the access token now, even if it is fresh, and wait",
+    Request.REAUTHORIZE: (
+        "publish a fresh consent URL, print it and wait until the new grant is stored "
+        "(the current one keeps working until then)"
+    ),
+    Request.REVOKE: (
+        "revoke the grant at Google, delete the refresh token and the token Secrets, and wait"
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """A request this command made, and what it has shown of the answer so far."""
+
+    kind: Request
+    namespace: str
+    name: str
+    value: str  # the annotation value written
+    started: dt.datetime
+    timeout: dt.timedelta
+    refreshed_before: str  # status.lastRefreshTime when asked
+    shown_url: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def request_value(now: dt.datetime) -> str:
+    """A value no earlier request used: the time, to the microsecond."""
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def decide(asked: Asked, body: Body, now: dt.datetime) -> Step[Asked]:
+    if body is None:
+        return Step(asked, (waiting.not_found(asked.namespace, asked.name),), exit=Exit.FAILED)
+    status = body.get("status") or {}
+    handled = status.get("handledRequests") or {}
+    if isinstance(handled, dict) and handled.get(asked.kind.value) == ack_of(asked.value):
+        return outcome(asked, body)
+    elapsed = now - asked.started
+    if elapsed >= asked.timeout:
+        return Step(asked, (timeout_message(asked),), exit=Exit.TIMED_OUT)
+    lines: tuple[str, ...] = ()
+    url = read_status(body).url
+    if asked.kind is Request.REAUTHORIZE and url and url != asked.shown_url:
+        lines = consent_url_lines(read_status(body), renewed=bool(asked.shown_url))
+        asked = dataclasses.replace(asked, shown_url=url)
+    ready = find_condition(status.get("conditions"), READY).get("reason") or "not reported"
+    waiting_for = "consent" if asked.shown_url else "the operator"
+    return Step(
+        asked, lines, f"waiting for {waiting_for}: {format_elapsed(elapsed)}, Ready: {ready}"
+    )
+
+
+def outcome(asked: Asked, body: Mapping[str, Any]) -> Step[Asked]:
+    """The request was handled: say what came of it."""
+    status = body.get("status") or {}
+    client = read_status(body)
+    conditions = status.get("conditions")
+    ready = find_condition(conditions, READY)
+    authorized = find_condition(conditions, AUTHORIZED)
+    why = f"Ready is {ready.get('reason', 'unknown')}: {ready.get('message', '')}".rstrip(": ")
+    secret = f"Secret {asked.namespace}/{client.token_secret}"
+    if asked.kind is Request.REFRESH:
+        refreshed = str(status.get("lastRefreshTime") or "")
+        if refreshed and refreshed != asked.refreshed_before and ready.get("status") == "True":
+            return done(
+                asked,
+                f"GoogleClient {asked} refreshed: the access token in {secret} is valid until "
+                f"{status.get('expiresAt')}.",
+            )
+        return not_done(asked, f"GoogleClient {asked} was not refreshed. {why}.")
+    if asked.kind is Request.REAUTHORIZE:
+        if client.authorized:
+            return done(
+                asked,
+                f"New consent stored for GoogleClient {asked} "
+                f"(account {client.account or 'not known yet'}); it replaced the previous grant.",
+            )
+        reason = authorized.get("reason", "unknown")
+        return not_done(asked, f"GoogleClient {asked} is not authorized ({reason}). {why}.")
+    if authorized.get("reason") == Reason.REVOKED_ON_REQUEST:
+        return done(
+            asked,
+            f"Revoked at Google: GoogleClient {asked} holds no refresh token any more and its "
+            "token Secrets were deleted. To consent again: google-token-operator authorize "
+            f"{asked.name} -n {asked.namespace}",
+        )
+    return not_done(asked, f"GoogleClient {asked}: the revoke was not confirmed. {why}.")
+
+
+def done(asked: Asked, message: str) -> Step[Asked]:
+    return Step(asked, (message,), exit=Exit.DONE)
+
+
+def not_done(asked: Asked, message: str) -> Step[Asked]:
+    return Step(asked, (message,), exit=Exit.NOT_DONE)
+
+
+def timeout_message(asked: Asked) -> str:
+    annotation = asked.kind.annotation
+    return (
+        f"The operator did not answer the {asked.kind} request for GoogleClient {asked} within "
+        f"{format_elapsed(asked.timeout)}. The request stays asked and is acted on when the "
+        "operator can: check that the operator runs and watches this namespace, and the "
+        f"GoogleClient's conditions (kubectl describe googleclient {asked.name} -n "
+        f"{asked.namespace}). To withdraw it: kubectl annotate googleclient {asked.name} -n "
+        f"{asked.namespace} {annotation}-"
+    )
+
+
+# -- I/O ------------------------------------------------------------------------------------
+
+
+async def ask_and_wait(kube: Kube, namespace: str, args: argparse.Namespace) -> int:
+    kind = Request(args.command)
+    body = await kube.get_resource("googleclients", namespace, args.name)
+    if body is None:
+        print(waiting.not_found(namespace, args.name))
+        return Exit.FAILED
+    now = waiting.utc_now()
+    asked = Asked(
+        kind,
+        namespace,
+        args.name,
+        request_value(now),
+        now,
+        dt.timedelta(seconds=args.timeout),
+        str((body.get("status") or {}).get("lastRefreshTime") or ""),
+    )
+    if await kube.annotate("googleclients", namespace, args.name, {kind.annotation: asked.value}):
+        print(f"Asked for {kind} of GoogleClient {asked} ({kind.annotation}={asked.value}).")
+    return await waiting.follow(
+        lambda: kube.get_resource("googleclients", namespace, args.name),
+        decide,
+        asked,
+        out=sys.stdout,
+        clock=waiting.utc_now,
+    )
+
+
+def configure_parser(parser: argparse.ArgumentParser, kind: Request) -> None:
+    parser.description = (
+        f"Ask the operator to {SUMMARIES[kind]} (sets the annotation {kind.annotation}; the "
+        "operator acknowledges it in status.handledRequests). Exit status: 0 done, 1 not found "
+        "or Kubernetes unreachable, 3 handled but not done (the message says why), 4 timed out."
+    )
+    waiting.add_target_arguments(parser, DEFAULT_TIMEOUT_SECONDS[kind])
+
+
+def run(args: argparse.Namespace) -> int:
+    return waiting.run_with_kube(
+        args.command,
+        args.namespace,
+        lambda kube, namespace: ask_and_wait(kube, namespace, args),
+        lambda namespace: f"cannot ask GoogleClient {namespace}/{args.name}",
+    )

@@ -1,0 +1,167 @@
+"""What the commands that wait on the operator share (`authorize`, `refresh`, `reauthorize`,
+`revoke`): a loop that reads the GoogleClient, asks a pure `decide` what to print and whether
+to stop, and sleeps; a console for full lines plus one progress line; and the plumbing from
+the kubeconfig to an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TextIO, TypeVar
+
+from .kube import ConfigError, Kube, KubeConfig, KubeError, load_config
+
+POLL_INTERVAL = 1.0
+# The exit statuses every waiting command shares (each may add its own).
+FAILED = 1  # no such GoogleClient, or the Kubernetes API cannot be read
+TIMED_OUT = 4
+INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+W = TypeVar("W")
+Body = Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Generic[W]):
+    """What one reading of the GoogleClient means to a command."""
+
+    watch: W  # what the command knows for the next reading
+    lines: tuple[str, ...] = ()  # to print, in order
+    status_line: str = ""  # the one progress line, rewritten in place
+    exit: int | None = None
+
+
+class Console:
+    """Full lines, plus one progress line rewritten in place (only on a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self._status_width = 0
+
+    def show(self, step: Step[Any]) -> None:
+        if step.lines:
+            self._clear_status()
+            for line in step.lines:
+                print(line, file=self.stream)
+        if step.status_line and self.live:
+            padding = " " * max(0, self._status_width - len(step.status_line))
+            self.stream.write(f"\r{step.status_line}{padding}")
+            self._status_width = len(step.status_line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._clear_status()
+        self.stream.flush()
+
+    def _clear_status(self) -> None:
+        if self._status_width:
+            self.stream.write("\r" + " " * self._status_width + "\r")
+            self._status_width = 0
+
+
+async def follow(
+    fetch: Callable[[], Awaitable[Body]],
+    decide: Callable[[W, Body, dt.datetime], Step[W]],
+    watch: W,
+    *,
+    out: TextIO,
+    clock: Callable[[], dt.datetime],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Read, decide, print, sleep, until `decide` says stop; its exit status."""
+    console = Console(out)
+    try:
+        while True:
+            step = decide(watch, await fetch(), clock())
+            console.show(step)
+            if step.exit is not None:
+                return step.exit
+            watch = step.watch
+            await sleep(POLL_INTERVAL)
+    finally:
+        console.close()
+
+
+def format_elapsed(duration: dt.timedelta) -> str:
+    minutes, seconds = divmod(int(duration.total_seconds()), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, default_timeout: int) -> None:
+    parser.add_argument("name", metavar="NAME", help="the GoogleClient")
+    add_namespace_argument(parser)
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=default_timeout,
+        metavar="SECONDS",
+        help="give up waiting after this long (default: %(default)s)",
+    )
+
+
+def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="its namespace (default: the kubeconfig context's namespace, else default)",
+    )
+
+
+def positive_seconds(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of seconds")
+    return int(text)
+
+
+def run_with_kube(
+    command: str,
+    namespace: str | None,
+    work: Callable[[Kube, str], Awaitable[int]],
+    failure: Callable[[str], str],
+) -> int:
+    """Load the kubeconfig, run `work(kube, namespace)`; a Kubernetes error becomes exit 1
+    with `failure(namespace)` saying what could not be done."""
+    try:
+        config = load_config()
+    except ConfigError as error:
+        complain(command, f"{error}; set KUBECONFIG or run in a pod")
+        return FAILED
+    target = namespace or config.default_namespace
+    try:
+        return asyncio.run(_with_kube(config, target, work))
+    except KubeError as error:
+        complain(command, f"{failure(target)}: {error}")
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    return FAILED
+
+
+async def _with_kube(
+    config: KubeConfig, namespace: str, work: Callable[[Kube, str], Awaitable[int]]
+) -> int:
+    kube = Kube(config)
+    try:
+        return await work(kube, namespace)
+    finally:
+        await kube.close()
+
+
+def complain(command: str, message: str) -> None:
+    print(f"google-token-operator {command}: {message}", file=sys.stderr)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def not_found(namespace: str, name: str) -> str:
+    return (
+        f"GoogleClient {name} not found in namespace {namespace}; "
+        f"`kubectl get googleclients -n {namespace}` lists the ones there."
+    )

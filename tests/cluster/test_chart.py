@@ -1,0 +1,540 @@
+"""charts/google-token-operator: lint clean, the same objects as the kustomize manifests for the
+same settings, installed, upgraded and uninstalled by Helm on a real API server, and enough RBAC
+for the real operator running under the chart's ServiceAccount.
+
+helm is built once from the Go module pinned in hack/helm (devkit.gotools).
+
+The chart and kustomize cannot produce byte-identical YAML (comments, key order, flow lists), so
+the comparison is of parsed objects, keyed by kind, namespace and name, after two documented
+normalizations:
+- Helm's own labels (helm.sh/chart, app.kubernetes.io/managed-by, app.kubernetes.io/instance)
+  are checked, then stripped;
+- container env lists are compared sorted by name: kustomize's strategic merge puts the
+  entries an overlay patches first, the chart writes them in a fixed order, and no entry
+  refers to another ($(VAR)), so the order means nothing.
+The kustomize Namespace has no counterpart: the chart installs into the release namespace
+(`--namespace google-token-operator --create-namespace`) and never owns it, as Helm charts do,
+so `helm uninstall` cannot delete the namespace with what the operator keeps in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from devkit import ControlPlane, ensure_binaries
+from devkit.gotools import HELM, ensure_tool
+from devkit.servers import SandboxServer
+from fixtures.installs import (
+    MANIFESTS,
+    OPERATOR,
+    OPERATOR_NS,
+    OPERATOR_USER,
+    PRODUCTION,
+    Doc,
+    can_i,
+    check_cluster_wide,
+    clusterwide_operator_process,
+    container,
+    env_of,
+    pick,
+    render,
+    run_whole_flow,
+    service_account_kubeconfig,
+)
+from fixtures.operator import REPO, Cluster, OperatorFactory, wait_for
+
+CHART = REPO / "charts" / "google-token-operator"
+COMPONENTS = MANIFESTS / "components"
+RELEASE = "google-token-operator"
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+HELM_LABELS = {
+    "helm.sh/chart": f"google-token-operator-{CHART_VERSION}",
+    "app.kubernetes.io/managed-by": "Helm",
+    "app.kubernetes.io/instance": RELEASE,
+}
+
+# Chart values -> the kustomize components that give the same install on top of the
+# production overlay.
+SETTINGS: dict[str, tuple[Doc, list[str]]] = {
+    "production": ({}, []),
+    "namespaced": ({"watchNamespaces": ["reviews"]}, ["namespaced"]),
+    "callback-ingress": ({"ingress": {"enabled": True}}, ["callback-ingress"]),
+    "monitoring": (
+        {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        ["service-monitor", "alerts"],
+    ),
+}
+
+
+class Helm:
+    """The built helm, with its own config/cache/data folders (nothing of the user's)."""
+
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary = binary
+        self.env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def run(
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        extra = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
+        result = subprocess.run(
+            [str(self.binary), *args, *extra],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result
+
+    def template(self, values: Path, chart: Path = CHART) -> list[Doc]:
+        result = self.run(
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            OPERATOR_NS,
+            "--include-crds",
+            "--values",
+            str(values),
+        )
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    def manifest(self, kubeconfig: Path) -> list[Doc]:
+        """What the installed release consists of (`helm get manifest`)."""
+        result = self.run(
+            "get", "manifest", RELEASE, "--namespace", OPERATOR_NS, kubeconfig=kubeconfig
+        )
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="session")
+def helm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    # A first build takes minutes: let its progress lines reach the terminal.
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        binary = ensure_tool(HELM)
+    return Helm(binary, tmp_path_factory.mktemp("helm-home"))
+
+
+def values_file(folder: Path, values: Doc, name: str = "values.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def kustomize_with(control_plane: ControlPlane, folder: Path, components: list[str]) -> list[Doc]:
+    """`kubectl kustomize` of the production overlay with these components added."""
+    overlay = folder / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                # kustomize takes relative paths only
+                "resources": [os.path.relpath(PRODUCTION, overlay)],
+                "components": [os.path.relpath(COMPONENTS / c, overlay) for c in components],
+            }
+        )
+    )
+    return render(control_plane, overlay)
+
+
+def without_helm_labels(doc: Doc) -> Doc:
+    labels = dict(doc["metadata"].get("labels") or {})
+    where = f"{doc['kind']}/{doc['metadata']['name']}"
+    for label, value in HELM_LABELS.items():
+        assert labels.pop(label, None) == value, f"{where} lacks the label {label}={value}"
+    return {**doc, "metadata": {**doc["metadata"], "labels": labels}}
+
+
+def env_sorted(doc: Doc) -> Doc:
+    doc = json.loads(json.dumps(doc))
+    pod = (doc.get("spec") or {}).get("template", {}).get("spec") or {}
+    for item in pod.get("containers", []):
+        if "env" in item:
+            item["env"] = sorted(item["env"], key=lambda entry: entry["name"])
+    return doc
+
+
+def keyed(docs: list[Doc]) -> dict[str, Doc]:
+    result: dict[str, Doc] = {}
+    for doc in docs:
+        meta = doc["metadata"]
+        key = f"{doc['kind']} {meta.get('namespace', '-')}/{meta['name']}"
+        assert key not in result, f"{key} twice"
+        result[key] = env_sorted(doc)
+    return result
+
+
+def differences(expected: dict[str, Doc], got: dict[str, Doc]) -> str:
+    lines: list[str] = []
+    for key in sorted(expected.keys() | got.keys()):
+        a = yaml.safe_dump(expected.get(key), sort_keys=True).splitlines()
+        b = yaml.safe_dump(got.get(key), sort_keys=True).splitlines()
+        if a != b:
+            lines += difflib.unified_diff(a, b, f"kustomize {key}", f"helm {key}", lineterm="")
+    return "\n".join(lines)
+
+
+# --- the chart as it is ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_helm_lint_is_clean(helm: Helm, tmp_path: Path, setting: str) -> None:
+    values = values_file(tmp_path, SETTINGS[setting][0])
+    result = helm.run("lint", "--strict", str(CHART), "--values", str(values), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "1 chart(s) linted, 0 chart(s) failed" in output, output
+    assert "[WARNING]" not in output and "[ERROR]" not in output, output
+    notes = sorted({line.strip() for line in output.splitlines() if "INFO" in line})
+    print(f"\nhelm lint --strict ({setting}): clean; notes: {notes}")
+
+
+def test_values_schema_refuses_what_the_chart_cannot_use(helm: Helm, tmp_path: Path) -> None:
+    for values, refusal in (
+        ({"replica": 3}, "additional properties 'replica' not allowed"),
+        ({"watchNamespaces": ["Reviews"]}, "does not match pattern"),
+        ({"callbackURL": "consent.example.com/callback"}, "does not match pattern"),
+        ({"logFormat": "xml"}, "value must be one of"),
+    ):
+        path = values_file(tmp_path, values)
+        result = helm.run("template", RELEASE, str(CHART), "--values", str(path), check=False)
+        assert result.returncode != 0 and refusal in result.stderr, (values, result.stderr)
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_chart_renders_the_kustomize_objects_for_the_same_settings(
+    control_plane: ControlPlane, helm: Helm, tmp_path: Path, setting: str
+) -> None:
+    values, components = SETTINGS[setting]
+    kustomized = kustomize_with(control_plane, tmp_path, components)
+    namespaces = [doc for doc in kustomized if doc["kind"] == "Namespace"]
+    assert [n["metadata"]["name"] for n in namespaces] == [OPERATOR_NS]
+    expected = keyed([doc for doc in kustomized if doc["kind"] != "Namespace"])
+    charted = helm.template(values_file(tmp_path, values))
+    # The CRDs come from crds/ (Helm's crds/ folder, never templated, carries no labels).
+    got = keyed(
+        [
+            doc if doc["kind"] == "CustomResourceDefinition" else without_helm_labels(doc)
+            for doc in charted
+        ]
+    )
+    assert got == expected, differences(expected, got)
+    kinds = sorted(key.split()[0] for key in got)
+    print(f"\n{setting}: {len(got)} objects equal ({', '.join(kinds)})")
+
+
+def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """crds/ and files/prometheusrule.yaml are links to crds/ and the alerts component (one
+    source each); `helm package` stores their content, so the published chart needs no link
+    and renders the same objects."""
+    assert (CHART / "crds").is_symlink() and (CHART / "crds").resolve() == REPO / "crds"
+    rules = CHART / "files" / "prometheusrule.yaml"
+    assert rules.is_symlink()
+    assert rules.resolve() == COMPONENTS / "alerts" / "prometheusrule.yaml"
+
+    helm.run("package", str(CHART), "--destination", str(tmp_path))
+    archive = tmp_path / f"google-token-operator-{CHART_VERSION}.tgz"
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        for source in sorted((REPO / "crds").glob("*.yaml")):
+            member = members[f"google-token-operator/crds/{source.name}"]
+            stored = tar.extractfile(member)
+            assert member.isfile() and stored is not None
+            assert stored.read() == source.read_bytes(), source.name
+        stored = tar.extractfile(members["google-token-operator/files/prometheusrule.yaml"])
+        assert stored is not None and stored.read() == rules.read_bytes()
+        assert "google-token-operator/crds/Kustomization" not in members  # .helmignore
+    everything = values_file(tmp_path, {k: v for s in SETTINGS.values() for k, v in s[0].items()})
+    assert helm.template(everything, archive) == helm.template(everything)
+
+
+# --- Helm on a fresh API server --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fresh_plane() -> Iterator[ControlPlane]:
+    """An API server of its own, as a new cluster: nothing installed, no CRDs."""
+    plane = ControlPlane(ensure_binaries()).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def inventory(plane: ControlPlane) -> set[str]:
+    """Every object of every listable kind on the server: "kind namespace/name"."""
+    kinds = plane.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+    listing = json.loads(plane.kubectl("get", ",".join(kinds), "-A", "-o", "json").stdout)
+    return {
+        f"{item['kind']} {item['metadata'].get('namespace', '-')}/{item['metadata']['name']}"
+        for item in listing["items"]
+    }
+
+
+def timed(action: Callable[[], Any]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+Rights = dict[tuple[str, ...], bool]
+
+
+def until_authorized(plane: ControlPlane, rights: Rights, timeout: float = 30) -> float:
+    """Wait until the API server's authorizer answers `kubectl auth can-i` as in `rights` for
+    the operator's ServiceAccount; the seconds it took. RBAC objects reach the authorizer
+    through its informers, a moment after they are stored."""
+    started = time.monotonic()
+
+    def settled() -> bool:
+        return all(can_i(plane, OPERATOR_USER, *args) == want for args, want in rights.items())
+
+    wait_for(settled, timeout, interval=0.1, what=f"the operator's rights to be {rights}")
+    return time.monotonic() - started
+
+
+def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
+    fresh_plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> None:
+    kubeconfig = fresh_plane.kubeconfig
+    before = inventory(fresh_plane)
+    release = ["--namespace", OPERATOR_NS]
+
+    # Install as the README says: the chart's CRDs first, then its objects.
+    installed = timed(
+        lambda: helm.run(
+            "install", RELEASE, str(CHART), *release, "--create-namespace", kubeconfig=kubeconfig
+        )
+    )
+    fresh_plane.kubectl(
+        "label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    manifest = helm.manifest(kubeconfig)
+    stored = fresh_plane.kubectl(
+        "get",
+        "-f",
+        "-",
+        "-o",
+        "name",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}),
+    )
+    # Every object of the release (the CRDs are not part of it: Helm keeps them apart).
+    assert len(stored.stdout.split()) == len(manifest) == 10, stored.stdout
+    for crd in ("googleclients", "branches"):
+        fresh_plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            f"crd/{crd}.google-token-operator.dev",
+        )
+    status = json.loads(
+        helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
+    )
+    assert (status["info"]["status"], status["version"]) == ("deployed", 1)
+    # All namespaces: the operator may read Secrets everywhere.
+    until_authorized(fresh_plane, {("list", "secrets", "--all-namespaces"): True})
+
+    # Upgrade to the namespaced mode, another callback URL with its Ingress, no NetworkPolicy.
+    fresh_plane.kubectl("create", "namespace", "reviews")
+    values = values_file(
+        tmp_path,
+        {
+            "watchNamespaces": ["reviews"],
+            "callbackURL": "https://consent.example.org/google/callback",
+            "ingress": {"enabled": True},
+            "networkPolicy": {"enabled": False},
+        },
+    )
+    upgraded = timed(
+        lambda: helm.run(
+            "upgrade", RELEASE, str(CHART), *release, "--values", str(values), kubeconfig=kubeconfig
+        )
+    )
+    apps = json.loads(
+        fresh_plane.kubectl("get", "deployment", OPERATOR, "-n", OPERATOR_NS, "-o", "json").stdout
+    )
+    operator = container(apps["spec"]["template"], "operator")
+    assert operator["args"] == ["run", "--leader-election"]
+    env = env_of(operator)
+    assert env["WATCH_NAMESPACES"] == "reviews"
+    assert env["CALLBACK_URL"] == "https://consent.example.org/google/callback"
+    ingress = json.loads(
+        fresh_plane.kubectl(
+            "get", "ingress", "google-token-operator-callback", "-n", OPERATOR_NS, "-o", "json"
+        ).stdout
+    )
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "consent.example.org"
+    assert rule["http"]["paths"][0]["path"] == "/google/callback"
+    assert ingress["spec"]["tls"][0]["hosts"] == ["consent.example.org"]
+    policies = fresh_plane.kubectl("get", "networkpolicies", "-n", OPERATOR_NS, "-o", "name")
+    assert policies.stdout.strip() == "", "the upgrade left NetworkPolicies"
+    # Secrets in the watched namespace only.
+    until_authorized(
+        fresh_plane,
+        {
+            ("list", "secrets", "-n", "reviews"): True,
+            ("patch", "googleclients.google-token-operator.dev", "-n", "reviews"): True,
+            ("list", "secrets", "--all-namespaces"): False,
+            ("get", "secrets", "-n", "default"): False,
+        },
+    )
+    status = json.loads(
+        helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
+    )
+    assert (status["info"]["status"], status["version"]) == ("deployed", 2)
+
+    uninstalled = timed(lambda: helm.run("uninstall", RELEASE, *release, kubeconfig=kubeconfig))
+    # Nothing is left but what Helm leaves by design: the CRDs (crds/ is never deleted), with
+    # the APIService the API server registers for their group, and the namespaces (created by
+    # --create-namespace and by this test).
+    left = inventory(fresh_plane) - before
+    assert left == {
+        "CustomResourceDefinition -/googleclients.google-token-operator.dev",
+        "CustomResourceDefinition -/branches.google-token-operator.dev",
+        "APIService -/v1alpha1.google-token-operator.dev",
+        f"Namespace -/{OPERATOR_NS}",
+        "Namespace -/reviews",
+    }, sorted(left)
+    assert before <= inventory(fresh_plane)
+    print(
+        f"\nhelm install {installed:.1f} s ({len(manifest)} objects + 2 CRDs), "
+        f"upgrade {upgraded:.1f} s, uninstall {uninstalled:.1f} s; left: CRDs and namespaces"
+    )
+
+
+# --- the operator under the chart's ServiceAccount --------------------------------------------
+
+
+ChartInstaller = Callable[[Doc], list[Doc]]
+
+
+@pytest.fixture
+def install_chart(
+    control_plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> Iterator[ChartInstaller]:
+    """Install the chart on the session's API server in place of the kustomize install (the
+    object names are the same); uninstall it afterwards. Later kustomize tests apply theirs
+    again, as each of them does."""
+    kubeconfig = control_plane.kubeconfig
+    release = ["--namespace", OPERATOR_NS]
+
+    def install(values: Doc) -> list[Doc]:
+        helm.run("uninstall", RELEASE, *release, "--ignore-not-found", kubeconfig=kubeconfig)
+        kustomized = render(control_plane, PRODUCTION)
+        # The namespace stays (as a user creates it, labelled "restricted"), the CRDs too.
+        control_plane.kubectl(
+            "apply", "-f", "-", input=json.dumps(pick(kustomized, "Namespace", OPERATOR_NS))
+        )
+        others = [
+            d for d in kustomized if d["kind"] not in ("Namespace", "CustomResourceDefinition")
+        ]
+        control_plane.kubectl(
+            "delete",
+            "--ignore-not-found",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": others}),
+        )
+        helm.run(
+            "install",
+            RELEASE,
+            str(CHART),
+            *release,
+            "--values",
+            str(values_file(tmp_path, values)),
+            kubeconfig=kubeconfig,
+        )
+        # The operator starts right away, and no 403 is allowed: its rights must be in force.
+        watched = values.get("watchNamespaces") or ["default"]
+        lease = "leases.coordination.k8s.io/google-token-operator"
+        waited = until_authorized(
+            control_plane,
+            {
+                ("get", lease, "-n", OPERATOR_NS): True,
+                ("create", "secrets", "-n", OPERATOR_NS): True,
+                ("list", "customresourcedefinitions.apiextensions.k8s.io"): True,
+                **{
+                    ("patch", "googleclients.google-token-operator.dev", "-n", n): True
+                    for n in watched
+                },
+            },
+        )
+        print(f"\nthe chart's RBAC was in force {waited:.2f} s after helm install")
+        return helm.manifest(kubeconfig)
+
+    try:
+        yield install
+    finally:
+        helm.run("uninstall", RELEASE, *release, "--ignore-not-found", kubeconfig=kubeconfig)
+
+
+@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
+def test_operator_runs_the_whole_flow_under_the_charts_service_account(
+    # First, so that it is torn down (helm uninstall) after the operator has stopped.
+    install_chart: ChartInstaller,
+    control_plane: ControlPlane,
+    kube_api: client.ApiClient,
+    cluster: Cluster,
+    sandbox: SandboxServer,
+    start_operator: OperatorFactory,
+    tmp_path: Path,
+    mode: str,
+) -> None:
+    namespaced = mode == "namespaced"
+    manifest = install_chart({"watchNamespaces": [cluster.namespace]} if namespaced else {})
+    operator = container(pick(manifest, "Deployment", OPERATOR)["spec"]["template"], "operator")
+    if namespaced:
+        # What the Deployment runs is what the flow runs: `-n` is WATCH_NAMESPACES.
+        assert env_of(operator)["WATCH_NAMESPACES"] == cluster.namespace
+        assert "--all-namespaces" not in operator["args"]
+        until_authorized(control_plane, {("list", "secrets", "--all-namespaces"): False})
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    started = time.monotonic()
+    run_whole_flow(kube_api, cluster, sandbox, start_operator, kubeconfig)
+    print(
+        f"\n{mode}: the whole flow under the chart's ServiceAccount, no 403, "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+
+
+def test_operator_runs_cluster_wide_under_the_charts_service_account(
+    control_plane: ControlPlane,
+    kube_api: client.ApiClient,
+    cluster: Cluster,
+    sandbox: SandboxServer,
+    install_chart: ChartInstaller,
+    tmp_path: Path,
+    test_output: Path,
+) -> None:
+    manifest = install_chart({})
+    operator = container(pick(manifest, "Deployment", OPERATOR)["spec"]["template"], "operator")
+    assert operator["args"] == ["run", "--all-namespaces", "--leader-election"]
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "operator.kubeconfig")
+    with clusterwide_operator_process(
+        kube_api, sandbox, kubeconfig, test_output / "chart-clusterwide.log", operator["args"][1:]
+    ) as process:
+        check_cluster_wide(cluster, sandbox, process)

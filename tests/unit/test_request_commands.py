@@ -1,0 +1,144 @@
+"""`google-token-operator refresh|reauthorize|revoke`: what each prints and when it stops,
+from what it reads; and the command's name as a kubectl plugin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from google_token_operator.cli import build_parser, program_name
+from google_token_operator.request_commands import (
+    Asked,
+    Exit,
+    decide,
+    request_value,
+)
+from google_token_operator.requested import Request
+
+START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+URL = "https://accounts.google.com/o/oauth2/v2/auth?client_id=c&state=one"
+
+
+def asked(kind: Request, timeout: int = 120) -> Asked:
+    return Asked(
+        kind, "reviews", "acme", "v1", START, dt.timedelta(seconds=timeout), "2026-01-05T08:50:00Z"
+    )
+
+
+def client(
+    *,
+    handled: dict[str, str] | None = None,
+    authorized: tuple[str, str] = ("True", "Authorized"),
+    ready: tuple[str, str] = ("True", "TokenValid"),
+    refreshed: str = "2026-01-05T08:50:00Z",
+    url: str = "",
+    email: str = "owner@example.com",
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "conditions": [
+            {"type": "Authorized", "status": authorized[0], "reason": authorized[1]},
+            {"type": "Ready", "status": ready[0], "reason": ready[1], "message": "why"},
+        ],
+        "lastRefreshTime": refreshed,
+        "expiresAt": "2026-01-05T10:00:00Z",
+        "account": {"email": email},
+        "tokenSecretName": "acme-google-token",
+    }
+    if handled:
+        status["handledRequests"] = handled
+    if url:
+        status["authorization"] = {"url": url, "expiresAt": "2026-01-05T09:15:00Z"}
+    return {"metadata": {"name": "acme", "namespace": "reviews"}, "status": status}
+
+
+def test_request_values_differ_to_the_microsecond() -> None:
+    assert request_value(START) == "2026-01-05T09:00:00.000000Z"
+    assert request_value(START + dt.timedelta(microseconds=1)) != request_value(START)
+
+
+def test_it_waits_until_its_own_value_is_acknowledged() -> None:
+    step = decide(asked(Request.REFRESH), client(handled={"refresh": "older"}), START)
+    assert step.exit is None
+    assert step.status_line.startswith("waiting for the operator: 0s")
+
+
+def test_a_refresh_reports_the_new_expiry() -> None:
+    body = client(handled={"refresh": "v1"}, refreshed="2026-01-05T09:00:30Z")
+    step = decide(asked(Request.REFRESH), body, START)
+    assert step.exit is Exit.DONE
+    assert step.lines == (
+        "GoogleClient reviews/acme refreshed: the access token in Secret "
+        "reviews/acme-google-token is valid until 2026-01-05T10:00:00Z.",
+    )
+
+
+def test_a_refresh_that_could_not_run_says_why() -> None:
+    body = client(
+        handled={"refresh": "v1"},
+        authorized=("False", "ConsentRequired"),
+        ready=("False", "ConsentRequired"),
+    )
+    step = decide(asked(Request.REFRESH), body, START)
+    assert step.exit is Exit.NOT_DONE
+    assert step.lines[0].startswith("GoogleClient reviews/acme was not refreshed. Ready is ")
+    assert "ConsentRequired: why" in step.lines[0]
+
+
+def test_a_reauthorize_prints_the_url_once_and_reports_the_new_account() -> None:
+    step = decide(asked(Request.REAUTHORIZE), client(url=URL), START)
+    assert step.exit is None
+    assert step.lines[2] == f"    {URL}"
+    assert step.watch.shown_url == URL
+    again = decide(step.watch, client(url=URL), START + dt.timedelta(seconds=1))
+    assert again.lines == ()
+    assert again.status_line.startswith("waiting for consent: 1s")
+    renewed = decide(step.watch, client(url=URL + "2"), START + dt.timedelta(seconds=2))
+    assert renewed.lines[0].startswith("A new consent URL was published")
+
+    done = decide(step.watch, client(handled={"reauthorize": "v1"}, email="new@example.com"), START)
+    assert done.exit is Exit.DONE
+    assert "account new@example.com" in done.lines[0]
+
+
+def test_a_revoke_reports_what_is_gone_and_how_to_consent_again() -> None:
+    body = client(
+        handled={"revoke": "v1"},
+        authorized=("False", "RevokedOnRequest"),
+        ready=("False", "RevokedOnRequest"),
+    )
+    step = decide(asked(Request.REVOKE), body, START)
+    assert step.exit is Exit.DONE
+    assert "holds no refresh token" in step.lines[0]
+    assert "google-token-operator authorize acme -n reviews" in step.lines[0]
+
+
+def test_a_missing_client_and_a_timeout_have_their_exit_codes() -> None:
+    gone = decide(asked(Request.REVOKE), None, START)
+    assert gone.exit is Exit.FAILED == 1
+    assert "acme not found in namespace reviews" in gone.lines[0]
+    late = decide(asked(Request.REVOKE, timeout=10), client(), START + dt.timedelta(seconds=10))
+    assert late.exit is Exit.TIMED_OUT == 4
+    assert "google-token-operator.dev/revoke-requested-at-" in late.lines[0]
+
+
+def test_the_commands_parse_like_authorize() -> None:
+    for command in ("refresh", "reauthorize", "revoke"):
+        args = build_parser().parse_args([command, "acme", "-n", "reviews", "--timeout", "5"])
+        assert (args.command, args.name, args.namespace, args.timeout) == (
+            command,
+            "acme",
+            "reviews",
+            5,
+        )
+    args = build_parser().parse_args(["status", "-A", "-o", "json"])
+    assert args.all_namespaces and args.output == "json"
+
+
+def test_as_a_kubectl_plugin_the_command_is_kubectl_google_token() -> None:
+    assert program_name("/usr/local/bin/kubectl-google_token") == "kubectl google-token"
+    assert program_name("/venv/bin/google-token-operator") == "google-token-operator"
+    assert (
+        build_parser("kubectl google-token")
+        .format_usage()
+        .startswith("usage: kubectl google-token")
+    )
