@@ -15,8 +15,9 @@ what belongs to one whose owner still runs, such as another test session or `mak
 only mentioned. Exits 1 and lists what was left behind, if anything.
 
 With --sweep-stale (run before the tests), what an earlier, interrupted run left behind is
-removed instead and listed, so the check afterwards judges only this run (control planes;
-a node's leftovers are `make node-down`'s to remove).
+removed instead and listed, so the check afterwards judges only this run: control planes whose
+owner is gone, and, unless a node runs or starts on this machine (its lock is taken), what dead
+nodes left (the same sweep as `make node-down`'s).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def node_leftovers() -> Iterator[str]:
 
 
 def sweep_stale() -> int:
-    """Kill and remove control planes whose owner is gone; list what was removed."""
+    """Kill and remove control planes and nodes whose owner is gone; list what was removed."""
     for workdir, description in control_plane_processes():
         if not owner_running(workdir):
             pid = int(description.split(":", 1)[0].removeprefix("pid "))
@@ -89,6 +90,10 @@ def sweep_stale() -> int:
         if not owner_running(workdir):
             shutil.rmtree(workdir, ignore_errors=True)
             print(f"removed, left by an earlier run: temp dir {workdir}", file=sys.stderr)
+    # Only where a node left something: the node sweep needs root and touches iptables.
+    if any(True for _ in node_leftovers()):
+        for line in node.sweep_stale(None) or []:
+            print(f"removed, left by an earlier run: {line}", file=sys.stderr)
     return 0
 
 

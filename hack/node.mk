@@ -36,5 +36,6 @@ node-down: $(WHEEL_STAMP) ## Stop the node and remove anything a node left on th
 	$(DEVKIT) $(BIN)/python -m devkit node-down
 
 e2e-node: $(WHEEL_STAMP) kube-binaries browser $(NODE_PREREQUISITES) ## The node tier alone: the image and the manifests as pods on a real node
-	$(BIN)/pytest -q tests/node
+	$(BIN)/python hack/check_leftovers.py --sweep-stale
+	$(BIN)/pytest -q -raP tests/node
 	$(BIN)/python hack/check_leftovers.py

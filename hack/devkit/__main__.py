@@ -152,13 +152,14 @@ def _node_down() -> int:
         print((cache_root() / NODE_LOG).read_text(errors="replace")[-2000:], file=sys.stderr)
     # Whatever a node that died (or was killed) left behind, unless a node still runs: the
     # bridge, chains and cgroups are the machine's, and would be a running node's.
-    running = [folder for folder in node.node_workdirs() if owner_running(folder)]
-    if running:
+    swept = node.sweep_stale(ensure_node_binaries())
+    if swept is None:
+        running = [folder for folder in node.node_workdirs() if owner_running(folder)]
         owners = ", ".join((folder / OWNER_FILE).read_text().strip() for folder in running)
         raise node.NodeError(
-            f"a node started by process {owners} still runs (a test run?): nothing removed"
+            f"a node (started by process {owners or 'unknown'}) still runs or starts (a test "
+            "run?): nothing removed"
         )
-    swept = node.sweep(None, ensure_node_binaries())
     for line in swept:
         print(f"removed left-over {line}", file=sys.stderr)
     _state_file().unlink(missing_ok=True)

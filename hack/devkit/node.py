@@ -55,7 +55,7 @@ from .controlplane import (
     _key_pem,
     _write_private,
 )
-from .lifecycle import StartStop, owned_temp_dir, spawn, tail, terminate
+from .lifecycle import StartStop, owned_temp_dir, owner_running, spawn, tail, terminate
 
 TEMP_PREFIX = "gto-node-"
 NODE_NAME = "gto-node"
@@ -709,6 +709,24 @@ def sweep(
     return removed
 
 
+def sweep_stale(bin_dir: Path | None) -> list[str] | None:
+    """Remove what nodes whose process died left on this host, their temp dirs too; return a
+    line per thing removed. None, and nothing touched, while a node runs or starts here: the
+    bridge, chains and cgroups would be its own (a running node holds the machine's lock)."""
+    try:
+        lock = _take_node_lock(0.0)
+    except NodeError:
+        return None
+    with lock:
+        if any(owner_running(folder) for folder in node_workdirs()):
+            return None
+        removed = sweep(None, bin_dir)
+        for folder in node_workdirs():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"temp dir {folder}")
+        return removed
+
+
 def _own_rule(line: str) -> bool:
     """A rule or chain of the node's own set-up: the kubelet's chains, the egress chain."""
     chains = {*KUBELET_CHAINS, EGRESS_CHAIN}
@@ -793,6 +811,8 @@ def iptables_leftovers() -> list[tuple[str, str]]:
     """(table, rule) of every rule in a chain, or jumping to a chain, that a node creates."""
     found = []
     for iptables in ("iptables", "ip6tables"):
+        if shutil.which(f"{iptables}-save") is None:  # no node ever ran here
+            continue
         for table in IPTABLES_TABLES:
             dump = _run(f"{iptables}-save", "-t", table, check=False)
             for line in dump.splitlines():
