@@ -156,9 +156,13 @@ def base_key() -> str:
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
+def base_name() -> str:
+    return f"localhost/gto-python-base:3.11-{DEBIAN_SUITE}-{base_key()}"
+
+
 def build_base(buildah: Buildah) -> str:
     """The Python base assembled from Debian packages (mmdebstrap), once per recipe."""
-    name = f"localhost/gto-python-base:3.11-{DEBIAN_SUITE}-{base_key()}"
+    name = base_name()
     if buildah.exists(name):
         return name
     started = time.monotonic()
@@ -193,6 +197,9 @@ def build_base(buildah: Buildah) -> str:
     _progress(f"base {name} in {time.monotonic() - started:.0f} s")
     return name
 
+
+# The Dockerfile target each image of the repository is built from.
+DOCKERFILE_TARGETS = {OPERATOR: "operator", SANDBOX: "sandbox"}
 
 # What the image is built from: the Dockerfile and its context (.dockerignore's allow-list).
 _CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
@@ -348,23 +355,45 @@ def build_all() -> dict[str, int]:
     with exclusive_lock(root / ".lock"):
         base = build_base(buildah)
         buildah("tag", base, PYTHON.local_name, what="tagging the base")
-        build_dockerfile(buildah, base, OPERATOR, "operator")
-        build_dockerfile(buildah, base, SANDBOX, "sandbox")
+        for image, target in DOCKERFILE_TARGETS.items():
+            build_dockerfile(buildah, base, image, target)
         build_pause(buildah)
         for image in NODE_IMAGES:
             export(buildah, image)
             sizes[image.node_name] = archive(image).stat().st_size
+            if image in DOCKERFILE_TARGETS:
+                _source_file(image).write_text(source_digest(base, DOCKERFILE_TARGETS[image]))
         # Superseded layers of earlier builds; vfs stores every layer in full.
         subprocess.run([*buildah.base, "rmi", "--prune"], capture_output=True, check=False)
     return sizes
 
 
+def _source_file(image: Image) -> Path:
+    """The source digest the archive of ``image`` was built from."""
+    return archive(image).with_suffix(".source")
+
+
 def ensure_node_images() -> dict[Image, Path]:
-    """The archives the node imports; `make image` builds them."""
+    """The archives the node imports; `make image` builds them.
+
+    Refused when the operator's or the sandbox's sources changed since: a test would otherwise
+    run yesterday's operator and pass.
+    """
     missing = [image for image in NODE_IMAGES if not archive(image).is_file()]
     if missing:
         raise ImageBuildError(
             f"no image archive for {', '.join(i.node_name for i in missing)} in {images_dir()}: "
             "run `make image` first"
+        )
+    stale = [
+        image
+        for image, target in DOCKERFILE_TARGETS.items()
+        if not _source_file(image).is_file()
+        or _source_file(image).read_text() != source_digest(base_name(), target)
+    ]
+    if stale:
+        raise ImageBuildError(
+            f"the image archive of {', '.join(i.node_name for i in stale)} is older than the "
+            "sources: run `make image` (or `make node-images`) again"
         )
     return {image: archive(image) for image in NODE_IMAGES}
