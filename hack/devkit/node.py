@@ -738,7 +738,8 @@ def _own_rule(line: str) -> bool:
 
 
 def node_workdirs() -> list[Path]:
-    return sorted(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"))
+    """Nodes' temp dirs (folders only: a file that happens to share the prefix is no node's)."""
+    return sorted(p for p in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*") if p.is_dir())
 
 
 def node_processes(workdirs: Sequence[Path]) -> list[tuple[int, str]]:
