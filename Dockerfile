@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # google-token-operator: one image for the operator (`run`) and the callback pod (`callback`).
-# Build: `make image`. The target `sandbox` is a second image, for the kind overlay only: the
-# sandbox Google (`google-token-sandbox`). The default target ships no sandbox code.
+# Build: `make image`. The target `sandbox` is a second image, for the kind and node overlays
+# only: the sandbox Google (`google-token-sandbox`). The default target ships no sandbox code.
 #
 # The base is pinned to an exact Python patch release and Debian release, the same Python
 # minor version the tests run on (3.11). Pin it by digest too (python:3.11.13-slim-bookworm@
@@ -9,8 +9,8 @@
 # registry access, so no digest could be looked up and none is invented here.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-# --- builder: build the wheels, install each image's venv ----------------------------------
-FROM ${PYTHON_IMAGE} AS builder
+# --- wheels: build the wheels of the very source the tests install --------------------------
+FROM ${PYTHON_IMAGE} AS wheels
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -20,19 +20,33 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY sandbox/ sandbox/
-# The wheels of the very source the tests install (package data included: the HTML
-# templates). Every runtime dependency ships manylinux wheels for CPython 3.11, so no
-# compiler is needed; --only-binary makes pip refuse rather than need one. Each venv's
-# command runs once, so a broken wheel fails the build.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . ./sandbox \
- && python -m venv /opt/venv \
+# Package data included: the HTML templates.
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . ./sandbox
+
+# --- builder (the operator's venv) and sandbox-builder: each image's venv, at /opt/venv ---
+# A venv's scripts name their interpreter by absolute path (#!/opt/venv/bin/python), so a venv
+# cannot be built in one folder and copied to another. Every runtime dependency ships
+# manylinux wheels for CPython 3.11, so no compiler is needed; --only-binary makes pip refuse
+# rather than need one. Each venv's command runs once, so a broken wheel fails the build.
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+COPY --from=wheels /wheels /wheels
+RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --only-binary=:all: /wheels/google_token_operator-*.whl \
  && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
- && /opt/venv/bin/google-token-operator --help >/dev/null \
- && python -m venv /opt/sandbox-venv \
- && /opt/sandbox-venv/bin/pip install --only-binary=:all: /wheels/*.whl \
- && /opt/sandbox-venv/bin/pip uninstall --yes pip setuptools wheel \
- && /opt/sandbox-venv/bin/google-token-sandbox --help >/dev/null
+ && /opt/venv/bin/google-token-operator --help >/dev/null
+
+FROM ${PYTHON_IMAGE} AS sandbox-builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+COPY --from=wheels /wheels /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --only-binary=:all: /wheels/*.whl \
+ && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
+ && /opt/venv/bin/google-token-sandbox --help >/dev/null
 
 # --- runtime: the same base, no build tools, a numeric non-root user -----------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -47,10 +61,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 
-# --- sandbox: the sandbox Google, for the kind overlay (`--target sandbox`) ----------------
+# --- sandbox: the sandbox Google, for the kind and node overlays (`--target sandbox`) -------
 FROM runtime AS sandbox
-# The venv's python links to /usr/local/bin/python3.11 of this same base image.
-COPY --from=builder /opt/sandbox-venv /opt/venv
+# The venv's python links to the python3.11 of this same base image.
+COPY --from=sandbox-builder /opt/venv /opt/venv
 EXPOSE 8099
 ENTRYPOINT ["google-token-sandbox"]
 CMD ["--host", "0.0.0.0", "--port", "8099"]

@@ -19,6 +19,8 @@ DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
+# node-deps, node-up, node-down, e2e-node: a single-node cluster on this machine (root).
+include hack/node.mk
 
 help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,7 +73,7 @@ chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, f
 	$(BIN)/pytest -q -s tests/chaos
 	$(BIN)/python hack/check_leftovers.py
 
-test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs
+test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
 	$(BIN)/python hack/check_leftovers.py --sweep-stale
 	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py

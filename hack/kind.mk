@@ -1,7 +1,7 @@
 # Targets for people with Docker and kind: build the image, run it in a local kind cluster
 # with the sandbox Google, and drive one consent end to end. Included by the Makefile.
-# Not run on the build machine (no Docker there); the manifests they apply are tested on a
-# real API server by tests/cluster/test_manifests.py.
+# Not run on the build machine (no Docker there), except `image`, which builds with buildah
+# where no Docker engine runs; the node tier (hack/node.mk) runs the manifests there.
 
 KIND_VERSION := v0.33.0
 KIND_CLUSTER ?= google-token-operator
@@ -21,9 +21,13 @@ $(KIND):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kind@$(KIND_VERSION)
 	mv $(LOCALBIN)/kind $@
 
-image: ## Build the images google-token-operator:dev and (kind only) google-token-sandbox:dev
-	docker build -t $(IMAGE) .
-	docker build --target sandbox -t $(SANDBOX_IMAGE) .
+image: ## Build google-token-operator:dev and google-token-sandbox:dev: docker, else buildah (no daemon)
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  docker build -t $(IMAGE) . && docker build --target sandbox -t $(SANDBOX_IMAGE) .; \
+	else \
+	  echo "no Docker engine: building with buildah (make node-images)"; \
+	  $(MAKE) --no-print-directory node-images; \
+	fi
 
 kind-up: $(KIND) ## Create the kind cluster (kind pinned in ./bin, built with go install)
 	@if $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \

@@ -1,12 +1,17 @@
-"""Find, or build once, the etcd, kube-apiserver and kubectl binaries the local control plane runs.
+"""Find, or build once, the binaries the local control plane and the local node run.
 
-Lookup order:
+The control plane (etcd, kube-apiserver, kubectl), in this order:
 
 1. ``KUBEBUILDER_ASSETS`` when set (envtest's layout: one folder holding the binaries);
 2. the cache ``${GTO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/google-token-operator}/kube-binaries/``,
    one folder per pin set;
 3. a build from the wrapper Go module ``hack/kube-binaries`` with the machine's ``go``, written
    into the cache. Its ``go.mod`` is the only place the versions are pinned.
+
+The node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy from that same module;
+containerd, its runc shim, ctr and CoreDNS from the wrapper module ``hack/node-binaries``): the
+cache ``.../node-binaries/``, else a build from those two modules. No KUBEBUILDER_ASSETS here:
+envtest publishes no kubelet.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 # envtest publishes kubectl too, but the control plane itself needs only these two.
@@ -186,24 +191,28 @@ def ensure_binaries() -> Path:
         )
     pins = read_pins(module_dir)
     target = cache_dir(pins)
-    if _has_binaries(target, BINARIES):
-        return target
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target.parent / ".lock"):
-        # Another process may have built it while this one waited for the lock.
-        if not _has_binaries(target, BINARIES):
-            build_binaries(module_dir, pins, target)
+    _build_once(target, BINARIES, lambda: build_binaries(module_dir, pins, target))
     return target
 
 
+def _build_once(target: Path, names: tuple[str, ...], build: Callable[[], None]) -> None:
+    """Run ``build`` unless ``target`` holds ``names``; one build at a time per cache folder."""
+    if _has_binaries(target, names):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(target.parent / ".lock"):
+        # Another process may have built it while this one waited for the lock.
+        if not _has_binaries(target, names):
+            build()
+
+
 @contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _progress(f"another process is building the binaries; waiting for {path}")
+            _progress(f"another process is building; waiting for {path}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -211,45 +220,77 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_binaries(module_dir: Path, pins: Pins, target: Path) -> None:
-    """Build the binaries with ``go`` into a temp folder beside ``target``, then rename it.
+@dataclasses.dataclass(frozen=True)
+class GoBuild:
+    """One binary: the Go package to build, in which wrapper module, with which -ldflags."""
 
-    The rename is atomic, so a reader sees either no folder or a complete one.
+    name: str
+    module_dir: Path
+    package: str
+    ldflags: str = "-s -w"
+
+
+def build_binaries(module_dir: Path, pins: Pins, target: Path) -> None:
+    """Build etcd, kube-apiserver and kubectl into ``target`` (see :func:`build_into`)."""
+    builds = [
+        GoBuild(
+            name,
+            module_dir,
+            package,
+            version_ldflags(pins.kubernetes) if name != "etcd" else "-s -w",
+        )
+        for name, package in _PACKAGES.items()
+    ]
+    describe = f"kube-apiserver {pins.kubernetes}, etcd {pins.etcd} and kubectl"
+    build_into(builds, target, describe, pins.go, alternative=_ASSETS_HINT)
+
+
+_ASSETS_HINT = (
+    "Alternatively set KUBEBUILDER_ASSETS to a folder holding etcd and kube-apiserver 1.34+."
+)
+
+
+def build_into(
+    builds: Sequence[GoBuild], target: Path, describe: str, go_version: str, alternative: str = ""
+) -> None:
+    """Build with ``go`` into a temp folder beside ``target``, then rename it.
+
+    The rename is atomic, so a reader sees either no folder or a complete one. ``alternative``
+    ends each error message: what else the user can do.
     """
     go = shutil.which("go")
     if go is None:
         raise BinariesMissingError(
-            "no etcd/kube-apiserver: KUBEBUILDER_ASSETS is not set, the cache has no "
-            f"{target}, and `go` is not on PATH to build them. Install Go {pins.go} or newer "
-            "(https://go.dev/dl/), or set KUBEBUILDER_ASSETS to a folder holding etcd and "
-            "kube-apiserver 1.34+."
+            f"no {describe}: the cache has no {target}, and `go` is not on PATH to build them. "
+            f"Install Go {go_version} or newer (https://go.dev/dl/). {alternative}".rstrip()
         )
     env = _build_environment(os.environ)
     _progress(
-        f"building kube-apiserver {pins.kubernetes}, etcd {pins.etcd} and kubectl from "
-        f"{module_dir} into {target} (once; several minutes, downloads modules via GOPROXY)"
+        f"building {describe} into {target} (once; several minutes, downloads modules via GOPROXY)"
     )
     # The caller holds the lock, so any staging folder left here is from a killed build.
     for stale in target.parent.glob(".build-*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        for name, package in _PACKAGES.items():
+        for build in builds:
             started = time.monotonic()
-            ldflags = version_ldflags(pins.kubernetes) if name != "etcd" else "-s -w"
-            command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / name)]
+            command = [go, "build", "-trimpath", "-ldflags", build.ldflags]
+            command += ["-o", str(staging / build.name), build.package]
             try:
                 result = subprocess.run(
-                    [*command, package], cwd=module_dir, env=env, capture_output=True, text=True
+                    command, cwd=build.module_dir, env=env, capture_output=True, text=True
                 )
             except OSError as error:
                 raise BinariesMissingError(
-                    f"cannot run {go} ({error}); install Go {pins.go} or newer "
-                    "(https://go.dev/dl/), or set KUBEBUILDER_ASSETS."
+                    f"cannot run {go} ({error}); install Go {go_version} or newer "
+                    f"(https://go.dev/dl/). {alternative}".rstrip()
                 ) from error
             if result.returncode != 0:
-                raise BinariesMissingError(_build_failure(name, pins, result))
-            _progress(f"built {name} in {time.monotonic() - started:.0f} s")
+                raise BinariesMissingError(
+                    _build_failure(build.name, go_version, result, alternative)
+                )
+            _progress(f"built {build.name} in {time.monotonic() - started:.0f} s")
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -262,11 +303,102 @@ def _build_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _build_failure(name: str, pins: Pins, result: subprocess.CompletedProcess[str]) -> str:
+def _build_failure(
+    name: str, go_version: str, result: subprocess.CompletedProcess[str], alternative: str
+) -> str:
     tail = "\n".join(result.stderr.strip().splitlines()[-20:])
     return (
         f"building {name} failed (exit {result.returncode}):\n{tail}\n"
-        f"Needs Go {pins.go} or newer (or a Go that may download it: GOTOOLCHAIN=auto) and access "
-        "to the Go module proxy (GOPROXY). Alternatively set KUBEBUILDER_ASSETS to a folder "
-        "holding etcd and kube-apiserver 1.34+."
+        f"Needs Go {go_version} or newer (or a Go that may download it: GOTOOLCHAIN=auto) and "
+        f"access to the Go module proxy (GOPROXY). {alternative}".rstrip()
     )
+
+
+# --- the node -----------------------------------------------------------------------------
+
+NODE_MODULE_SUBDIR = Path("hack") / "node-binaries"
+# From hack/kube-binaries, the same Kubernetes as the control plane.
+KUBE_NODE_BINARIES = ("kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+_CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+_COREDNS_MODULE = "github.com/coredns/coredns"
+# From hack/node-binaries. containerd, not Debian's 1.6: the kubelet of Kubernetes 1.36 takes
+# its cgroup driver from the runtime's RuntimeConfig call, which containerd has since 2.0.
+_NODE_PACKAGES = {
+    "containerd": f"{_CONTAINERD_MODULE}/cmd/containerd",
+    "containerd-shim-runc-v2": f"{_CONTAINERD_MODULE}/cmd/containerd-shim-runc-v2",
+    "ctr": f"{_CONTAINERD_MODULE}/cmd/ctr",
+    "coredns": _COREDNS_MODULE,
+}
+NODE_BINARIES = (*KUBE_NODE_BINARIES, *_NODE_PACKAGES)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodePins:
+    """The node's versions, and a digest of both wrapper modules."""
+
+    kubernetes: str
+    containerd: str
+    coredns: str
+    go: str
+    digest: str
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.kubernetes}-containerd{self.containerd}-coredns{self.coredns}-{self.digest}"
+
+
+def read_node_pins(kube_module_dir: Path, node_module_dir: Path) -> NodePins:
+    kube = read_pins(kube_module_dir)
+    go_mod = (node_module_dir / "go.mod").read_bytes()
+    go_sum = (node_module_dir / "go.sum").read_bytes()
+    versions = parse_go_mod(go_mod.decode())
+    missing = [m for m in (_CONTAINERD_MODULE, _COREDNS_MODULE, "go") if m not in versions]
+    if missing:
+        raise BinariesMissingError(
+            f"{node_module_dir / 'go.mod'} does not pin {', '.join(missing)}"
+        )
+    digest = hashlib.sha256(kube.digest.encode() + b"\0" + go_mod + b"\0" + go_sum)
+    return NodePins(
+        kubernetes=kube.kubernetes,
+        containerd=versions[_CONTAINERD_MODULE],
+        coredns=versions[_COREDNS_MODULE],
+        go=max(kube.go, versions["go"], key=_version_tuple),
+        digest=digest.hexdigest()[:12],
+    )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def node_cache_dir(pins: NodePins) -> Path:
+    return cache_root() / "node-binaries" / pins.cache_key
+
+
+def ensure_node_binaries() -> Path:
+    """The folder holding every node binary (:data:`NODE_BINARIES`); built once if needed."""
+    kube_module = repo_root() / MODULE_SUBDIR
+    node_module = repo_root() / NODE_MODULE_SUBDIR
+    pins = read_node_pins(kube_module, node_module)
+    target = node_cache_dir(pins)
+    kube_flags = version_ldflags(pins.kubernetes)
+    containerd_flags = f"-s -w -X {_CONTAINERD_MODULE}/version.Version={pins.containerd[1:]}"
+    builds = [
+        GoBuild(name, kube_module, f"{_KUBERNETES_MODULE}/cmd/{name}", kube_flags)
+        for name in KUBE_NODE_BINARIES
+    ]
+    builds += [
+        GoBuild(
+            name,
+            node_module,
+            package,
+            containerd_flags if package.startswith(_CONTAINERD_MODULE) else "-s -w",
+        )
+        for name, package in _NODE_PACKAGES.items()
+    ]
+    describe = (
+        f"the node's binaries (Kubernetes {pins.kubernetes}, containerd {pins.containerd}, "
+        f"CoreDNS {pins.coredns})"
+    )
+    _build_once(target, NODE_BINARIES, lambda: build_into(builds, target, describe, pins.go))
+    return target

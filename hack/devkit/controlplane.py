@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import datetime as dt
 import http.client
 import ipaddress
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from cryptography import x509
@@ -36,57 +31,27 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .binaries import ensure_binaries
+from .lifecycle import StartStop, owned_temp_dir, spawn, tail, terminate
 
 # hack/check_leftovers.py looks for processes and temp dirs carrying this prefix, and reads
 # OWNER_FILE in them to tell a running session's control plane from one left behind.
 TEMP_PREFIX = "gto-controlplane-"
-OWNER_FILE = "owner.pid"
 ADMIN_USER = "admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-# The API server drains requests on SIGTERM; after this it is killed.
-STOP_GRACE_SECONDS = 10.0
-_LOG_TAIL_LINES = 40
-_PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not start, or a request to it failed."""
 
 
-def _free_loopback_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out; held open together so they are distinct."""
+def _free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel just handed out on ``address``; held open together so they are distinct."""
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
         for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((address, 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent dies.
-
-    The safety net for a parent killed with SIGKILL, where ``atexit`` never runs. Linux sends
-    it when the *thread* that started the child exits, so start the control plane from a thread
-    that lives as long as it should (the main thread in tests and the CLI).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-    return preexec
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -107,8 +72,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def write_pki(folder: Path) -> None:
-    """CA, serving cert for 127.0.0.1/localhost, and the service-account signing key pair."""
+def write_pki(
+    folder: Path,
+    addresses: Sequence[str] = ("127.0.0.1",),
+    dns_names: Sequence[str] = ("localhost",),
+) -> None:
+    """CA, serving cert for ``addresses`` and ``dns_names``, the service-account key pair."""
     folder.mkdir(mode=0o700)
     now = dt.datetime.now(dt.UTC)
     # Back-dated an hour so a slightly skewed clock does not reject a brand-new cert.
@@ -154,10 +123,8 @@ def write_pki(folder: Path) -> None:
         .not_valid_after(not_after)
         .add_extension(
             x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
+                [x509.DNSName(name) for name in dns_names]
+                + [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
             ),
             critical=False,
         )
@@ -210,12 +177,32 @@ AUDIT_POLICY = {
 }
 
 
-class ControlPlane:
-    """etcd + kube-apiserver for one test session or demo. Use as a context manager."""
+class ControlPlane(StartStop):
+    """etcd + kube-apiserver for one test session or demo. Use as a context manager.
 
-    def __init__(self, bin_dir: Path | None = None, *, start_timeout: float = 60.0) -> None:
+    By default the API server serves on 127.0.0.1 only. A node (``devkit.node``) needs more:
+    an ``address`` its pods can reach, the ``kubernetes`` Service's IP and names in the serving
+    certificate (``extra_sans``), a token per component (``users``: name -> groups) and flags
+    of its own (``extra_args``, after the defaults, so they win).
+    """
+
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        *,
+        start_timeout: float = 60.0,
+        address: str = "127.0.0.1",
+        extra_sans: Sequence[str] = (),
+        users: Mapping[str, Sequence[str]] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self._bin_dir = bin_dir
         self.start_timeout = start_timeout
+        self.address = address
+        self._extra_sans = tuple(extra_sans)
+        self._extra_args = tuple(extra_args)
+        self._users = {user: tuple(groups) for user, groups in (users or {}).items()}
+        self._user_tokens = {user: secrets.token_urlsafe(32) for user in self._users}
         self.admin_token = secrets.token_urlsafe(32)
         self._workdir: Path | None = None
         self._api_port: int | None = None
@@ -242,7 +229,7 @@ class ControlPlane:
     def server(self) -> str:
         if self._api_port is None:
             raise ControlPlaneError("the control plane is not started")
-        return f"https://127.0.0.1:{self._api_port}"
+        return f"https://{self.address}:{self._api_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -259,23 +246,11 @@ class ControlPlane:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> Self:
         if self._workdir is not None:
             raise ControlPlaneError("the control plane is already started")
         bin_dir = self.bin_dir
-        self._workdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-        (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        self._workdir = owned_temp_dir(TEMP_PREFIX)
         atexit.register(self.stop)
         try:
             self._start(bin_dir, self._workdir)
@@ -287,16 +262,25 @@ class ControlPlane:
     def _start(self, bin_dir: Path, workdir: Path) -> None:
         deadline = time.monotonic() + self.start_timeout
         pki = workdir / "pki"
-        write_pki(pki)
+        sans = (self.address, *self._extra_sans)
+        write_pki(
+            pki,
+            [name for name in sans if _is_ip(name)],
+            ["localhost", *(name for name in sans if not _is_ip(name))],
+        )
         self._ssl_context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         tokens = workdir / "tokens.csv"
-        _write_private(
-            tokens, f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode()
-        )
+        rows = [f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"']
+        rows += [
+            f'{self._user_tokens[user]},{user},{user},"{",".join(groups)}"'
+            for user, groups in self._users.items()
+        ]
+        _write_private(tokens, "".join(f"{row}\n" for row in rows).encode())
         (workdir / "logs").mkdir()
         (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
 
-        etcd_port, self._api_port = _free_loopback_ports(2)
+        # etcd serves the API server only: always loopback.
+        (etcd_port,), (self._api_port,) = _free_ports(1), _free_ports(1, self.address)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         # The API server retries etcd until it answers, so both start at once.
         self._spawn(
@@ -315,48 +299,39 @@ class ControlPlane:
         )
         self._spawn(
             "kube-apiserver",
-            [
-                str(bin_dir / "kube-apiserver"),
-                f"--etcd-servers={etcd_url}",
-                f"--secure-port={self._api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--token-auth-file={tokens}",
-                "--authorization-mode=RBAC",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                # No kubelets or endpoints controllers to talk to; keeps the log quiet.
-                "--endpoint-reconciler-type=none",
-                "--profiling=false",
-                # Every write, who made it and with which client: tests count them.
-                f"--audit-policy-file={workdir / 'audit-policy.json'}",
-                f"--audit-log-path={workdir / 'logs' / 'audit.log'}",
-                "--audit-log-format=json",
-            ],
+            _override(
+                [
+                    str(bin_dir / "kube-apiserver"),
+                    f"--etcd-servers={etcd_url}",
+                    f"--secure-port={self._api_port}",
+                    f"--bind-address={self.address}",
+                    f"--advertise-address={self.address}",
+                    f"--cert-dir={pki}",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}",
+                    f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--token-auth-file={tokens}",
+                    "--authorization-mode=RBAC",
+                    f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                    # No kubelets or endpoints controllers to talk to; keeps the log quiet.
+                    "--endpoint-reconciler-type=none",
+                    "--profiling=false",
+                    # Every write, who made it and with which client: tests count them.
+                    f"--audit-policy-file={workdir / 'audit-policy.json'}",
+                    f"--audit-log-path={workdir / 'logs' / 'audit.log'}",
+                    "--audit-log-format=json",
+                ],
+                self._extra_args,
+            ),
         )
         self._wait_ready(deadline)
         self.write_kubeconfig(self.kubeconfig, self.admin_token, ADMIN_USER)
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         self._argv[name] = argv
-        with (self.workdir / "logs" / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                # Own process group: stop() signals the whole group, Ctrl-C in a terminal
-                # reaches only Python, which then stops the control plane in order.
-                start_new_session=True,
-                preexec_fn=_die_with_parent(),
-            )
-        self._processes.append((name, process))
+        self._processes.append((name, spawn(self.workdir, name, argv)))
 
     def _wait_ready(self, deadline: float) -> None:
         """Until /readyz passes, the default namespace exists and RBAC's bootstrap roles are in."""
@@ -372,7 +347,7 @@ class ControlPlane:
                 if process.poll() is not None:
                     raise ControlPlaneError(
                         f"{name} exited with code {process.returncode} while starting; "
-                        "its log ends with:\n" + _tail(self.workdir / "logs" / f"{name}.log")
+                        "its log ends with:\n" + tail(self.workdir / "logs" / f"{name}.log")
                     )
             try:
                 status, body = self._request("GET", pending[0])
@@ -385,37 +360,16 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"kube-apiserver not ready after {self.start_timeout:.0f} s ({last}); its log "
-                    "ends with:\n" + _tail(self.workdir / "logs" / "kube-apiserver.log")
+                    "ends with:\n" + tail(self.workdir / "logs" / "kube-apiserver.log")
                 )
             time.sleep(0.1)
-
-    def restart(self, name: str, down_for: float = 0.0) -> None:
-        """Stop `name` (etcd or kube-apiserver), wait `down_for` seconds, start it again with
-        the same flags and data, and return once the API server answers again."""
-        for index, (running, process) in enumerate(self._processes):
-            if running == name:
-                _terminate(process)
-                del self._processes[index]
-                break
-        else:
-            raise ControlPlaneError(f"no {name} is running")
-        time.sleep(down_for)
-        self._spawn(name, self._argv[name])
-        self._wait_ready(time.monotonic() + self.start_timeout)
-
-    def audit_events(self) -> list[dict[str, Any]]:
-        """The write requests the API server has logged so far (see AUDIT_POLICY)."""
-        path = self.workdir / "logs" / "audit.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def stop(self) -> None:
         """Stop the API server, then etcd (TERM, then KILL); remove the temp dir. Idempotent."""
         atexit.unregister(self.stop)
         while self._processes:
             _, process = self._processes.pop()
-            _terminate(process)
+            terminate(process)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -431,7 +385,7 @@ class ControlPlane:
         if self._api_port is None or self._ssl_context is None:
             raise ControlPlaneError("the control plane is not started")
         connection = http.client.HTTPSConnection(
-            "127.0.0.1", self._api_port, context=self._ssl_context, timeout=10
+            self.address, self._api_port, context=self._ssl_context, timeout=10
         )
         try:
             connection.request(
@@ -448,6 +402,31 @@ class ControlPlane:
             return response.status, response.read()
         finally:
             connection.close()
+
+    def restart(self, name: str, down_for: float = 0.0) -> None:
+        """Stop `name` (etcd or kube-apiserver), wait `down_for` seconds, start it again with
+        the same flags and data, and return once the API server answers again."""
+        for index, (running, process) in enumerate(self._processes):
+            if running == name:
+                terminate(process)
+                del self._processes[index]
+                break
+        else:
+            raise ControlPlaneError(f"no {name} is running")
+        time.sleep(down_for)
+        self._spawn(name, self._argv[name])
+        self._wait_ready(time.monotonic() + self.start_timeout)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The write requests the API server has logged so far (see AUDIT_POLICY)."""
+        path = self.workdir / "logs" / "audit.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def user_token(self, user: str) -> str:
+        """The static token of one of the ``users`` this control plane was made with."""
+        return self._user_tokens[user]
 
     def mint_service_account_token(
         self,
@@ -503,14 +482,18 @@ class ControlPlane:
         )
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+def _override(argv: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``argv`` + ``extra``, without the flags of ``argv`` that ``extra`` sets again.
+
+    Appending alone is not enough: list flags such as --authorization-mode add up.
+    """
+    names = {flag.split("=", 1)[0] for flag in extra}
+    return [arg for arg in argv if arg.split("=", 1)[0] not in names] + list(extra)
+
+
+def _is_ip(name: str) -> bool:
     try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -26,8 +26,8 @@ from pathlib import Path
 from .binaries import (
     BinariesMissingError,
     _build_environment,
-    _exclusive_lock,
     cache_root,
+    exclusive_lock,
     parse_go_mod,
     repo_root,
 )
@@ -123,7 +123,7 @@ def ensure_tool(tool: GoTool) -> Path:
     if os.access(binary, os.X_OK):
         return binary
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(target.parent / f".{tool.name}.lock"):
+    with exclusive_lock(target.parent / f".{tool.name}.lock"):
         # Another process may have built it while this one waited for the lock.
         if not os.access(binary, os.X_OK):
             build_tool(tool, module_dir, pins, target)

@@ -11,7 +11,6 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from aiohttp import web
@@ -23,10 +22,12 @@ from google_token_sandbox import sandbox_environment
 from google_token_sandbox.app import create_app as create_sandbox_app
 from google_token_sandbox.state import SandboxState
 
+from .lifecycle import StartStop
+
 START_TIMEOUT = 10.0
 
 
-class BackgroundServer:
+class BackgroundServer(StartStop):
     """An aiohttp application on a background thread with its own event loop.
 
     `create_app` is called on that thread at each start (an application runs only once)::
@@ -93,17 +94,6 @@ class BackgroundServer:
             if ready.done():
                 raise
             ready.set_exception(error)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class SandboxServer(BackgroundServer):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -133,7 +134,10 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
             election = LeaderElection(
                 kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader
             )
-            await _while_alive(election.acquire(), args.liveness_port)
+            if not await _while_alive(election.acquire(), args.liveness_port):
+                # Stopped while a standby. Had the Lease just been won, give it back.
+                await election.release()
+                return 0
             # From here on every Kubernetes write checks that the Lease is still ours.
             kube.write_guard = election.fence.open
         metrics.leader.set_function(lambda: 1.0 if kube.write_guard() else 0.0)
@@ -204,8 +208,17 @@ async def _lead(
                 await task
 
 
-async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -> None:
-    """Answer the liveness probe while a standby waits; kopf takes the port once it leads."""
+# The signals that stop the operator (kopf handles them once it runs).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -> bool:
+    """Answer the liveness probe while a standby waits; kopf takes the port once it leads.
+
+    True once ``waiting`` is done; False if SIGTERM or SIGINT came first. In a container the
+    operator is PID 1, for which the kernel ignores a signal with no handler: without this one
+    a standby's pod would wait out its whole termination grace period on every rollout.
+    """
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="standby")
@@ -214,9 +227,31 @@ async def _while_alive(waiting: Coroutine[Any, Any, None], liveness_port: int) -
     app.router.add_get(HEALTHZ_PATH, healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    if liveness_port:
-        await web.TCPSite(runner, "0.0.0.0", liveness_port).start()  # noqa: S104
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    stopped = False
+    task = asyncio.ensure_future(waiting)
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        task.cancel()
+
     try:
-        await waiting
+        for signum in STOP_SIGNALS:
+            # Only the main thread's loop can handle signals (in-process tests run elsewhere).
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop)
+                handled.append(signum)
+        if liveness_port:
+            await web.TCPSite(runner, "0.0.0.0", liveness_port).start()  # noqa: S104
+        await task
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
     finally:
+        task.cancel()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
         await runner.cleanup()
+    return not stopped

@@ -1,0 +1,442 @@
+"""The product as users run it, on a real node: `kubectl apply -k` of the node overlay (production
+plus the sandbox Google), the examples, and what only pods show — probes, Pod Security, Services,
+the kubelet's Secret volumes, a replaced leader pod, garbage collection by ownerReferences.
+
+The tests run in file order and build on each other (one node, one install): consent first,
+then the consumer, a refresh reaching the consumer's file, the leader's pod deleted, and last
+the GoogleClient deleted with the operator scaled to zero. Everything is asserted through what
+a user sees: pods, conditions, Secrets, files inside pods, kubectl.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client import ApiException
+from node_support import Measurements, PodReader, condition, get, wait_until
+from playwright.sync_api import sync_playwright
+from urllib3.exceptions import HTTPError
+
+from devkit.node import Node
+from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, screenshot
+
+REPO = Path(__file__).resolve().parents[2]
+OVERLAYS = REPO / "manifests" / "overlays"
+OPERATOR_NS = "google-token-operator"
+EXAMPLES_NS = "reviews-demo"
+OPERATOR = "google-token-operator"
+CALLBACK = "google-token-operator-callback"
+CLIENT = "acme"
+BRANCH_SECRET = "old-town-google-token"
+TOKEN_DIR = "/var/run/secrets/google-token"
+FINALIZER = "google-token-operator.dev/finalizer"
+# README: a standby leads at most lease + 2 x retry = 19 s after the leader stopped renewing;
+# a leader stopped cleanly releases the Lease, and a standby then leads within one retry (2 s).
+TAKEOVER_BOUND_SECONDS = 19.0
+# The sandbox's tokens live 300 s (node overlay); node-examples refreshes them 150 s before
+# expiry, minus up to 10 % jitter: the next refresh is at most ~165 s after the last.
+REFRESH_WAIT_SECONDS = 240.0
+# The kubelet updates Secret volumes at its pod sync (syncFrequency 1 min, jittered by up to
+# half of it).
+PROPAGATION_BOUND_SECONDS = 120.0
+
+# Runs inside the consumer pod: reads the mounted token file as a consumer would, prints a
+# JSON line whenever the token changes, when it finds it expired, and every 10 s (alive).
+READER = f"""
+import datetime, hashlib, json, pathlib, time
+path = pathlib.Path({TOKEN_DIR!r}) / "token.json"
+last, beat = None, 0.0
+while True:
+    data = json.loads(path.read_text())
+    now = time.time()
+    expiry = datetime.datetime.fromisoformat(data["expiry"].replace("Z", "+00:00")).timestamp()
+    digest = hashlib.sha256(data["access_token"].encode()).hexdigest()[:16]
+    if digest != last or expiry <= now or now - beat > 10:
+        print(json.dumps({{"t": now, "token": digest, "left": expiry - now}}), flush=True)
+        last, beat = digest, now
+    time.sleep(0.2)
+"""
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def core(product: Node) -> Iterator[client.CoreV1Api]:
+    api = config.new_client_from_config(config_file=str(product.kubeconfig))
+    try:
+        yield client.CoreV1Api(api)
+    finally:
+        api.close()
+
+
+class SecretWatch:
+    """When this process saw each new access token of a Secret in the API (a watch, not polls)."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(core, namespace, name), daemon=True)
+        self._thread.start()
+
+    def _run(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
+        while not self._stop.is_set():
+            try:
+                self._watch(core, namespace, name)
+            except (ApiException, HTTPError):
+                # The API server ends watches now and then (and is gone once the node stops);
+                # the next one starts with a fresh list, and a token seen again keeps the time
+                # it was first seen.
+                time.sleep(0.2)
+
+    def _watch(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
+        stream = watch.Watch().stream(
+            core.list_namespaced_secret,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=30,
+        )
+        for event in stream:
+            data = event["object"].data or {}
+            if "access_token" in data:
+                token = base64.b64decode(data["access_token"]).decode()
+                self.seen.setdefault(digest(token), time.time())
+            if self._stop.is_set():
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@pytest.fixture(scope="module")
+def branch_secret_watch(core: client.CoreV1Api) -> Iterator[SecretWatch]:
+    watcher = SecretWatch(core, EXAMPLES_NS, BRANCH_SECRET)
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+
+
+def operator_pods(node: Node) -> list[dict[str, Any]]:
+    listed = get(node, "pods", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/component=operator") or {
+        "items": []
+    }
+    return list(listed["items"])
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return (
+        pod["metadata"].get("deletionTimestamp") is None
+        and condition(pod, "Ready").get("status") == "True"
+    )
+
+
+def test_the_node_overlay_differs_from_production_only_where_documented(node: Node) -> None:
+    def render(overlay: str) -> dict[tuple[str, str], Any]:
+        docs = yaml.safe_load_all(node.kubectl("kustomize", str(OVERLAYS / overlay)).stdout)
+        return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    production, on_node = render("production"), render("node")
+    # Added: the sandbox Google (a Deployment and its Service); nothing removed.
+    assert set(on_node) - set(production) == {
+        ("Deployment", "google-sandbox"),
+        ("Service", "google-sandbox"),
+    }
+    assert set(production) <= set(on_node)
+    changed = {key for key in production if production[key] != on_node[key]}
+    assert changed == {("Deployment", OPERATOR)}
+    prod_operator = production["Deployment", OPERATOR]["spec"]["template"]["spec"]
+    node_operator = on_node["Deployment", OPERATOR]["spec"]["template"]["spec"]
+    prod_container, node_container = prod_operator["containers"][0], node_operator["containers"][0]
+    # The pod spec is the same but for the container's image and environment.
+    assert {k: v for k, v in prod_operator.items() if k != "containers"} == {
+        k: v for k, v in node_operator.items() if k != "containers"
+    }
+    assert {k for k in prod_container if prod_container[k] != node_container.get(k)} == {
+        "image",
+        "env",
+    }
+    prod_env = {e["name"]: e.get("value") for e in prod_container["env"]}
+    node_env = {e["name"]: e.get("value") for e in node_container["env"]}
+    differing = {name for name in node_env if prod_env.get(name) != node_env[name]}
+    assert differing == {"CALLBACK_URL", "CALLBACK_IMAGE"} | {
+        name for name in node_env if name.startswith("GOOGLE_")
+    }
+    assert node_env["CALLBACK_IMAGE"] == node_container["image"] == "google-token-operator:dev"
+
+
+def test_both_operator_replicas_ready_under_restricted_pod_security(product: Node) -> None:
+    namespace = get(product, "namespace", OPERATOR_NS)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = operator_pods(product)
+    assert len(pods) == 2 and all(ready(pod) for pod in pods)
+    for pod in pods:
+        # The probes passed on the ports the manifests name, in the image's own user.
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, status
+        assert status["image"].endswith("google-token-operator:dev")
+    # Enforced, not only labelled: a pod that is not "restricted" (no securityContext) is
+    # refused.
+    refused = product.kubectl(
+        "run",
+        "-n",
+        OPERATOR_NS,
+        "not-restricted",
+        "--image=localhost/gto-python:3.11-bookworm",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in refused.stderr
+
+
+def test_consent_in_chromium_through_the_callback_pod(
+    product: Node, measurements: Measurements, test_output: Path
+) -> None:
+    product.kubectl("apply", "-k", str(OVERLAYS / "node-examples"))
+    url = wait_until(
+        lambda: (
+            ((get(product, "googleclient", CLIENT, "-n", EXAMPLES_NS) or {}).get("status") or {})
+            .get("authorization", {})
+            .get("url")
+        ),
+        60,
+        "the consent URL in status.authorization.url",
+    )
+    # The operator runs the callback Deployment while consent is pending.
+    started = time.monotonic()
+    wait_until(
+        lambda: (
+            int(
+                (
+                    (get(product, "deployment", CALLBACK, "-n", OPERATOR_NS) or {}).get("status")
+                    or {}
+                ).get("readyReplicas")
+                or 0
+            )
+            >= 1
+        ),
+        120,
+        "the callback pod Ready",
+    )
+    measurements.record("callback pod Ready after the consent URL", time.monotonic() - started, "s")
+    callback = get(product, "deployment", CALLBACK, "-n", OPERATOR_NS)
+    assert callback["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "google-token-operator:dev"
+    )
+    # The browser runs on this host and reaches both through their Services: their cluster
+    # names resolve to the cluster IPs, which kube-proxy routes to the pods.
+    rules = ",".join(
+        f"MAP {name}.{OPERATOR_NS}.svc.cluster.local "
+        + get(product, "service", name, "-n", OPERATOR_NS)["spec"]["clusterIP"]
+        for name in ("google-sandbox", CALLBACK)
+    )
+    callback_url = f"http://{CALLBACK}.{OPERATOR_NS}.svc.cluster.local/oauth2/callback"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            screenshot(page, test_output / "consent.png")
+            with page.expect_response(lambda r: r.url.startswith(callback_url + "?")) as landed:
+                page.get_by_role("button", name="Allow").click()
+            page.wait_for_load_state()
+            screenshot(page, test_output / "authorized.png")
+            assert landed.value.status == 200
+            text = page.inner_text("main")
+        finally:
+            browser.close()
+    assert f"GoogleClient {EXAMPLES_NS}/{CLIENT}" in text
+    assert "owner@example.com" in text
+
+    def authorized() -> bool:
+        obj = get(product, "googleclient", CLIENT, "-n", EXAMPLES_NS)
+        return (
+            condition(obj, "Authorized").get("status") == "True"
+            and condition(obj, "Ready").get("status") == "True"
+        )
+
+    wait_until(authorized, 60, "GoogleClient acme Authorized and Ready")
+    wait_until(
+        lambda: (
+            condition(get(product, "branch", "old-town", "-n", EXAMPLES_NS), "Ready").get("status")
+            == "True"
+        ),
+        60,
+        "Branch old-town Ready",
+    )
+
+
+def test_the_consumer_pod_reads_reviews_with_the_mounted_token(product: Node) -> None:
+    def fetched() -> str | None:
+        logs = product.kubectl(
+            "logs", "-n", EXAMPLES_NS, "deployment/review-fetcher", check=False
+        ).stdout
+        return logs if re.search(r"^\d+ reviews, token valid until ", logs, re.M) else None
+
+    logs = wait_until(fetched, 120, "review-fetcher's first successful fetch")
+    assert "fetching reviews failed" not in logs
+    # The sandbox's Old Town location has four reviews.
+    assert re.search(r"^4 reviews, token valid until ", logs, re.M), logs
+
+
+@pytest.fixture(scope="module")
+def reader(product: Node) -> Iterator[PodReader]:
+    pods = get(product, "pods", "-n", EXAMPLES_NS, "-l", "app.kubernetes.io/name=review-fetcher")
+    running = PodReader(product, EXAMPLES_NS, pods["items"][0]["metadata"]["name"], READER)
+    try:
+        wait_until(lambda: running.records(), 30, "the reader in the consumer pod")
+        yield running
+    finally:
+        running.stop()
+
+
+def next_token_in_file(
+    reader: PodReader, watcher: SecretWatch, after: float, measurements: Measurements
+) -> None:
+    """Wait for the next refresh in the API, then for the consumer's file to follow."""
+    known = {record["token"] for record in reader.records()}
+
+    def refreshed() -> str | None:
+        fresh = [t for t, seen in watcher.seen.items() if seen > after and t not in known]
+        return fresh[0] if fresh else None
+
+    token = wait_until(refreshed, REFRESH_WAIT_SECONDS, "the operator's next refresh")
+
+    def in_file() -> dict[str, Any] | None:
+        return next((r for r in reader.records() if r["token"] == token), None)
+
+    record = wait_until(in_file, PROPAGATION_BOUND_SECONDS, "the new token in the pod's file")
+    delay = record["t"] - watcher.seen[token]
+    measurements.record("kubelet Secret volume propagation (API update -> file in pod)", delay, "s")
+    assert 0 <= delay < PROPAGATION_BOUND_SECONDS
+    # A fresh token arrived with most of its life ahead of it.
+    assert record["left"] > 100, record
+
+
+def never_expired(reader: PodReader) -> None:
+    assert reader.alive(), "\n".join(reader.lines)
+    records = reader.records()
+    assert records and all(record["left"] > 0 for record in records), [
+        r for r in records if r["left"] <= 0
+    ]
+
+
+def test_a_refresh_reaches_the_file_inside_the_consumer_pod(
+    reader: PodReader, branch_secret_watch: SecretWatch, measurements: Measurements
+) -> None:
+    next_token_in_file(reader, branch_secret_watch, time.time(), measurements)
+    never_expired(reader)
+
+
+def test_deleting_the_leader_pod_hands_over_without_an_expired_token(
+    product: Node,
+    reader: PodReader,
+    branch_secret_watch: SecretWatch,
+    measurements: Measurements,
+) -> None:
+    def lease() -> dict[str, Any]:
+        return dict(get(product, "lease", OPERATOR, "-n", OPERATOR_NS)["spec"])
+
+    # The identity is "<hostname>-<pid>"; a pod's hostname is its name.
+    holder = lease()["holderIdentity"]
+    pods = {pod["metadata"]["name"] for pod in operator_pods(product)}
+    leader = next(name for name in pods if holder.startswith(f"{name}-"))
+    (standby,) = pods - {leader}
+
+    deleted_at = time.time()
+    product.kubectl("delete", "pod", "-n", OPERATOR_NS, leader, "--wait=false")
+
+    def new_leader() -> str | None:
+        identity = str(lease().get("holderIdentity") or "")
+        live = {pod["metadata"]["name"] for pod in operator_pods(product)} - {leader}
+        return next((name for name in live if identity.startswith(f"{name}-")), None)
+
+    successor = wait_until(
+        new_leader,
+        60,
+        "another operator pod to hold the Lease",
+        interval=0.1,
+        describe=lambda: (
+            f"Lease {lease()}, pods {[p['metadata']['name'] for p in operator_pods(product)]}"
+        ),
+    )
+    takeover = time.time() - deleted_at
+    # The standby retries every 2 s; the Deployment's replacement for the deleted pod starts
+    # within seconds too, and may win the race for a released Lease.
+    who = "the standby" if successor == standby else "the replacement pod"
+    measurements.record(f"leader pod deleted -> {who} holds the Lease", takeover, "s")
+    assert takeover <= TAKEOVER_BOUND_SECONDS
+
+    def replaced() -> bool:
+        current = operator_pods(product)
+        names = {pod["metadata"]["name"] for pod in current}
+        return leader not in names and len(current) == 2 and all(ready(p) for p in current)
+
+    wait_until(replaced, 180, "the Deployment's new pod Ready beside the new leader")
+    measurements.record(
+        "leader pod deleted -> two Ready replicas again", time.time() - deleted_at, "s"
+    )
+    # The new leader refreshes on time, and the consumer never read an expired token.
+    next_token_in_file(reader, branch_secret_watch, deleted_at, measurements)
+    never_expired(reader)
+
+
+def test_garbage_collection_removes_a_deleted_clients_secrets(
+    product: Node, measurements: Measurements
+) -> None:
+    scaled = time.monotonic()
+    product.kubectl("scale", "deployment", OPERATOR, "-n", OPERATOR_NS, "--replicas=0")
+    wait_until(lambda: not operator_pods(product), 120, "no operator pod")
+    measurements.record("operator scaled to 0 -> its pods gone", time.monotonic() - scaled, "s")
+    client_object = get(product, "googleclient", CLIENT, "-n", EXAMPLES_NS)
+    owned = [f"{CLIENT}-google-oauth", f"{CLIENT}-google-token"]
+    for name in owned:
+        secret = get(product, "secret", name, "-n", EXAMPLES_NS)
+        owners = secret["metadata"]["ownerReferences"]
+        assert [o["uid"] for o in owners] == [client_object["metadata"]["uid"]]
+
+    product.kubectl("delete", "googleclient", CLIENT, "-n", EXAMPLES_NS, "--wait=false")
+    # With no operator, its finalizer holds the object; the Secrets are still there.
+    pending = get(product, "googleclient", CLIENT, "-n", EXAMPLES_NS)
+    assert pending["metadata"]["deletionTimestamp"]
+    assert FINALIZER in pending["metadata"]["finalizers"]
+    assert all(get(product, "secret", name, "-n", EXAMPLES_NS) for name in owned)
+    # What a user does once the operator is uninstalled: drop the finalizer. The
+    # garbage collector then deletes the Secrets through their ownerReferences.
+    released = time.monotonic()
+    product.kubectl(
+        "patch",
+        "googleclient",
+        CLIENT,
+        "-n",
+        EXAMPLES_NS,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]),
+    )
+    wait_until(
+        lambda: all(get(product, "secret", name, "-n", EXAMPLES_NS) is None for name in owned),
+        120,
+        "the garbage collector to delete the client's Secrets",
+    )
+    measurements.record(
+        "finalizer removed -> owned Secrets garbage-collected", time.monotonic() - released, "s"
+    )
+    # The Branch's Secret belongs to the Branch, which still exists.
+    assert get(product, "secret", BRANCH_SECRET, "-n", EXAMPLES_NS) is not None
