@@ -50,7 +50,7 @@ def test_run_with_only_the_crds_names_the_missing_namespace_and_heals(
     )
     assert repr(missing) in ready["message"]
     assert f"kubectl create namespace {missing}" in ready["message"]
-    assert "OperatorNamespaceMissing" in [e["reason"] for e in cluster.events("acme")]
+    cluster.wait_events("acme", "OperatorNamespaceMissing")
 
     # The fix the message names: the consent URL appears by itself.
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=missing)))
