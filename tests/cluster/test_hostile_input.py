@@ -180,98 +180,97 @@ def world(
             output / "operator.log",
             (sys.executable, "-m", "google_token_operator"),
         ).start()  # fmt: skip
+        try:
+            # Foreign Secrets, before anything aims at them.
+            _put_foreign(cluster, "app-config")
+            _put_foreign(cluster, "app-config-2")
+            _put_foreign(cluster, "frozen", immutable=True)
+            _put_foreign(
+                cluster,
+                "tls-cert",
+                type="kubernetes.io/tls",
+                data={"tls.crt": "not a cert", "tls.key": "not a key"},
+            )
+            _put_foreign(cluster, "forged-labels", labels=dict(PRIVATE_LABELS))
+            # The well-behaved client and its sibling Branch.
+            _owned_private(cluster, sandbox, "acme", ACME_CLIENT_ID)
+            cluster.create("branches", "sibling", branch_spec(OWNER_LOCATION_IDS[0]))
+            _owned_private(cluster, sandbox, "twin", TWIN_CLIENT_ID)
+            for name in GOOGLE_NONSENSE:
+                _owned_private(cluster, sandbox, name, _client_id(name))
 
-        # Foreign Secrets, before anything aims at them.
-        _put_foreign(cluster, "app-config")
-        _put_foreign(cluster, "app-config-2")
-        _put_foreign(cluster, "frozen", immutable=True)
-        _put_foreign(
-            cluster,
-            "tls-cert",
-            type="kubernetes.io/tls",
-            data={"tls.crt": "not a cert", "tls.key": "not a key"},
-        )
-        _put_foreign(cluster, "forged-labels", labels=dict(PRIVATE_LABELS))
-        # The well-behaved client and its sibling Branch.
-        _owned_private(cluster, sandbox, "acme", ACME_CLIENT_ID)
-        cluster.create("branches", "sibling", branch_spec(OWNER_LOCATION_IDS[0]))
-        _owned_private(cluster, sandbox, "twin", TWIN_CLIENT_ID)
-        for name in GOOGLE_NONSENSE:
-            _owned_private(cluster, sandbox, name, _client_id(name))
+            world = World(control_plane, cluster, sandbox, operator, consent_port, time.monotonic())
+            for name in ("app-config", "app-config-2", "frozen", "tls-cert", "forged-labels"):
+                world.targets[name] = world.snapshot(name)
+            cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", 60)
+            world.targets["acme-oauth"] = world.snapshot("acme-oauth")
+            # twin's tokens live an hour: once it has one, its private Secret stays as it is.
+            cluster.wait_condition("googleclients", "twin", "Ready", "True", "TokenValid", 60)
+            world.targets["twin-google-oauth"] = world.snapshot("twin-google-oauth")
 
-        world = World(control_plane, cluster, sandbox, operator, consent_port, time.monotonic())
-        for name in ("app-config", "app-config-2", "frozen", "tls-cert", "forged-labels"):
-            world.targets[name] = world.snapshot(name)
-        cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", 60)
-        world.targets["acme-oauth"] = world.snapshot("acme-oauth")
-        # twin's tokens live an hour: once it has one, its private Secret stays as it is.
-        cluster.wait_condition("googleclients", "twin", "Ready", "True", "TokenValid", 60)
-        world.targets["twin-google-oauth"] = world.snapshot("twin-google-oauth")
-
-        # Aim at the foreign Secrets; name collisions.
-        aims = {
-            "b-unrelated": "app-config",
-            "b-private": "twin-google-oauth",
-            "b-credentials": "acme-oauth",
-            "b-immutable": "frozen",
-            "b-tls": "tls-cert",
-            "b-forged-labels": "forged-labels",
-        }
-        for branch, target in aims.items():
+            # Aim at the foreign Secrets; name collisions.
+            aims = {
+                "b-unrelated": "app-config",
+                "b-private": "twin-google-oauth",
+                "b-credentials": "acme-oauth",
+                "b-immutable": "frozen",
+                "b-tls": "tls-cert",
+                "b-forged-labels": "forged-labels",
+            }
+            for branch, target in aims.items():
+                cluster.create(
+                    "branches",
+                    branch,
+                    {**branch_spec(OWNER_LOCATION_IDS[1]), "tokenSecretName": target},
+                )
+            cluster.create(
+                "googleclients",
+                "thief",
+                {
+                    "credentialsSecretRef": {"name": "acme-oauth"},
+                    "tokenSecretName": "twin-google-oauth",
+                },
+            )
+            cluster.create(
+                "googleclients",
+                "squatter",
+                {"credentialsSecretRef": {"name": "acme-oauth"}, "tokenSecretName": "app-config-2"},
+            )
+            cluster.create("branches", "twin", branch_spec(OWNER_LOCATION_IDS[0], client="twin"))
             cluster.create(
                 "branches",
-                branch,
-                {**branch_spec(OWNER_LOCATION_IDS[1]), "tokenSecretName": target},
+                "dup-a",
+                {**branch_spec(OWNER_LOCATION_IDS[0], client="twin"), "tokenSecretName": "shared"},
             )
-        cluster.create(
-            "googleclients",
-            "thief",
-            {
-                "credentialsSecretRef": {"name": "acme-oauth"},
-                "tokenSecretName": "twin-google-oauth",
-            },
-        )
-        cluster.create(
-            "googleclients",
-            "squatter",
-            {"credentialsSecretRef": {"name": "acme-oauth"}, "tokenSecretName": "app-config-2"},
-        )
-        cluster.create("branches", "twin", branch_spec(OWNER_LOCATION_IDS[0], client="twin"))
-        cluster.create(
-            "branches",
-            "dup-a",
-            {**branch_spec(OWNER_LOCATION_IDS[0], client="twin"), "tokenSecretName": "shared"},
-        )
-        wait_for(lambda: cluster.secret("shared"), 30, what="the first owner of 'shared'")
-        cluster.create(
-            "branches",
-            "dup-b",
-            {**branch_spec(OWNER_LOCATION_IDS[1], client="twin"), "tokenSecretName": "shared"},
-        )
-        for name in ("twin-google-token", "shared"):
-            world.shared_versions[name] = world.snapshot(name)[3]
+            wait_for(lambda: cluster.secret("shared"), 30, what="the first owner of 'shared'")
+            cluster.create(
+                "branches",
+                "dup-b",
+                {**branch_spec(OWNER_LOCATION_IDS[1], client="twin"), "tokenSecretName": "shared"},
+            )
+            for name in ("twin-google-token", "shared"):
+                world.shared_versions[name] = world.snapshot(name)[3]
 
-        # Google starts answering nonsense to its clients, once each has a good token.
-        for name in GOOGLE_NONSENSE:
-            cluster.wait_condition("googleclients", name, "Ready", "True", "TokenValid", 60)
-        for name, (fault, _) in GOOGLE_NONSENSE.items():
-            state.inject_faults("token", count=1000, client_id=_client_id(name), **fault)
-            world.google_calls_before[name] = state.client_calls("token", _client_id(name))
-        world.google_faults_at = time.monotonic()
-        world.targets["good-tokens"] = tuple(
-            (cluster.secret(f"{name}-google-token") or {}).get("access_token")
-            for name in GOOGLE_NONSENSE
-        )
+            # Google starts answering nonsense to its clients, once each has a good token.
+            for name in GOOGLE_NONSENSE:
+                cluster.wait_condition("googleclients", name, "Ready", "True", "TokenValid", 60)
+            for name, (fault, _) in GOOGLE_NONSENSE.items():
+                state.inject_faults("token", count=1000, client_id=_client_id(name), **fault)
+                world.google_calls_before[name] = state.client_calls("token", _client_id(name))
+            world.google_faults_at = time.monotonic()
+            world.targets["good-tokens"] = tuple(
+                (cluster.secret(f"{name}-google-token") or {}).get("access_token")
+                for name in GOOGLE_NONSENSE
+            )
 
-        key_file = output / "callback-key"
-        key_file.write_text(callback_key(cluster))
-        with CallbackServer(f"http://127.0.0.1:{consent_port}", key_file) as callback:
-            world.callback_url = callback.callback_url
-            try:
+            key_file = output / "callback-key"
+            key_file.write_text(callback_key(cluster))
+            with CallbackServer(f"http://127.0.0.1:{consent_port}", key_file) as callback:
+                world.callback_url = callback.callback_url
                 yield world
-            finally:
-                operator.stop()
-                core.delete_namespace(namespace)
+        finally:
+            operator.stop()
+            core.delete_namespace(namespace)
 
 
 def managed_secret_names(cluster: Cluster) -> set[str]:
@@ -299,7 +298,7 @@ def conflict(resource: str, name: str, target: str) -> Check:
     def check(world: World) -> None:
         ready = world.cluster.wait_condition(plural, name, "Ready", "False", "SecretConflict", 60)
         assert repr(target) in ready["message"]
-        assert "SecretConflict" in [e["reason"] for e in world.cluster.events(name)]
+        world.cluster.wait_events(name, "SecretConflict")
         world.wait_until(CONFLICT_QUIET)
         assert world.snapshot(target) == world.targets[target], f"{target} was touched"
 

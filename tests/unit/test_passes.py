@@ -171,6 +171,32 @@ async def test_a_client_without_consent_publishes_one_url_and_reuses_it() -> Non
     assert google.calls == {}
 
 
+@pytest.mark.parametrize(("placed", "wakes"), [("acme-oauth", True), ("someone-elses", False)])
+async def test_a_secret_placed_while_a_pass_runs_wakes_it_again_if_the_pass_depends_on_it(
+    placed: str, wakes: bool
+) -> None:
+    """`kubectl apply` of a GoogleClient and its credentials Secret together: the first pass
+    may find the Secret missing and only registers what it depends on at its end, so the
+    Secret's arrival meanwhile must wake it again, not wait for the 10-minute recheck."""
+    op, kube, _, _, _ = operator_with_fakes()
+    kube.put_resource("googleclients", client_body())
+    patch_status = kube.patch_status
+
+    async def place_then_patch(*args: Any) -> None:  # the status write ends the pass
+        kube.put_secret(NS, placed, {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+        await patch_status(*args)
+
+    kube.patch_status = place_then_patch  # type: ignore[method-assign]
+    status = await run_pass(op, kube)
+    kube.patch_status = patch_status  # type: ignore[method-assign]
+
+    assert condition(status, "Ready") == ("False", Reason.CREDENTIALS_SECRET_NOT_FOUND)
+    assert op.cluster.wakeups.event((NS, "acme")).is_set() is wakes
+    if wakes:
+        status = await run_pass(op, kube, ClientMemory(status))
+        assert condition(status, "Ready") == ("False", Reason.CONSENT_REQUIRED)
+
+
 async def test_a_missing_operator_namespace_is_named_in_the_condition() -> None:
     op, kube, _, _, _ = operator_with_fakes(Settings(operator_namespace="nowhere"))
     kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})

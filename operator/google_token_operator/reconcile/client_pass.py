@@ -57,6 +57,11 @@ class ClientPass:
 
     async def run(self, memory: ClientMemory) -> dt.datetime:
         """Runs the pass, updates `memory`; returns when to look again."""
+        meta = self.body["metadata"]
+        with self.op.cluster.pass_running((str(meta.get("namespace") or ""), str(meta["name"]))):
+            return await self._run(memory)
+
+    async def _run(self, memory: ClientMemory) -> dt.datetime:
         op, cluster = self.op, self.op.cluster
         now = op.clock()
         last_status = memory.status

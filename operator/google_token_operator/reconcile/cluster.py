@@ -8,14 +8,17 @@ something a pass depends on changes.
 - `branches`: every Branch; `clients`: every GoogleClient, metadata only (does it exist).
 
 Each pass registers the Secrets it read or wanted (`depend`); a change to any of them wakes
-that GoogleClient's daemon, and a change to a Branch wakes its client's.
+that GoogleClient's daemon, and a change to a Branch wakes its client's. A pass registers at
+its end what it came to read, so a Secret that changed while the pass ran, after being read,
+wakes the pass again at its end (`pass_running`): no change is missed for being early.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import GROUP, MANAGED_BY, VERSION
@@ -64,6 +67,9 @@ def client_of(branch: dict[str, Any]) -> Key:
 
 
 class ClusterView:
+    # How many remembered changes make the next pass end drop those no running pass needs.
+    PRUNE_MIN = 1024
+
     def __init__(
         self,
         kube: Kube,
@@ -77,6 +83,12 @@ class ClusterView:
         self._depended: dict[Key, set[Key]] = {}
         self._branches_of: dict[Key, set[Key]] = collections.defaultdict(set)
         self._on_branch_change = on_branch_change
+        # Change numbers: the last change of each Secret, kept while a pass that began before
+        # it runs; and the change number each running pass began at.
+        self._changes = 0
+        self._changed_at: dict[Key, int] = {}
+        self._passes: dict[Key, int] = {}
+        self._prune_at = self.PRUNE_MIN
         # Told of every Secret deleted (the Secret writer forgets what it wrote there).
         self.secret_deleted: list[Callable[[Key], None]] = []
         # Consent state lives in the operator's namespace, watched even when it is not one of
@@ -142,6 +154,28 @@ class ClusterView:
             self._depends[key].add(client)
         self._depended[client] = wanted
 
+    @contextlib.contextmanager
+    def pass_running(self, client: Key) -> Iterator[None]:
+        """Around one pass of `client`: if a Secret the pass depends on at its end changed
+        after it began, wake it again (it may have read the Secret before the change)."""
+        began = self._passes[client] = self._changes
+        try:
+            yield
+        finally:
+            self._passes.pop(client, None)
+            depended = self._depended.get(client, ())
+            if any(self._changed_at.get(key, began) > began for key in depended):
+                self.wakeups.wake(client)
+            self._forget_old_changes()
+
+    def _forget_old_changes(self) -> None:
+        if not self._passes:
+            self._changed_at.clear()
+        elif len(self._changed_at) >= self._prune_at:
+            oldest = min(self._passes.values())
+            self._changed_at = {k: n for k, n in self._changed_at.items() if n > oldest}
+            self._prune_at = max(self.PRUNE_MIN, 2 * len(self._changed_at))
+
     def forget_client(self, client: Key) -> None:
         self.depend(client, ())
         self._depended.pop(client, None)
@@ -152,6 +186,9 @@ class ClusterView:
         return [branch for branch in found if branch is not None]
 
     def _secret_changed(self, key: Key, old: Any, new: Any) -> None:
+        self._changes += 1
+        if self._passes:
+            self._changed_at[key] = self._changes
         if new is None:
             for listener in self.secret_deleted:
                 listener(key)
