@@ -43,8 +43,15 @@ LOG_FORMATS = {
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    kopf.configure(verbose=args.verbose, log_format=LOG_FORMATS[settings.log_format])
+    configure_logging(args.verbose, settings.log_format)
     return asyncio.run(_serve(args, settings))
+
+
+def configure_logging(verbose: bool, log_format: str) -> None:
+    """kopf's log handler. Each object's lines name it: `[namespace/name] ...` in the text
+    formats, an `object` field in JSON (kopf's own default; its `configure` omits the prefix
+    unless asked)."""
+    kopf.configure(verbose=verbose, log_format=LOG_FORMATS[log_format], log_prefix=None)
 
 
 def watched_namespaces(args: argparse.Namespace, settings: Settings) -> list[str]:

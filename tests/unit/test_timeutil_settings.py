@@ -1,7 +1,11 @@
 import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
 
 import pytest
 
+from google_token_operator.runner import configure_logging
 from google_token_operator.settings import ENDPOINT_VARIABLES, Settings, SettingsError
 from google_token_operator.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 
@@ -64,3 +68,26 @@ def test_invalid_settings_name_the_variable(env: dict[str, str], named: str):
 def test_watch_namespaces_list():
     settings = Settings.from_env({"WATCH_NAMESPACES": " a, b ,,c "})
     assert settings.watch_namespaces == ("a", "b", "c")
+
+
+@pytest.fixture
+def root_handlers() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("log_format", ["plain", "full", "json"])
+def test_each_log_line_about_an_object_names_it(log_format: str, root_handlers: None) -> None:
+    before = set(logging.getLogger().handlers)
+    configure_logging(False, log_format)
+    (handler,) = set(logging.getLogger().handlers) - before
+    record = logging.LogRecord("kopf.objects", logging.WARNING, "", 0, "refresh failed", (), None)
+    record.k8s_ref = {"namespace": "team", "name": "acme"}
+    line = handler.format(record)
+    if log_format == "json":
+        assert json.loads(line)["object"]["name"] == "acme"
+    else:
+        assert line.endswith("[team/acme] refresh failed")
