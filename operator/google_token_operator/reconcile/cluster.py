@@ -89,6 +89,9 @@ class ClusterView:
         self._changed_at: dict[Key, int] = {}
         self._passes: dict[Key, int] = {}
         self._prune_at = self.PRUNE_MIN
+        # Set by the Secret writer: is this version of the Secret the one this process last
+        # wrote? A pass's own writes are not changes it missed.
+        self.own_write: Callable[[Key, str], bool] = lambda key, version: False
         # Told of every Secret deleted (the Secret writer forgets what it wrote there).
         self.secret_deleted: list[Callable[[Key], None]] = []
         # Consent state lives in the operator's namespace, watched even when it is not one of
@@ -164,9 +167,14 @@ class ClusterView:
         finally:
             self._passes.pop(client, None)
             depended = self._depended.get(client, ())
-            if any(self._changed_at.get(key, began) > began for key in depended):
+            changed = [key for key in depended if self._changed_at.get(key, began) > began]
+            if not all(self._shows_own_write(key) for key in changed):
                 self.wakeups.wake(client)
             self._forget_old_changes()
+
+    def _shows_own_write(self, key: Key) -> bool:
+        views = [view for view in (self.secrets.get(key), self.managed.get(key)) if view]
+        return bool(views) and all(self.own_write(key, view.resource_version) for view in views)
 
     def _forget_old_changes(self) -> None:
         if not self._passes:

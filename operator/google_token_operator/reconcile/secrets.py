@@ -54,6 +54,7 @@ class SecretWriter:
         self._memory: dict[Key, _Memory] = {}
         if view is not None:  # a Secret deleted since this process wrote it is gone for good
             view.secret_deleted.append(self.forget)
+            view.own_write = self.wrote
 
     async def ensure(self, desired: Mapping[str, Any], owner: Owner, role: str) -> WriteResult:
         """Make the Secret hold `desired`'s data, if it is (or can become) `owner`'s."""
@@ -104,6 +105,11 @@ class SecretWriter:
 
     def forget(self, key: Key) -> None:
         self._memory.pop(key, None)
+
+    def wrote(self, key: Key, version: str) -> bool:
+        """Is `version` of the Secret the one this process last wrote?"""
+        memory = self._memory.get(key)
+        return memory is not None and memory.version_after == version
 
     def lags(self, key: Key) -> bool:
         """True while the watch still shows the Secret as it was before this process wrote it."""
