@@ -1,4 +1,7 @@
+import argparse
+
 from google_token_operator.consent import workload as callback_workload
+from google_token_operator.consent.callback import cli as callback_cli
 from google_token_operator.settings import Settings
 
 
@@ -64,3 +67,14 @@ def test_unset_workload_settings_leave_the_pod_as_the_manifests_have_it():
         "limits": {"memory": "128Mi"},
     }
     assert "--trust-proxy" not in container["args"]
+
+
+def test_the_callback_command_accepts_the_args_the_pod_is_given():
+    parser = argparse.ArgumentParser()
+    callback_cli.configure_parser(parser)
+    for trust_proxy in (False, True):
+        settings = Settings(callback_trust_proxy=trust_proxy)
+        [container] = callback_workload.callback_pod_template(settings, "gto")["spec"]["containers"]
+        args = parser.parse_args(container["args"][1:])
+        assert args.trust_proxy is trust_proxy
+        assert args.operator_url == "http://google-token-operator.gto.svc:8082"
