@@ -129,11 +129,17 @@ class CallbackServer(BackgroundServer):
     """
 
     def __init__(
-        self, operator_url: str, key_file: Path, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        operator_url: str,
+        key_file: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        trust_proxy: bool = False,
     ) -> None:
         self.operator_url = operator_url
         super().__init__(
-            lambda: create_callback_app(operator_url, key_file),
+            lambda: create_callback_app(operator_url, key_file, trust_proxy=trust_proxy),
             host=host,
             port=port,
             thread_name="consent-callback",

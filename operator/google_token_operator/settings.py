@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
+import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .consent.contract import CALLBACK_PATH, CALLBACK_PORT
@@ -65,6 +68,16 @@ class Settings:
     callback_image: str = "google-token-operator:latest"
     # Keep the callback Deployment up even when no consent is pending (one less cold start).
     callback_always_on: bool = False
+    # Where and how the callback pods run (an install from a private registry, dedicated nodes):
+    # passed through to their pod spec as they are; None resources keep the builder's own.
+    callback_image_pull_secrets: tuple[str, ...] = ()
+    callback_resources: Mapping[str, Any] | None = None
+    callback_node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    callback_tolerations: tuple[Mapping[str, Any], ...] = ()
+    callback_priority_class_name: str = ""
+    # Only behind an Ingress or load balancer that sets X-Forwarded-For may the callback take
+    # client addresses from it; its port is open to every source, so by default it may not.
+    callback_trust_proxy: bool = False
     # After the last consent completes, keep the callback up this long (the person still
     # needs the success page; and a restart should not flap the Deployment).
     callback_idle: dt.timedelta = dt.timedelta(minutes=5)
@@ -98,6 +111,12 @@ class Settings:
             operator_namespace=env.get("OPERATOR_NAMESPACE") or _own_namespace(),
             callback_image=env.get("CALLBACK_IMAGE") or defaults.callback_image,
             callback_always_on=_bool(env, "CALLBACK_ALWAYS_ON", defaults.callback_always_on),
+            callback_image_pull_secrets=_names(env, "CALLBACK_IMAGE_PULL_SECRETS"),
+            callback_resources=_resources(env, "CALLBACK_RESOURCES"),
+            callback_node_selector=_node_selector(env, "CALLBACK_NODE_SELECTOR"),
+            callback_tolerations=_tolerations(env, "CALLBACK_TOLERATIONS"),
+            callback_priority_class_name=_name(env, "CALLBACK_PRIORITY_CLASS_NAME"),
+            callback_trust_proxy=_bool(env, "CALLBACK_TRUST_PROXY", defaults.callback_trust_proxy),
             callback_idle=_duration(env, "CALLBACK_IDLE", defaults.callback_idle),
             consent_ttl=_duration(env, "CONSENT_TTL", defaults.consent_ttl),
             location_check_interval=_duration(
@@ -161,6 +180,109 @@ def _choice(env: Mapping[str, str], variable: str, default: str, choices: tuple[
     if value not in choices:
         raise SettingsError(f"{variable}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+# A DNS subdomain, as Kubernetes names Secrets and PriorityClasses.
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+# What a resource quantity looks like (Kubernetes checks the rest when the Deployment is
+# applied, with the pod's own message).
+_QUANTITY = re.compile(r"[+-]?[0-9.]+([eE][+-]?[0-9]+|[a-zA-Z]{0,2})?")
+_TOLERATION_FIELDS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+
+
+def _name(env: Mapping[str, str], variable: str) -> str:
+    value = env.get(variable, "").strip()
+    if value and not _OBJECT_NAME.fullmatch(value):
+        raise SettingsError(f"{variable}={value!r} is not a Kubernetes object name")
+    return value
+
+
+def _names(env: Mapping[str, str], variable: str) -> tuple[str, ...]:
+    names = _namespaces(env.get(variable, ""))
+    for name in names:
+        if not _OBJECT_NAME.fullmatch(name):
+            raise SettingsError(f"{variable}: {name!r} is not a Secret name (a comma list)")
+    return names
+
+
+def _json(env: Mapping[str, str], variable: str, example: str) -> Any:
+    text = env.get(variable, "").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise SettingsError(f"{variable} is not JSON ({error}); e.g. {example}") from None
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    )
+
+
+def _resources(env: Mapping[str, str], variable: str) -> Mapping[str, Any] | None:
+    example = '{"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}}'
+    value = _json(env, variable, example)
+    if value is None:
+        return None
+    parts = (
+        value.items() if isinstance(value, dict) and set(value) <= {"requests", "limits"} else ()
+    )
+    resources = {name: _quantities(part) for name, part in parts}
+    if not parts or None in resources.values():
+        raise SettingsError(
+            f"{variable} must be an object of requests and/or limits, each mapping a resource "
+            f"name to a quantity, e.g. {example}"
+        )
+    return resources
+
+
+def _quantities(part: Any) -> dict[str, str] | None:
+    """A resource name -> quantity map, quantities as strings (YAML may have made 1 of "1")."""
+    if not isinstance(part, dict):
+        return None
+    quantities = {
+        str(name): str(item)
+        for name, item in part.items()
+        if isinstance(item, str | int | float) and not isinstance(item, bool)
+    }
+    if len(quantities) != len(part) or not all(map(_QUANTITY.fullmatch, quantities.values())):
+        return None
+    return quantities
+
+
+def _node_selector(env: Mapping[str, str], variable: str) -> Mapping[str, str]:
+    example = '{"kubernetes.io/os": "linux"}'
+    value = _json(env, variable, example)
+    if value is None:
+        return {}
+    if not _string_map(value):
+        raise SettingsError(f"{variable} must be an object of label strings, e.g. {example}")
+    return dict(value)
+
+
+def _tolerations(env: Mapping[str, str], variable: str) -> tuple[Mapping[str, Any], ...]:
+    example = '[{"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}]'
+    value = _json(env, variable, example)
+    if value is None:
+        return ()
+    if not (isinstance(value, list) and all(_toleration(item) for item in value)):
+        raise SettingsError(
+            f"{variable} must be a list of tolerations (key, operator, value, effect, "
+            f"tolerationSeconds), e.g. {example}"
+        )
+    return tuple(value)
+
+
+def _toleration(item: Any) -> bool:
+    if not (isinstance(item, dict) and item and set(item) <= _TOLERATION_FIELDS):
+        return False
+    seconds = item.get("tolerationSeconds")
+    texts = [item[key] for key in item if key != "tolerationSeconds"]
+    return all(isinstance(text, str) for text in texts) and (
+        seconds is None or (isinstance(seconds, int) and not isinstance(seconds, bool))
+    )
 
 
 def _namespaces(text: str) -> tuple[str, ...]:

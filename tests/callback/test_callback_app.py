@@ -31,8 +31,14 @@ from fixtures.callback import (
     FakeOperator,
     answer,
     read_page,
+    reply_like_the_operator,
 )
 from google_token_operator.consent.callback.app import SECURITY_HEADERS, create_app
+from google_token_operator.consent.callback.limits import (
+    AddressLimits,
+    client_address,
+    client_key,
+)
 from google_token_operator.consent.contract import (
     CALLBACK_PATH,
     HEALTHZ_PATH,
@@ -320,3 +326,88 @@ def test_the_command_refuses_an_operator_url_that_is_not_one() -> None:
 
     assert process.returncode == 2
     assert "is not an http(s) URL" in stderr
+
+
+INVALID = answer("invalid_state", 400, "This consent link is unknown.")
+
+
+def real_or_garbage(handover: dict[str, Any]) -> web.Response:
+    """The operator knows STATE only."""
+    return web.json_response(AUTHORIZED if handover["state"] == STATE else INVALID)
+
+
+async def get_from(client: CallbackClient, address: str, **query: str) -> tuple[int, str, str]:
+    """A GET as the trusted proxy forwards it for `address`: status, Retry-After, page."""
+    headers = {"X-Forwarded-For": f"203.0.113.250, {address}"}
+    async with client.get(CALLBACK_PATH, params=query, headers=headers) as response:
+        return response.status, response.headers.get("Retry-After", ""), await response.text()
+
+
+async def test_one_address_flooding_made_up_states_is_limited_and_others_are_not(
+    fake_operator: FakeOperator, callback_key_file: Path
+) -> None:
+    fake_operator.reply = real_or_garbage
+    limits = AddressLimits(rate=0.0, burst=10)
+    app = create_app(fake_operator.url, callback_key_file, trust_proxy=True, limits=limits)
+    async with served(app) as client:
+        flood = [await get_from(client, "198.51.100.7", state=f"x{n}", code="c") for n in range(50)]
+        real = await get_from(client, "192.0.2.1", state=STATE, code=CODE)
+
+    assert [status for status, _, _ in flood].count(400) == 10
+    refused = [(status, retry, read_page(page)) for status, retry, page in flood[10:]]
+    assert {(status, retry) for status, retry, _ in refused} == {(503, "5")}
+    assert all(page.heading == "Try again in a moment" for _, _, page in refused)
+    assert "reload this page" in refused[0][2].text
+    assert len(fake_operator.received) == 11  # the refused ones were never handed over
+    assert real[0] == 200
+
+
+async def test_a_person_completing_many_consents_from_one_address_is_never_refused(
+    fake_operator: FakeOperator, callback_key_file: Path
+) -> None:
+    limits = AddressLimits(rate=0.0, burst=2)
+    async with served(create_app(fake_operator.url, callback_key_file, limits=limits)) as client:
+        statuses = [(await get_page(client, state=STATE, code=CODE))[0] for _ in range(30)]
+
+    assert statuses == [200] * 30
+
+
+async def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(
+    fake_operator: FakeOperator, callback_key_file: Path
+) -> None:
+    fake_operator.reply = real_or_garbage
+    limits = AddressLimits(rate=0.0, burst=3)
+    async with served(create_app(fake_operator.url, callback_key_file, limits=limits)) as client:
+        spoofed = [await get_from(client, f"192.0.2.{n}", state="x", code="c") for n in range(10)]
+
+    assert [status for status, _, _ in spoofed] == [400] * 3 + [503] * 7
+
+
+async def test_a_consent_api_refusal_for_load_asks_for_a_reload_which_hands_the_code_over_again(
+    callback: CallbackClient, fake_operator: FakeOperator
+) -> None:
+    fake_operator.reply = lambda _: web.json_response({"error": "too many"}, status=429)
+    async with callback.get(CALLBACK_PATH, params={"state": STATE, "code": CODE}) as response:
+        busy = (response.status, response.headers.get("Retry-After"), await response.text())
+    fake_operator.reply = reply_like_the_operator
+    reload_status, _ = await get_page(callback, state=STATE, code=CODE)
+
+    assert busy[:2] == (503, "5")
+    assert read_page(busy[2]).heading == "Try again in a moment"
+    assert [handover["code"] for handover in fake_operator.received] == [CODE, CODE]
+    assert reload_status == 200
+
+
+def test_the_address_map_stays_within_its_cap_and_groups_ipv6_by_64() -> None:
+    limits = AddressLimits(rate=0.0, burst=1, capacity=100)
+    for number in range(10_000):
+        limits.charge(f"10.{number // 65536}.{number // 256 % 256}.{number % 256}")
+    assert len(limits) == 100
+
+    assert limits.charge("2001:db8::1") is not None
+    assert limits.charge("2001:db8::ffff:2") is None  # the same /64
+    assert limits.charge("2001:db8:0:1::1") is not None
+    assert client_key("2001:db8::1") == "2001:db8::/64"
+    assert client_address("10.0.0.1", "1.2.3.4, 5.6.7.8", trust_proxy=False) == "10.0.0.1"
+    assert client_address("10.0.0.1", "1.2.3.4, 5.6.7.8", trust_proxy=True) == "5.6.7.8"
+    assert client_address("10.0.0.1", "", trust_proxy=True) == "10.0.0.1"

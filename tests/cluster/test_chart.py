@@ -55,6 +55,8 @@ from fixtures.installs import (
     service_account_kubeconfig,
 )
 from fixtures.operator import REPO, Cluster, OperatorFactory, wait_for
+from google_token_operator.consent.workload import callback_pod_template
+from google_token_operator.settings import Settings
 
 CHART = REPO / "charts" / "google-token-operator"
 COMPONENTS = MANIFESTS / "components"
@@ -216,10 +218,46 @@ def test_values_schema_refuses_what_the_chart_cannot_use(helm: Helm, tmp_path: P
         ({"watchNamespaces": ["Reviews"]}, "does not match pattern"),
         ({"callbackURL": "consent.example.com/callback"}, "does not match pattern"),
         ({"logFormat": "xml"}, "value must be one of"),
+        ({"callback": {"imagePullSecrets": ["Reg_Cred"]}}, "does not match pattern"),
+        ({"callback": {"resources": {"request": {"cpu": "1"}}}}, "additional properties"),
+        ({"callback": {"tolerations": [{"key": "k", "colour": "red"}]}}, "additional properties"),
     ):
         path = values_file(tmp_path, values)
         result = helm.run("template", RELEASE, str(CHART), "--values", str(path), check=False)
         assert result.returncode != 0 and refusal in result.stderr, (values, result.stderr)
+
+
+def test_callback_values_reach_the_callback_pods_through_the_operators_settings(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """callback.* values -> CALLBACK_* variables -> Settings -> the callback pod spec."""
+    toleration = {"key": "edge", "operator": "Exists", "effect": "NoSchedule"}
+    values = {
+        "callback": {
+            "imagePullSecrets": ["regcred", "mirror-pull"],
+            "resources": {"requests": {"cpu": 0.05, "memory": "64Mi"}},
+            "nodeSelector": {"node-role/edge": "true"},
+            "tolerations": [toleration],
+            "priorityClassName": "consent-critical",
+            "trustProxy": True,
+        }
+    }
+    [deployment] = [
+        doc for doc in helm.template(values_file(tmp_path, values)) if doc["kind"] == "Deployment"
+    ]
+    env = env_of(container(deployment["spec"]["template"], "operator"))
+    settings = Settings.from_env({**env, "OPERATOR_NAMESPACE": OPERATOR_NS})
+    spec = callback_pod_template(settings, OPERATOR_NS)["spec"]
+
+    assert {key: spec.get(key) for key in values["callback"] if key in spec} == {
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror-pull"}],
+        "nodeSelector": {"node-role/edge": "true"},
+        "tolerations": [toleration],
+        "priorityClassName": "consent-critical",
+    }
+    [callback] = spec["containers"]
+    assert callback["resources"] == {"requests": {"cpu": "0.05", "memory": "64Mi"}}
+    assert "--trust-proxy" in callback["args"]
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))

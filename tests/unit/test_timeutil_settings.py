@@ -58,11 +58,54 @@ def test_every_endpoint_variable_is_read():
         ({"LOCATION_CHECK_INTERVAL": "soon"}, "LOCATION_CHECK_INTERVAL"),
         ({"CALLBACK_ALWAYS_ON": "maybe"}, "CALLBACK_ALWAYS_ON"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"CALLBACK_IMAGE_PULL_SECRETS": "regcred, Bad_Name"}, "CALLBACK_IMAGE_PULL_SECRETS"),
+        ({"CALLBACK_RESOURCES": "{requests: {}}"}, "CALLBACK_RESOURCES"),
+        ({"CALLBACK_RESOURCES": '{"requests": {"cpu": "lots"}}'}, "CALLBACK_RESOURCES"),
+        ({"CALLBACK_RESOURCES": '{"cpu": "10m"}'}, "CALLBACK_RESOURCES"),
+        ({"CALLBACK_RESOURCES": '{"limits": {"memory": true}}'}, "CALLBACK_RESOURCES"),
+        ({"CALLBACK_NODE_SELECTOR": '["linux"]'}, "CALLBACK_NODE_SELECTOR"),
+        ({"CALLBACK_NODE_SELECTOR": '{"disk": 1}'}, "CALLBACK_NODE_SELECTOR"),
+        ({"CALLBACK_TOLERATIONS": '{"key": "k"}'}, "CALLBACK_TOLERATIONS"),
+        ({"CALLBACK_TOLERATIONS": '[{"key": "k", "colour": "red"}]'}, "CALLBACK_TOLERATIONS"),
+        ({"CALLBACK_TOLERATIONS": '[{"tolerationSeconds": "60"}]'}, "CALLBACK_TOLERATIONS"),
+        ({"CALLBACK_PRIORITY_CLASS_NAME": "High Priority"}, "CALLBACK_PRIORITY_CLASS_NAME"),
+        ({"CALLBACK_TRUST_PROXY": "sometimes"}, "CALLBACK_TRUST_PROXY"),
     ],
 )
 def test_invalid_settings_name_the_variable(env: dict[str, str], named: str):
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_callback_workload_settings_are_read_typed():
+    settings = Settings.from_env(
+        {
+            "CALLBACK_IMAGE_PULL_SECRETS": "regcred, mirror-pull",
+            "CALLBACK_RESOURCES": '{"requests": {"cpu": 0.1, "memory": "64Mi"}}',
+            "CALLBACK_NODE_SELECTOR": '{"node-role/edge": "true"}',
+            "CALLBACK_TOLERATIONS": '[{"key": "edge", "operator": "Exists", '
+            '"tolerationSeconds": 30}]',
+            "CALLBACK_PRIORITY_CLASS_NAME": "consent-critical",
+            "CALLBACK_TRUST_PROXY": "true",
+        }
+    )
+    assert settings.callback_image_pull_secrets == ("regcred", "mirror-pull")
+    assert settings.callback_resources == {"requests": {"cpu": "0.1", "memory": "64Mi"}}
+    assert settings.callback_node_selector == {"node-role/edge": "true"}
+    assert settings.callback_tolerations == (
+        {"key": "edge", "operator": "Exists", "tolerationSeconds": 30},
+    )
+    assert settings.callback_priority_class_name == "consent-critical"
+    assert settings.callback_trust_proxy is True
+    unset = Settings.from_env({})
+    assert (
+        unset.callback_image_pull_secrets,
+        unset.callback_resources,
+        unset.callback_node_selector,
+        unset.callback_tolerations,
+        unset.callback_priority_class_name,
+        unset.callback_trust_proxy,
+    ) == ((), None, {}, (), "", False)
 
 
 def test_watch_namespaces_list():

@@ -10,9 +10,11 @@ Answers never carry a token or a code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,12 +25,14 @@ from ..builders import private_secret
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
 from ..kube.client import MERGE_PATCH, secret_path
+from ..kube.informer import Informer
 from ..naming import Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..reconcile.context import Operator
 from ..reconcile.secrets import WriteResult, Written
 from ..tokens import TokenRecord, decode_data, record_from_data
 from . import pending as consent
+from .admission import Admission, pending_states
 from .apikey import KeyCheck, Throttle
 from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
 
@@ -287,10 +291,21 @@ class ConsentService:
 
 
 def create_app(
-    service: ConsentService, key_check: KeyCheck, throttle: Throttle | None = None
+    service: ConsentService,
+    key_check: KeyCheck,
+    throttle: Throttle | None = None,
+    admission: Admission | None = None,
 ) -> web.Application:
-    """The consent API: authenticated (the callback's key), throttled, always JSON."""
-    bucket = throttle or Throttle()
+    """The consent API: authenticated (the callback's key), always JSON; states it issued are
+    always taken, anything else is throttled. Without `admission` it watches the pending
+    states itself while it runs."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+    gate = admission
+    if gate is None:
+        namespace = service.op.settings.operator_namespace
+        states = pending_states(service.op.kube, namespace)
+        gate = Admission(states, namespace, throttle or Throttle())
+        app.cleanup_ctx.append(_following(states))
 
     async def complete(request: web.Request) -> web.Response:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
@@ -301,8 +316,6 @@ def create_app(
             return _refusal(503, "the operator cannot check the callback's key right now")
         if not authenticated:
             return _refusal(401, "the consent API answers the callback only")
-        if not bucket.allow():
-            return _refusal(429, "too many consent hand-overs; try again in a moment")
         try:
             payload = await request.json()
         except ValueError:
@@ -310,23 +323,38 @@ def create_app(
         if not isinstance(payload, dict):
             return _refusal(400, "expected a JSON object")
         fields = [payload.get(name) or "" for name in ("state", "code", "error")]
-        try:
-            if all(isinstance(value, str) and len(value) <= MAX_FIELD for value in fields):
+        if not all(isinstance(value, str) and len(value) <= MAX_FIELD for value in fields):
+            # No state the operator issued looks like this; answered without a read.
+            return web.json_response(INVALID_STATE.to_json())
+        with gate.admit(fields[0]) as admitted:
+            if not admitted:
+                return _refusal(429, "too many consent hand-overs; try again in a moment")
+            try:
                 answer = await service.complete(*fields)
-            else:  # no state the operator issued looks like this
-                answer = INVALID_STATE
-        except KubeError as error:
-            logger.warning(f"A consent hand-over failed: {error}")
-            answer = UNAVAILABLE
+            except KubeError as error:
+                logger.warning(f"A consent hand-over failed: {error}")
+                answer = UNAVAILABLE
         return web.json_response(answer.to_json())
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
     app.router.add_post(CONSENT_API_PATH, complete)
     app.router.add_get(HEALTHZ_PATH, healthz)
     return app
+
+
+def _following(states: Informer[int]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Watch the pending states while the application runs."""
+
+    async def follow(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(states.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return follow
 
 
 @web.middleware

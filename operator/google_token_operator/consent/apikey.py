@@ -107,3 +107,7 @@ class Throttle:
             return False
         self._tokens -= 1
         return True
+
+    def refund(self) -> None:
+        """Give back one charge: what it paid for turned out not to be what the bucket bounds."""
+        self._tokens = min(self.burst, self._tokens + 1)

@@ -8,6 +8,7 @@ Security profile.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .. import MANAGED_BY
@@ -53,12 +54,32 @@ def restricted_container_security() -> dict[str, Any]:
     }
 
 
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "48Mi"},
+    "limits": {"memory": "128Mi"},
+}
+
+
+def _scheduling(settings: Settings) -> dict[str, Any]:
+    """The pod spec fields an install sets for where and from which registry the callback
+    runs; none of them when unset, so the default pod is the manifests' own."""
+    fields: dict[str, Any] = {
+        "imagePullSecrets": [{"name": name} for name in settings.callback_image_pull_secrets],
+        "nodeSelector": dict(settings.callback_node_selector),
+        "tolerations": [dict(toleration) for toleration in settings.callback_tolerations],
+        "priorityClassName": settings.callback_priority_class_name,
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
 def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
     operator_url = f"http://{OPERATOR_SERVICE}.{namespace}.svc:{CONSENT_PORT}"
     probe = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "periodSeconds": 10}
+    resources = settings.callback_resources
     return {
         "metadata": {"labels": dict(LABELS)},
         "spec": {
+            **_scheduling(settings),
             "serviceAccountName": CALLBACK_NAME,
             "automountServiceAccountToken": False,
             "securityContext": {
@@ -92,6 +113,7 @@ def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
                         str(CALLBACK_PORT),
                         "--operator-url",
                         operator_url,
+                        *(["--trust-proxy"] if settings.callback_trust_proxy else []),
                     ],
                     "ports": [{"name": "http", "containerPort": CALLBACK_PORT}],
                     "volumeMounts": [
@@ -99,10 +121,9 @@ def callback_pod_template(settings: Settings, namespace: str) -> dict[str, Any]:
                     ],
                     "readinessProbe": probe,
                     "livenessProbe": probe,
-                    "resources": {
-                        "requests": {"cpu": "10m", "memory": "48Mi"},
-                        "limits": {"memory": "128Mi"},
-                    },
+                    "resources": copy.deepcopy(
+                        DEFAULT_RESOURCES if resources is None else resources
+                    ),
                     "securityContext": restricted_container_security(),
                 }
             ],

@@ -52,6 +52,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"else {DEFAULT_OPERATOR_URL})",
     )
     parser.add_argument(
+        "--trust-proxy",
+        action="store_true",
+        help="take the client's address for the per-address limit from the last "
+        "X-Forwarded-For entry: only behind an Ingress or load balancer that sets it "
+        "(default: the peer's address)",
+    )
+    parser.add_argument(
         "--api-key-file",
         type=Path,
         default=Path(os.environ.get(KEY_FILE_VARIABLE) or KEY_FILE),
@@ -87,7 +94,7 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
         )
 
     await serving.serve(
-        create_app(args.operator_url, args.api_key_file),
+        create_app(args.operator_url, args.api_key_file, trust_proxy=args.trust_proxy),
         args.host,
         args.port,
         stop=stop,

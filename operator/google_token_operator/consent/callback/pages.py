@@ -13,11 +13,16 @@ from collections.abc import Mapping
 from ...html_templates import escaped, template
 from ..contract import ClientRef, ConsentAnswer, Outcome
 
+# How long a person is asked to wait before reloading a page the callback refused for load.
+RETRY_AFTER_SECONDS = 5
+
 
 @dataclasses.dataclass(frozen=True)
 class Page:
     status: int
     html: str
+    # Seconds for a Retry-After header; 0: none.
+    retry_after: int = 0
 
 
 # The <title> and <h1> of each page; the body is templates/<key>.html.
@@ -30,6 +35,7 @@ _TITLES = {
     Outcome.ACCOUNT_NOT_ALLOWED: "This Google account may not be connected",
     "missing_state": "This request has no consent state",
     "unreachable": "The operator could not be reached",
+    "busy": "Try again in a moment",
 }
 
 
@@ -62,6 +68,12 @@ def missing_state_page() -> Page:
 
 def operator_unreachable_page() -> Page:
     return _page("unreachable", 502, {"retry": _retry_hint(None)})
+
+
+def busy_page() -> Page:
+    """Refused for load before the code was handed over: a reload retries it."""
+    page = _page("busy", 503, {})
+    return dataclasses.replace(page, retry_after=RETRY_AFTER_SECONDS)
 
 
 def _page(key: str, status: int, values: Mapping[str, str]) -> Page:
