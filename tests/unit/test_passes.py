@@ -347,6 +347,19 @@ async def test_a_forged_status_token_secret_name_never_deletes_the_private_secre
     assert status["tokenSecretName"] == "acme-google-token"
 
 
+async def test_the_delete_path_revokes_only_a_grant_in_its_own_private_secret() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body(revokeOnDelete=True))
+    # Labelled as a private Secret, but nobody's: someone else's grant under that name.
+    kube.put_secret(NS, "acme-google-oauth", {"refresh_token": "1//theirs"}, labels=PRIVATE_LABELS)
+
+    await delete_client(op, kube.delete_resource("googleclients", NS, "acme"), LOG)
+
+    assert google.revoked == []
+    assert kube.plain(NS, "acme-google-oauth") == {"refresh_token": "1//theirs"}
+
+
 async def test_a_token_whose_write_failed_is_stored_by_the_next_pass_not_asked_for_again() -> None:
     op, kube, google, clock, _ = operator_with_fakes()
     authorized(kube)
