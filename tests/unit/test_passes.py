@@ -347,6 +347,23 @@ async def test_a_forged_status_token_secret_name_never_deletes_the_private_secre
     assert status["tokenSecretName"] == "acme-google-token"
 
 
+async def test_a_renamed_token_secret_replaces_the_old_consumer_secret() -> None:
+    """The clean-up a forged status must not turn against the private Secret still works."""
+    op, kube, _, clock, _ = operator_with_fakes()
+    authorized(kube)
+    status = await run_pass(op, kube)
+    body = kube.resource("googleclients", NS, "acme")
+    body["spec"]["tokenSecretName"] = "renamed"
+    kube.put_resource("googleclients", body)
+
+    clock.advance(minutes=1)
+    status = await run_pass(op, kube, ClientMemory(status))
+
+    assert kube.plain(NS, "acme-google-token") is None
+    assert (kube.plain(NS, "renamed") or {}).get("access_token")
+    assert status["tokenSecretName"] == "renamed"
+
+
 async def test_the_delete_path_revokes_only_a_grant_in_its_own_private_secret() -> None:
     op, kube, google, _, _ = operator_with_fakes()
     kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
