@@ -11,9 +11,11 @@ all of it goes on, one well-behaved client and its Branch `sibling` keep refresh
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import secrets as random
 import sys
@@ -32,6 +34,7 @@ from fixtures.cluster import namespace_name
 from fixtures.operator import (
     OWNER,
     PRIVATE_LABELS,
+    REPO,
     SCOPES,
     Cluster,
     OperatorProcess,
@@ -40,7 +43,7 @@ from fixtures.operator import (
     free_port,
     wait_for,
 )
-from google_token_operator import policy
+from google_token_operator import GROUP, VERSION, policy
 from google_token_operator.timeutil import parse_rfc3339
 from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
@@ -106,11 +109,13 @@ def _put_foreign(cluster: Cluster, name: str, **extra: Any) -> None:
     cluster.core.create_namespaced_secret(cluster.namespace, body)
 
 
-def _owned_private(cluster: Cluster, sandbox: SandboxServer, name: str, client_id: str) -> None:
+def _owned_private(
+    cluster: Cluster, sandbox: SandboxServer, name: str, client_id: str, **spec: str
+) -> None:
     """A GoogleClient with its own OAuth client and a refresh token in its private Secret."""
     cluster.put_secret(f"{name}-oauth", {"client_id": client_id, "client_secret": SECRET})
     body = cluster.create(
-        "googleclients", name, {"credentialsSecretRef": {"name": f"{name}-oauth"}}
+        "googleclients", name, {"credentialsSecretRef": {"name": f"{name}-oauth"}, **spec}
     )
     refresh_token = sandbox.state.mint_grant(client_id, OWNER, SCOPES)
     cluster.put_secret(
@@ -119,6 +124,54 @@ def _owned_private(cluster: Cluster, sandbox: SandboxServer, name: str, client_i
         labels={**PRIVATE_LABELS, "google-token-operator.dev/client": name},
         owner=body,
     )
+
+
+@contextlib.contextmanager
+def self_aim_rule_removed(control_plane: ControlPlane, cluster: Cluster) -> Iterator[None]:
+    """The GoogleClient CRD without its rule against a tokenSecretName naming the client's
+    own private Secret (as a CRD older than the operator would be), so what the pass checks
+    by itself can be seen; crds/ is applied again on the way out (the object stays, as after
+    an upgrade)."""
+    crd = f"crd/googleclients.{GROUP}"
+    rules = "/spec/versions/0/schema/openAPIV3Schema/x-kubernetes-validations"
+    found = [
+        rule["rule"] for rule in _root_rules(control_plane.kubectl("get", crd, "-o", "json").stdout)
+    ]
+    (index,) = [i for i, rule in enumerate(found) if "'-google-oauth'" in rule]
+    patch = [
+        {"op": "test", "path": f"{rules}/{index}/rule", "value": found[index]},
+        {"op": "remove", "path": f"{rules}/{index}"},
+    ]
+    control_plane.kubectl("patch", crd, "--type=json", "-p", json.dumps(patch))
+    try:
+        wait_for(lambda: _self_aim_accepted(cluster), 30, what="the CRD without the rule")
+        yield
+    finally:
+        control_plane.kubectl("apply", "-f", str(REPO / "crds" / "googleclients.yaml"))
+        wait_for(lambda: not _self_aim_accepted(cluster), 30, what="the CRD with the rule")
+
+
+def _root_rules(crd_json: str) -> list[dict[str, Any]]:
+    schema = json.loads(crd_json)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return list(schema.get("x-kubernetes-validations") or [])
+
+
+def _self_aim_accepted(cluster: Cluster) -> bool:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GoogleClient",
+        "metadata": {"name": "probe", "namespace": cluster.namespace},
+        "spec": {"credentialsSecretRef": {"name": "x"}, "tokenSecretName": "probe-google-oauth"},
+    }
+    try:
+        cluster.custom.create_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, "googleclients", body, dry_run="All"
+        )
+    except ApiException as error:
+        if error.status != 422:
+            raise
+        return False
+    return True
 
 
 # Google answering nonsense, per OAuth client: name -> (fault, expected Ready reason).
@@ -171,6 +224,12 @@ def world(
                 _client_id(name), SECRET, ["http://localhost/cb"], token_lifetime=ACME_LIFETIME
             )
 
+        # Created while the CRD lacks the rule that refuses it: only the pass stands guard.
+        with self_aim_rule_removed(control_plane, cluster):
+            _owned_private(
+                cluster, sandbox, "selfish", TWIN_CLIENT_ID, tokenSecretName="selfish-google-oauth"
+            )
+
         consent_port = free_port()
         operator = OperatorProcess(
             ["-n", namespace, "--verbose", "--metrics-port", "0", "--liveness-port", "0",
@@ -200,6 +259,9 @@ def world(
                 _owned_private(cluster, sandbox, name, _client_id(name))
 
             world = World(control_plane, cluster, sandbox, operator, consent_port, time.monotonic())
+            world.targets["selfish-refresh-token"] = (
+                (cluster.secret("selfish-google-oauth") or {})["refresh_token"],
+            )
             for name in ("app-config", "app-config-2", "frozen", "tls-cert", "forged-labels"):
                 world.targets[name] = world.snapshot(name)
             cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", 60)
@@ -424,6 +486,43 @@ def sibling_keeps_refreshing(world: World) -> None:
     assert world.reason("branches", "sibling") == "LocationVerified"
 
 
+def own_private_secret_kept(world: World) -> None:
+    """selfish names its own private Secret as tokenSecretName (the CRD rule was not there to
+    refuse it): the pass refuses it, and the refresh token stays."""
+    cluster = world.cluster
+    ready = cluster.wait_condition(
+        "googleclients", "selfish", "Ready", "False", "SecretConflict", 60
+    )
+    assert "spec.tokenSecretName 'selfish-google-oauth'" in ready["message"]
+    world.wait_until(CONFLICT_QUIET)
+    private = cluster.secret("selfish-google-oauth") or {}
+    assert (private.get("refresh_token"),) == world.targets["selfish-refresh-token"]
+    assert "token.json" not in private  # no consumer keys written over it
+    assert (cluster.get("googleclients", "selfish") or {})["status"].get("tokenSecretName") is None
+
+
+def forged_status_spares_the_private_secret(world: World) -> None:
+    """twin's status names its private Secret as the consumer Secret last written; a restarted
+    operator reads that status (a new daemon) and must not delete it as an old consumer Secret."""
+    cluster = world.cluster
+    before = world.snapshot("twin-google-oauth")
+    world.operator.stop()
+    cluster.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, cluster.namespace, "googleclients", "twin",
+        {"status": {"tokenSecretName": "twin-google-oauth"}},
+    )  # fmt: skip
+    world.operator.start()
+
+    def status_name() -> str | None:  # what the pass writes once it has judged the old name
+        name = ((cluster.get("googleclients", "twin") or {}).get("status") or {}).get(
+            "tokenSecretName"
+        )
+        return name if name != "twin-google-oauth" else None
+
+    assert wait_for(status_name, 60, what="twin's next pass") == "twin-google-token"
+    assert world.snapshot("twin-google-oauth") == before
+
+
 def targets_survive_the_deletion_of_what_aimed_at_them(world: World) -> None:
     cluster = world.cluster
     for branch in ("b-unrelated", "b-private", "b-credentials", "b-immutable", "b-tls",
@@ -487,6 +586,7 @@ CASES = [
     Case("branch-at-forged-labels", "Branch at a Secret carrying the managed-by labels, no owner", conflict("Branch", "b-forged-labels", "forged-labels")),
     Case("client-at-another-private", "GoogleClient tokenSecretName: twin-google-oauth", conflict("GoogleClient", "thief", "twin-google-oauth")),
     Case("client-at-unrelated-secret", "GoogleClient tokenSecretName: app-config-2", conflict("GoogleClient", "squatter", "app-config-2")),
+    Case("client-at-its-own-private-no-crd-rule", "GoogleClient selfish tokenSecretName: selfish-google-oauth, CRD rule removed", own_private_secret_kept),
     Case("branch-named-like-its-client", "Branch twin of GoogleClient twin", collision("branches", "twin", "twin-google-token")),
     Case("two-branches-one-name", "Branches dup-a and dup-b, both tokenSecretName: shared", collision("branches", "dup-b", "shared")),
     Case("siblings-unaffected", "(all of the above, at once)", sibling_keeps_refreshing),
@@ -501,6 +601,7 @@ CASES = [
     Case("allowed-account-not-email", "allowedAccounts: [not-an-email]", refused_by_the_api_server("googleclients", "pinned", {"credentialsSecretRef": {"name": "x"}, "allowedAccounts": ["not-an-email"]}, "allowedAccounts")),
     Case("hosted-domain-invalid", "hostedDomain: EXAMPLE..com", refused_by_the_api_server("googleclients", "domained", {"credentialsSecretRef": {"name": "x"}, "hostedDomain": "EXAMPLE..com"}, "hostedDomain")),
     Case("scope-not-google", "scopes: [http://evil.example/scope]", refused_by_the_api_server("googleclients", "scoped", {"credentialsSecretRef": {"name": "x"}, "scopes": ["http://evil.example/scope"]}, "scopes")),
+    Case("client-at-its-own-private", "GoogleClient self-aimed tokenSecretName: self-aimed-google-oauth", refused_by_the_api_server("googleclients", "self-aimed", {"credentialsSecretRef": {"name": "x"}, "tokenSecretName": "self-aimed-google-oauth"}, "spec.tokenSecretName: Forbidden: must not be self-aimed-google-oauth, the private Secret of this GoogleClient")),
     Case("redirect-uri-with-query", "redirectURI: https://x/cb?steal=1", refused_by_the_api_server("googleclients", "redirected", {"credentialsSecretRef": {"name": "x"}, "redirectURI": "https://x/cb?steal=1"}, "redirectURI")),
     # The consent API: only the callback, only JSON, only short strings.
     Case("consent-api-no-key", "POST /consent without Authorization", consent_api({}, {"state": "s"}, 401)),
@@ -525,6 +626,8 @@ CASES = [
     Case("private-bad-issued-at", "private Secret issued_at: 2026-13-45", hand_edited_private({"issued_at": "2026-13-45T99:00:00Z"})),
     Case("private-expiry-before-issue", "private Secret expiry before issued_at", hand_edited_private({"expiry": "2000-01-01T00:00:00Z"})),
     Case("private-huge-expiry", "private Secret expiry: year 9999", hand_edited_private({"expiry": "9999-12-31T23:59:59Z"})),
+    # A forged status read by a restarted operator (after everything that counts time).
+    Case("forged-status-at-private", "status.tokenSecretName: twin-google-oauth, then a restart", forged_status_spares_the_private_secret),
     # Last: everything aimed at a foreign Secret deleted; the targets are still untouched.
     Case("targets-survive-deletion", "delete every Branch/GoogleClient that aimed at a Secret", targets_survive_the_deletion_of_what_aimed_at_them),
 ]  # fmt: skip

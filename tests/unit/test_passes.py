@@ -301,6 +301,82 @@ async def test_a_secret_that_is_not_the_clients_is_reported_and_left_alone() -> 
     assert kube.secrets[(NS, "app-config")] == before
 
 
+def private_state(kube: FakeKube) -> tuple[dict[str, str], str]:
+    secret = kube.secrets[(NS, "acme-google-oauth")]
+    return dict(secret["data"]), str(secret["metadata"]["resourceVersion"])
+
+
+async def test_a_token_secret_name_of_its_own_private_secret_is_refused_and_nothing_written() -> (
+    None
+):
+    """What the CRD refuses, the pass refuses too (a CRD installed without the rule)."""
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube, tokenSecretName="acme-google-oauth")
+
+    status = await run_pass(op, kube)
+
+    ready = find_condition(status["conditions"], "Ready")
+    assert ready["reason"] == Reason.SECRET_CONFLICT
+    assert "spec.tokenSecretName 'acme-google-oauth'" in ready["message"]
+    assert "another name" in ready["message"]
+    private = kube.plain(NS, "acme-google-oauth")
+    assert private is not None and private["refresh_token"] == "1//r"
+    assert "token.json" not in private
+    assert "tokenSecretName" not in status
+    written = private_state(kube)
+    clock.advance(minutes=5)
+    await run_pass(op, kube, ClientMemory(status))
+    assert private_state(kube) == written
+    assert google.revoked == []
+
+
+async def test_a_forged_status_token_secret_name_never_deletes_the_private_secret() -> None:
+    """A status naming the private Secret as the last consumer Secret, read by a new daemon."""
+    op, kube, _, clock, _ = operator_with_fakes()
+    authorized(kube)
+    status = await run_pass(op, kube)
+    before = private_state(kube)
+    forged = {**status, "tokenSecretName": "acme-google-oauth"}
+
+    clock.advance(minutes=1)
+    status = await run_pass(op, kube, ClientMemory(forged))
+
+    assert private_state(kube) == before
+    assert ("delete", (NS, "acme-google-oauth")) not in kube.writes
+    assert condition(status, "Ready") == ("True", Reason.TOKEN_VALID)
+    assert status["tokenSecretName"] == "acme-google-token"
+
+
+async def test_a_renamed_token_secret_replaces_the_old_consumer_secret() -> None:
+    """The clean-up a forged status must not turn against the private Secret still works."""
+    op, kube, _, clock, _ = operator_with_fakes()
+    authorized(kube)
+    status = await run_pass(op, kube)
+    body = kube.resource("googleclients", NS, "acme")
+    body["spec"]["tokenSecretName"] = "renamed"
+    kube.put_resource("googleclients", body)
+
+    clock.advance(minutes=1)
+    status = await run_pass(op, kube, ClientMemory(status))
+
+    assert kube.plain(NS, "acme-google-token") is None
+    assert (kube.plain(NS, "renamed") or {}).get("access_token")
+    assert status["tokenSecretName"] == "renamed"
+
+
+async def test_the_delete_path_revokes_only_a_grant_in_its_own_private_secret() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body(revokeOnDelete=True))
+    # Labelled as a private Secret, but nobody's: someone else's grant under that name.
+    kube.put_secret(NS, "acme-google-oauth", {"refresh_token": "1//theirs"}, labels=PRIVATE_LABELS)
+
+    await delete_client(op, kube.delete_resource("googleclients", NS, "acme"), LOG)
+
+    assert google.revoked == []
+    assert kube.plain(NS, "acme-google-oauth") == {"refresh_token": "1//theirs"}
+
+
 async def test_a_token_whose_write_failed_is_stored_by_the_next_pass_not_asked_for_again() -> None:
     op, kube, google, clock, _ = operator_with_fakes()
     authorized(kube)

@@ -26,7 +26,7 @@ from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
 from ..kube.client import MERGE_PATCH, secret_path
 from ..kube.informer import Informer
-from ..naming import Key, Owner, private_secret_name
+from ..naming import ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..reconcile.context import Operator
 from ..reconcile.secrets import WriteResult, Written
@@ -258,7 +258,9 @@ class ConsentService:
         """The grant a re-consent replaces, read before the write so it can be retired
         after it; None when there is none or it cannot be read (then none is retired)."""
         try:
-            return record_from_data(await self.op.secrets.read_owned(private_key, owner))
+            return record_from_data(
+                await self.op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
+            )
         except KubeError as error:
             logger.warning(f"Could not read the grant a consent replaces: {error}")
             return None
@@ -274,7 +276,7 @@ class ConsentService:
         desired = private_secret(owner, record)
         for attempt in range(STORE_ATTEMPTS):
             try:
-                return await self.op.secrets.ensure(desired, owner, "private")
+                return await self.op.secrets.ensure(desired, owner, ROLE_PRIVATE)
             except KubeError as error:
                 if not (error.retryable or error.status in (409, 422)):
                     raise

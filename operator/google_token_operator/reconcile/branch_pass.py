@@ -18,7 +18,7 @@ from ..builders import consumer_secret
 from ..conditions import READY, Condition, Reason, merge_conditions
 from ..google_types import ApiError, location_title
 from ..kube import KubeError, WriteFenced
-from ..naming import Key, Owner
+from ..naming import ROLE_CONSUMER, Key, Owner
 from ..ownership import Claim, claim, conflict_message
 from .context import Operator
 from .events import post_transitions
@@ -92,22 +92,22 @@ async def reconcile_branch(
     key = (spec.namespace, spec.token_secret_name)
     access = client.access
     conflict = ""
-    verdict = claim(op.cluster.secrets.get(key), owner)
+    verdict = claim(op.cluster.secrets.get(key), owner, ROLE_CONSUMER, spec.token_secret_name)
     if verdict.claim is Claim.FOREIGN:  # said at once, token or not
         conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
     elif client.withdrawn:
-        await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
+        await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner, ROLE_CONSUMER)
     elif access is not None:
         written = await op.secrets.ensure(
             consumer_secret(owner, spec.token_secret_name, spec.client_name, access, spec.location),
             owner,
-            "consumer",
+            ROLE_CONSUMER,
         )
         if written.outcome is Written.CONFLICT:
             conflict = conflict_message(spec.token_secret_name, written.why, "spec.tokenSecretName")
     previous = status.get("tokenSecretName")
     if isinstance(previous, str) and previous and previous != spec.token_secret_name:
-        await op.secrets.delete_owned(spec.namespace, previous, owner)
+        await op.secrets.delete_owned(spec.namespace, previous, owner, ROLE_CONSUMER)
 
     location = branches.location_from_status(status)
     token_usable = client.ready and access is not None and access.expires_at > now

@@ -18,8 +18,8 @@ from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, m
 from ..consent import pending as consent
 from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
-from ..naming import Key, Owner, private_secret_name
-from ..ownership import Claim, claim, conflict_message
+from ..naming import ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
+from ..ownership import Claim, claim, conflict_message, reserved_name_problem
 from ..requested import Request
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
@@ -83,7 +83,9 @@ class ClientPass:
 
         version, data = await op.credentials_data(credentials_key)
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
-        private_verdict = claim(cluster.secrets.get(private_key), owner)
+        private_verdict = claim(
+            cluster.secrets.get(private_key), owner, ROLE_PRIVATE, private_key[1]
+        )
         private_conflict = ""
         stored: TokenRecord | None = None
         record = None
@@ -96,7 +98,9 @@ class ClientPass:
         consent_state = self._consent_state(spec, last_status)
         if consent_state == consent.OUTCOME_AUTHORIZED and not private_conflict:
             # A consent just stored a grant: read it, not a view that may lag behind it.
-            stored = record = record_from_data(await op.secrets.read_owned(private_key, owner))
+            stored = record = record_from_data(
+                await op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
+            )
         opened = requested.open_requests(
             self.body["metadata"].get("annotations") or {}, last_status.get("handledRequests")
         )
@@ -135,19 +139,25 @@ class ClientPass:
             memory.record = observation.record
 
         if observation.record is not None and observation.record != stored:
-            await op.secrets.ensure(private_secret(owner, observation.record), owner, "private")
+            await op.secrets.ensure(private_secret(owner, observation.record), owner, ROLE_PRIVATE)
 
         # Secrets first, status after: Ready=True is only ever seen with the token in place.
         access = observation.record.access if observation.record else None
-        consumer_verdict = claim(cluster.secrets.get(consumer_key), owner)
-        consumer_conflict = ""
+        consumer_verdict = claim(
+            cluster.secrets.get(consumer_key), owner, ROLE_CONSUMER, spec.token_secret_name
+        )
+        # Said at once, token or not, and before the Secret's own verdict: the private name
+        # is refused even while no private Secret exists yet.
+        consumer_conflict = reserved_name_problem(spec.token_secret_name, spec.name)
         withdrawn = clients.tokens_withdrawn(action)
-        if consumer_verdict.claim is Claim.FOREIGN:  # said at once, token or not
+        if not consumer_conflict and consumer_verdict.claim is Claim.FOREIGN:
             consumer_conflict = conflict_message(
                 spec.token_secret_name, consumer_verdict.why, "spec.tokenSecretName"
             )
-        elif withdrawn:
-            await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner)
+        if withdrawn and not consumer_conflict:
+            await op.secrets.delete_owned(
+                spec.namespace, spec.token_secret_name, owner, ROLE_CONSUMER
+            )
         if access is None:
             op.metrics.token_gone(spec.namespace, spec.name)
         elif not private_conflict and not consumer_conflict:
@@ -157,7 +167,7 @@ class ClientPass:
             written = await op.secrets.ensure(
                 consumer_secret(owner, spec.token_secret_name, spec.name, access),
                 owner,
-                "consumer",
+                ROLE_CONSUMER,
             )
             if written.outcome is Written.CONFLICT:
                 consumer_conflict = conflict_message(
@@ -165,7 +175,7 @@ class ClientPass:
                 )
         previous = last_status.get("tokenSecretName")
         if isinstance(previous, str) and previous and previous != spec.token_secret_name:
-            await op.secrets.delete_owned(spec.namespace, previous, owner)
+            await op.secrets.delete_owned(spec.namespace, previous, owner, ROLE_CONSUMER)
 
         reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
         published, consent_problem = await self._publish_consent(
@@ -240,7 +250,7 @@ class ClientPass:
         tried again), then the refresh token goes with the private Secret."""
         if record is not None and record.refresh_token:
             await revoke_grant(self.op.google, record.refresh_token, self.logger)
-        await self.op.secrets.delete_owned(*private_key, owner)
+        await self.op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
 
     async def _refresh(
         self, observation: ClientObservation, credentials: ClientCredentials

@@ -18,7 +18,16 @@ import kopf
 from .. import branches
 from ..consent import pending as consent
 from ..kube import KubeError
-from ..naming import Key, Owner, default_token_secret_name, is_managed, private_secret_name
+from ..naming import (
+    ROLE_CONSUMER,
+    ROLE_PRIVATE,
+    Key,
+    Owner,
+    default_token_secret_name,
+    is_managed,
+    private_secret_name,
+)
+from ..ownership import Claim, claim
 from ..tokens import record_from_data
 from .branch_pass import reconcile_branch
 from .cluster import client_of
@@ -41,11 +50,14 @@ async def delete_client(
     owner = Owner("GoogleClient", name, namespace, str(meta.get("uid", "")))
     private_key = (namespace, private_secret_name(name))
     view = op.cluster.managed.get(private_key)
-    if spec.get("revokeOnDelete") is True and view is not None:
+    # Only its own private Secret's grant is revoked, not one placed under that name by another.
+    own = claim(op.cluster.secrets.get(private_key), owner, ROLE_PRIVATE, private_key[1])
+    if spec.get("revokeOnDelete") is True and view is not None and own.claim is Claim.OURS:
         record = record_from_data(view.private_data)
         if record is not None and record.refresh_token:
             await revoke_grant(op.google, record.refresh_token, logger)
-    await _delete_token_secrets(op, owner, spec, status, private_key[1])
+    await _delete_token_secrets(op, owner, spec, status)
+    await op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
     published = consent.published_from_status(status.get("authorization"))
     if published is not None and published.secret_name:
         seen = op.cluster.secrets.get((op.settings.operator_namespace, published.secret_name))
@@ -71,21 +83,16 @@ async def delete_branch(op: Operator, body: Mapping[str, Any]) -> None:
 
 
 async def _delete_token_secrets(
-    op: Operator,
-    owner: Owner,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    extra: str = "",
+    op: Operator, owner: Owner, spec: Mapping[str, Any], status: Mapping[str, Any]
 ) -> None:
-    """Delete the consumer Secret (under its current and its last written name) and `extra`,
-    each only if it is `owner`'s."""
+    """Delete the consumer Secret (under its current and its last written name), each only
+    if it is `owner`'s consumer Secret."""
     names = {
         str(status.get("tokenSecretName") or ""),
         str(spec.get("tokenSecretName") or default_token_secret_name(owner.name)),
-        extra,
     } - {""}
     for secret in sorted(names):
-        await op.secrets.delete_owned(owner.namespace, secret, owner)
+        await op.secrets.delete_owned(owner.namespace, secret, owner, ROLE_CONSUMER)
 
 
 # How often expired consent Secrets are looked for.

@@ -1,9 +1,11 @@
 """Writing and deleting the operator's Secrets — only its own, for the very object they serve.
 
-Before any write the Secret's owner is checked (ownership.claim) against what the watch
-shows, so no GET precedes a write. An update is a JSON patch that first tests the uid and
-resourceVersion read, so it never lands on another object or over a change it did not see;
-when the test fails the Secret is read once and judged again. A delete carries the uid as a
+Before any write or delete the Secret's owner and role are checked (ownership.claim) against
+what the watch shows, so no GET precedes a write: whatever name a spec or status gives, a
+consumer write never lands on a private Secret and a consumer clean-up never deletes one.
+An update is a JSON patch that first tests the uid and resourceVersion read, so it never
+lands on another object or over a change it did not see; when the test fails the Secret is
+read once and judged again. A delete carries the uid as a
 precondition. Whatever is not the operator's is reported as a conflict and left untouched.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 from ..builders import content_hash
 from ..kube import Kube, KubeError
 from ..metrics import Metrics
-from ..naming import Key, Owner
+from ..naming import ROLE_LABEL, Key, Owner
 from ..ownership import Claim, claim
 from ..views import SecretMeta, SecretView, managed_secret_view, secret_meta
 from .cluster import ClusterView
@@ -44,6 +46,7 @@ class _Memory:
     version_before: str
     version_after: str
     data_hash: str
+    role: str
 
 
 class SecretWriter:
@@ -64,9 +67,10 @@ class SecretWriter:
         seen, view = await self._lookup(key)
         memory = self._memory.get(key)
         if seen is None and memory is not None:  # created by this process; not yet watched
-            labels = dict(meta.get("labels") or {})
+            # In the role it was written in, not the one asked for now.
+            labels = {**dict(meta.get("labels") or {}), ROLE_LABEL: memory.role}
             seen = SecretMeta(memory.uid, memory.version_after, labels, (owner.uid,))
-        verdict = claim(seen, owner)
+        verdict = claim(seen, owner, role, key[1])
         if verdict.claim is Claim.FOREIGN:
             return WriteResult(Written.CONFLICT, verdict.why)
         if verdict.claim is Claim.OURS:
@@ -83,23 +87,30 @@ class SecretWriter:
         self._remember(key, "", created, want, role)
         return WriteResult(Written.WROTE)
 
-    async def delete_owned(self, namespace: str, name: str, owner: Owner) -> bool:
-        """Delete the Secret if it is `owner`'s (uid precondition); True if this call did."""
+    async def delete_owned(self, namespace: str, name: str, owner: Owner, role: str) -> bool:
+        """Delete the Secret if it is `owner`'s in `role` (uid precondition); True if this
+        call did."""
         key = (namespace, name)
         seen, _ = await self._lookup(key)
-        memory = self._memory.pop(key, None)
+        memory = self._memory.get(key)
         if seen is None and memory is not None:  # created by this process; not yet watched
+            if memory.role != role:
+                return False
+            del self._memory[key]
             return await self.kube.delete_secret(namespace, name, uid=memory.uid)
-        if claim(seen, owner).claim is not Claim.OURS:
+        if claim(seen, owner, role, name).claim is not Claim.OURS:
             return False
         assert seen is not None
+        self._memory.pop(key, None)
         return await self.kube.delete_secret(namespace, name, uid=seen.uid)
 
-    async def read_owned(self, key: Key, owner: Owner) -> Mapping[str, str] | None:
+    async def read_owned(self, key: Key, owner: Owner, role: str) -> Mapping[str, str] | None:
         """The Secret's data as the API server has it now (not as watched), if it is
-        `owner`'s; None otherwise."""
+        `owner`'s in `role`; None otherwise."""
         current = await self.kube.get_secret(*key)
-        if current is None or claim(secret_meta(current), owner).claim is not Claim.OURS:
+        if current is None:
+            return None
+        if claim(secret_meta(current), owner, role, key[1]).claim is not Claim.OURS:
             return None
         return dict(current.get("data") or {})
 
@@ -186,7 +197,7 @@ class SecretWriter:
             self._remember(key, "", created, want, role)
             return WriteResult(Written.WROTE)
         seen = secret_meta(current)
-        verdict = claim(seen, owner)
+        verdict = claim(seen, owner, role, key[1])
         if verdict.claim is not Claim.OURS:
             return WriteResult(Written.CONFLICT, verdict.why)
         if managed_secret_view(current).data_hash == want:
@@ -202,5 +213,6 @@ class SecretWriter:
             version_before=before,
             version_after=str(meta.get("resourceVersion") or ""),
             data_hash=want,
+            role=role,
         )
         self.metrics.secret_writes.labels(role).inc()
