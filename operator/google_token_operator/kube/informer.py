@@ -10,11 +10,13 @@ version too old (410 Gone) lists again. `synced` is set once every path was list
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from .. import policy
 from ..naming import Key
 from .client import Kube, KubeError
 
@@ -22,8 +24,8 @@ V = TypeVar("V")
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-RETRY_BASE = 1.0
-RETRY_CAP = 60.0
+RETRY_BASE = dt.timedelta(seconds=1)
+RETRY_CAP = dt.timedelta(minutes=1)
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
@@ -96,12 +98,15 @@ class Informer(Generic[V]):
                 version = ""
             except KubeError as error:
                 failures += 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10))
-                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not a secret
-                logger.warning(f"Watching {self.name} failed ({error}); retrying in {delay:.1f}s")
+                jitter = random.random()  # noqa: S311 - jitter, not a secret
+                delay = policy.backoff_delay(failures, None, jitter, RETRY_BASE, RETRY_CAP)
+                logger.warning(
+                    f"Watching {self.name} failed ({error}); retrying in "
+                    f"{delay.total_seconds():.1f}s"
+                )
                 if error.status == 410:
                     version = ""
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay.total_seconds())
 
     async def _list(self, path: str) -> str:
         seen: set[Key] = set()
