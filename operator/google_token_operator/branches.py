@@ -101,11 +101,12 @@ def location_from_status(status: Mapping[str, Any]) -> LocationCheck | None:
 def location_check_due(
     spec: BranchSpec, last: LocationCheck | None, now: dt.datetime, interval: dt.timedelta
 ) -> bool:
-    """Once per spec change, then at most every `interval` (sooner while refused)."""
+    """Once per spec change, then at most every `interval` (sooner while refused). A check
+    stamped further in the future than that (a forged or skewed status) is not trusted."""
     if last is None or last.checked_generation != spec.generation:
         return True
     wait = interval if last.accessible else min(interval, REFUSED_LOCATION_RECHECK)
-    return now - last.checked_at >= wait
+    return not -wait < now - last.checked_at < wait
 
 
 @dataclasses.dataclass(frozen=True)
