@@ -42,6 +42,8 @@ class Reason:
     LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
     LOCATION_VERIFIED = "LocationVerified"
     LOCATION_CHECK_PENDING = "LocationCheckPending"
+    # Something in the Branch (or what it reads) made the operator fail; its siblings go on.
+    RECONCILE_FAILED = "ReconcileFailed"
 
 
 # Authorized=False reasons that stay until a new consent, whatever else happens.
@@ -71,6 +73,7 @@ WARNING_REASONS = frozenset(
         Reason.OPERATOR_NAMESPACE_MISSING,
         Reason.GOOGLE_ANSWER_INVALID,
         Reason.SECRET_CONFLICT,
+        Reason.RECONCILE_FAILED,
     }
 )
 
