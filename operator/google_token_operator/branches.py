@@ -40,7 +40,8 @@ _NUMERIC_ID = re.compile(r"^[0-9]{1,30}$")
 def parse_branch_spec(body: Mapping[str, Any]) -> BranchSpec:
     """The Branch's spec, checked again (the CRD checks it first) so a value admitted around
     the CRD cannot reach a Secret name, a label or a URL."""
-    meta = body.get("metadata") or {}
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
     client_ref = spec.get("clientRef") if isinstance(spec, Mapping) else None

@@ -56,7 +56,8 @@ SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 
 
 def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec:
-    meta = body.get("metadata") or {}
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
     if not isinstance(spec, Mapping):
@@ -115,7 +116,8 @@ def _generation(value: Any) -> int:
 
 
 def generation_of(body: Mapping[str, Any]) -> int:
-    return _generation((body.get("metadata") or {}).get("generation"))
+    meta = body.get("metadata")
+    return _generation(meta.get("generation") if isinstance(meta, Mapping) else None)
 
 
 def account_refusal(spec: ClientSpec, account: Userinfo) -> str:

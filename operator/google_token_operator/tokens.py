@@ -122,7 +122,8 @@ def decode_data(data: Mapping[str, str]) -> dict[str, str]:
     for key, value in data.items():
         try:
             decoded[key] = base64.b64decode(value).decode()
-        except (ValueError, UnicodeDecodeError):
-            # A hand-edited Secret with garbage in a key is treated as if the key were absent.
+        except (ValueError, TypeError):
+            # A hand-edited Secret with garbage in a key (not base64, not UTF-8, not even a
+            # string) is treated as if the key were absent.
             continue
     return decoded

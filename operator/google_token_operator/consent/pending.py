@@ -226,7 +226,7 @@ class PublishedConsent:
 
 def published_from_status(authorization: Mapping[str, Any] | None) -> PublishedConsent | None:
     """status.authorization as last written; None when absent or unreadable."""
-    item = authorization or {}
+    item = authorization if isinstance(authorization, Mapping) else {}
     try:
         return PublishedConsent(
             url=str(item["url"]),
