@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from fakes import operator_with_fakes
+from fakes import LOG, operator_with_fakes
+from test_passes import (
+    CLIENT_ID,
+    NS,
+    PRIVATE_LABELS,
+    authorized,
+    condition,
+    owner_reference,
+    run_pass,
+    three_branches,
+)
 
-from google_token_operator import policy, tokens
+from google_token_operator import clients, policy, tokens
+from google_token_operator.conditions import Reason
 from google_token_operator.consent.api import ConsentService, create_app
 from google_token_operator.consent.apikey import KeyCheck
 from google_token_operator.consent.contract import CONSENT_API_PATH, KEY_FIELD, KEY_SECRET
@@ -19,6 +31,9 @@ from google_token_operator.google_types import (
     parse_retry_after,
     token_from_response,
 )
+from google_token_operator.kube import KubeError
+from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
+from google_token_operator.reconcile.deletion import Janitor, delete_client
 from google_token_operator.timeutil import EARLIEST, LATEST, parse_rfc3339
 
 NOW = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
@@ -69,6 +84,94 @@ def test_a_stored_access_token_with_times_out_of_reason_is_dropped(
     assert record is not None
     assert record.refresh_token == "1//r"  # kept: a refresh replaces the access token
     assert record.access is None
+
+
+@pytest.mark.parametrize(
+    ("issued_at", "expiry"),
+    [
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+    ],
+)
+async def test_a_private_secret_with_times_at_years_1_or_9999_is_refreshed(
+    issued_at: str, expiry: str
+) -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    body = authorized(kube)
+    hand_edited = {"refresh_token": "1//r", "client_id": CLIENT_ID, "scopes": "openid",
+                   "access_token": "ya29.hand-edited", "issued_at": issued_at,
+                   "expiry": expiry}  # fmt: skip
+    owners = [owner_reference(body)]
+    kube.put_secret(
+        NS, "acme-google-oauth", hand_edited, labels=PRIVATE_LABELS, ownerReferences=owners
+    )
+
+    status = await run_pass(op, kube)
+
+    assert google.calls["refresh"] == 1
+    assert condition(status, "Ready") == ("True", Reason.TOKEN_VALID)
+    served = kube.plain(NS, "acme-google-token") or {}
+    assert served["access_token"] != "ya29.hand-edited"
+    assert parse_rfc3339(served["expiry"]) <= clock() + tokens.MAX_LIFETIME
+
+
+async def test_a_retry_time_from_the_far_future_waits_no_longer_than_a_back_off() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    body = kube.resource("googleclients", NS, "acme")
+    memory = ClientMemory(status={"failedRefreshAttempts": 3,
+                                  "nextRefreshTime": "9999-12-31T23:59:59Z"})  # fmt: skip
+
+    await ClientPass(op, body, LOG).run(memory)
+    assert google.calls["refresh"] == 0  # it waits, as the status asks...
+    clock.advance(seconds=clients.LONGEST_RETRY_WAIT.total_seconds() + 1)
+    await ClientPass(op, body, LOG).run(memory)
+
+    assert google.calls["refresh"] == 1  # ...but no longer than a back-off could have set
+    assert condition(memory.status, "Ready") == ("True", Reason.TOKEN_VALID)
+
+
+async def test_deleting_a_client_tells_every_branch_even_when_one_write_fails() -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    authorized(kube)
+    three_branches(kube)
+    body = kube.delete_resource("googleclients", NS, "acme")
+    patch_status = kube.patch_status
+
+    async def refuses_b_middle(plural: str, namespace: str, name: str, status: Any) -> None:
+        if name == "b-middle":
+            raise KubeError(503, "ServiceUnavailable")
+        await patch_status(plural, namespace, name, status)
+
+    kube.patch_status = refuses_b_middle  # type: ignore[method-assign]
+
+    with pytest.raises(KubeError):  # kopf retries the deletion
+        await delete_client(op, body, LOG)
+
+    for name in ("a-first", "c-last"):
+        status = kube.resource("branches", NS, name)["status"]
+        assert condition(status, "Ready") == ("False", Reason.CLIENT_NOT_READY)
+
+
+async def test_a_leftover_secret_that_cannot_be_deleted_does_not_keep_the_others() -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    gone = [{"apiVersion": "v1", "kind": "GoogleClient", "name": "gone", "uid": "uid-gone"}]
+    for name in ("a-left", "b-stuck", "c-left"):
+        kube.put_secret(NS, name, {"k": "v"}, labels=PRIVATE_LABELS, ownerReferences=gone)
+    delete_secret = kube.delete_secret
+
+    async def refuses_b_stuck(namespace: str, name: str, *, uid: str) -> bool:
+        if name == "b-stuck":
+            raise KubeError(500, "InternalError")
+        return await delete_secret(namespace, name, uid=uid)
+
+    kube.delete_secret = refuses_b_stuck  # type: ignore[method-assign]
+
+    await Janitor(op, LOG).sweep()
+
+    assert kube.plain(NS, "a-left") is None
+    assert kube.plain(NS, "b-stuck") is not None  # left for the next sweep
+    assert kube.plain(NS, "c-left") is None
 
 
 @pytest.mark.parametrize("value", ["²", "²³", "1²", "٣٠", "\uff11\uff10"])
