@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from google_token_operator import branches, clients, google_types, policy, tokens
+from google_token_operator import branches, clients, election, google_types, policy, tokens
 from google_token_operator.conditions import find_condition
 from google_token_operator.consent import pending
 from google_token_operator.settings import Settings
@@ -378,3 +378,22 @@ def test_retry_after_is_ignored_or_clamped(value: str | None, now: dt.datetime) 
 @pytest.mark.parametrize("value", ["²", "³⁰", "٣٠", "1²"])
 def test_retry_after_in_digits_other_than_ascii_is_ignored(value: str) -> None:
     assert google_types.parse_retry_after(value, NOW) is None
+
+
+# The Lease ---------------------------------------------------------------------------------
+
+
+@bounded
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "spec": json_dict("leaseDurationSeconds", "holderIdentity", "renewTime")
+            | st.fixed_dictionaries({"leaseDurationSeconds": st.integers()}),
+            "metadata": json_dict("resourceVersion"),
+        },
+    )
+)
+def test_a_lease_gives_a_record_with_a_bounded_duration(lease: dict[str, Any]) -> None:
+    record = election.lease_record(lease)
+    assert dt.timedelta(0) <= record.duration <= MAX_DURATION
