@@ -5,6 +5,7 @@ AttributeError. Deterministic (derandomize) and bounded, so `make unit` stays fa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -12,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from google_token_operator import branches, clients, election, google_types, policy, tokens
+from google_token_operator import (
+    branches,
+    clients,
+    election,
+    google_types,
+    policy,
+    requested,
+    tokens,
+)
 from google_token_operator.conditions import find_condition
 from google_token_operator.consent import pending
 from google_token_operator.settings import Settings
@@ -31,7 +40,7 @@ settings.register_profile(
     "unit",
     derandomize=True,
     database=None,
-    max_examples=100,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -259,6 +268,65 @@ def test_a_client_status_gives_a_failure_state(status: dict[str, Any]) -> None:
     if failure.retry_at is not None:
         assert EARLIEST <= failure.retry_at <= LATEST
     find_condition(status.get("conditions"), "Ready")
+
+
+@bounded
+@given(
+    json_dict(*CLIENT_STATUS_KEYS),
+    secret_data,
+    st.timedeltas(min_value=dt.timedelta(0), max_value=clients.MAX_REFRESH_BEFORE),
+    in_range,
+    st.none() | st.timedeltas(min_value=dt.timedelta(0), max_value=google_types.MAX_RETRY_AFTER),
+)
+def test_the_client_decisions_take_any_stored_state(
+    status: dict[str, Any],
+    data: dict[str, Any],
+    refresh_before: dt.timedelta,
+    now: dt.datetime,
+    retry_after: dt.timedelta | None,
+) -> None:
+    """From what a status and a private Secret may hold to the status written: no crash,
+    whatever the failure count, the times or refreshBefore."""
+    resource = {"metadata": {"name": "acme", "namespace": "team", "uid": "u"},
+                "spec": {"credentialsSecretRef": {"name": "acme-oauth"}}}  # fmt: skip
+    spec = clients.parse_client_spec(resource, SETTINGS)
+    spec = dataclasses.replace(spec, refresh_before=refresh_before)
+    observation = clients.ClientObservation(
+        spec=spec,
+        credentials=google_types.ClientCredentials("cid", "secret"),
+        credentials_version="1",
+        record=tokens.record_from_data(data),
+        failure=clients.failure_from_status(status),
+        previous_authorized_reason=str(find_condition(status.get("conditions"), "Authorized")),
+    )
+    action = clients.next_action(observation, now)
+    if action.until is not None:
+        assert EARLIEST <= action.until <= LATEST
+    clients.desired_conditions(observation, action, now)
+    clients.desired_status(observation, action, None)
+    if action.kind is clients.ActionKind.REFRESH:
+        failed = google_types.GoogleError(
+            google_types.ErrorKind.RETRYABLE, 503, "unavailable", "", retry_after
+        )
+        after = clients.after_refresh(observation, clients.RefreshOutcome(error=failed), now)
+        assert after.failure.retry_at is not None
+        assert after.failure.retry_at <= now + clients.LONGEST_RETRY_WAIT
+
+
+request_annotations = st.dictionaries(
+    st.sampled_from([kind.annotation for kind in requested.Request]) | st.text(max_size=8),
+    json_values,
+    max_size=4,
+)
+
+
+@bounded
+@given(request_annotations, json_values)
+def test_requests_by_annotation_are_read_whatever_the_status_holds(
+    annotations: dict[str, Any], handled: Any
+) -> None:
+    opened = requested.open_requests(annotations, handled)
+    requested.acknowledged(handled, opened, frozenset(opened))
 
 
 BRANCH_SPEC_KEYS = ("clientRef", "accountId", "locationId", "tokenSecretName")
