@@ -21,9 +21,10 @@ from .google_types import GoogleError
 from .kube import KubeError, WriteFenced
 from .naming import Key
 from .reconcile.client_pass import ClientMemory, ClientPass
-from .reconcile.context import Operator, unexpected
+from .reconcile.context import Operator
 from .reconcile.deletion import delete_client
 from .requested import ANNOTATIONS
+from .unforeseen import unexpected
 
 CLIENTS = (GROUP, VERSION, "googleclients")
 

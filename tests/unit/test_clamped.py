@@ -32,6 +32,7 @@ from google_token_operator.google_types import (
     token_from_response,
 )
 from google_token_operator.kube import KubeError
+from google_token_operator.kube.informer import Informer
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import Janitor, delete_client
 from google_token_operator.timeutil import EARLIEST, LATEST, parse_rfc3339
@@ -172,6 +173,31 @@ async def test_a_leftover_secret_that_cannot_be_deleted_does_not_keep_the_others
     assert kube.plain(NS, "a-left") is None
     assert kube.plain(NS, "b-stuck") is not None  # left for the next sweep
     assert kube.plain(NS, "c-left") is None
+
+
+def test_an_object_the_informer_fails_on_is_left_out_and_the_watch_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    told: list[str] = []
+
+    def reduce(body: dict[str, Any]) -> str:
+        if body["metadata"]["name"] == "bad-view":
+            raise KeyError("what-the-object-holds")
+        return str(body["metadata"]["name"])
+
+    def on_change(key: tuple[str, str], old: Any, new: Any) -> None:
+        if key[1] == "bad-listener":
+            raise RuntimeError("what-the-object-holds")
+        told.append(key[1])
+
+    informer = Informer(None, "things", ["/things"], reduce, on_change=on_change)  # type: ignore[arg-type]
+    for name in ("first", "bad-view", "bad-listener", "last"):
+        informer.apply("ADDED", {"metadata": {"namespace": NS, "name": name}})
+
+    assert [key[1] for key, _ in informer.items()] == ["first", "bad-listener", "last"]
+    assert told == ["first", "last"]
+    assert "bad-view" in caplog.text
+    assert "what-the-object-holds" not in caplog.text
 
 
 @pytest.mark.parametrize("value", ["²", "²³", "1²", "٣٠", "\uff11\uff10"])

@@ -24,6 +24,7 @@ from google_token_operator import (
 )
 from google_token_operator.conditions import find_condition
 from google_token_operator.consent import pending
+from google_token_operator.reconcile.cluster import client_of
 from google_token_operator.settings import Settings
 from google_token_operator.timeutil import (
     EARLIEST,
@@ -363,6 +364,13 @@ location_statuses = st.one_of(
     ),
     json_dict("location"),
 )
+
+
+@bounded
+@given(body(branch_specs))
+def test_the_client_a_branch_names_is_read_from_any_branch(resource: dict[str, Any]) -> None:
+    if isinstance(resource.get("metadata"), dict):
+        client_of(resource)
 
 
 @bounded

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from .. import policy
 from ..naming import Key
+from ..unforeseen import unexpected
 from .client import Kube, KubeError
 
 V = TypeVar("V")
@@ -127,7 +128,7 @@ class Informer(Generic[V]):
             for body in page.get("items") or []:
                 key = object_key(body)
                 seen.add(key)
-                self._put(path, key, self.reduce(body))
+                self._take(path, key, body)
             meta = page.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             token = str(meta.get("continue") or "")
@@ -164,17 +165,37 @@ class Informer(Generic[V]):
         if kind == "DELETED":
             self._drop(path, key)
         else:
-            self._put(path, key, self.reduce(body))
+            self._take(path, key, body)
+
+    def _take(self, path: str, key: Key, body: dict[str, Any]) -> None:
+        """Keep the object's view. One whose view cannot be made (written around its schema)
+        is left out, and only it: the watch goes on for every other object."""
+        try:
+            view = self.reduce(body)
+        except Exception as error:
+            logger.error(f"{self.name} {key[0]}/{key[1]} left out: {unexpected(error)}")
+            self._drop(path, key)
+            return
+        self._put(path, key, view)
 
     def _put(self, path: str, key: Key, view: V) -> None:
         old = self._store.get(key)
         self._store[key] = view
         self._keys[path].add(key)
-        if self.on_change is not None and old != view:
-            self.on_change(key, old, view)
+        if old != view:
+            self._tell(key, old, view)
 
     def _drop(self, path: str, key: Key) -> None:
         old = self._store.pop(key, None)
         self._keys[path].discard(key)
-        if self.on_change is not None and old is not None:
-            self.on_change(key, old, None)
+        if old is not None:
+            self._tell(key, old, None)
+
+    def _tell(self, key: Key, old: V | None, new: V | None) -> None:
+        """on_change, for one object: what it raises stops neither the watch nor the others."""
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(key, old, new)
+        except Exception as error:
+            logger.error(f"{self.name} {key[0]}/{key[1]}: {unexpected(error)}")

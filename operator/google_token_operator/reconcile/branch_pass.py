@@ -20,7 +20,8 @@ from ..google_types import ApiError, location_title
 from ..kube import KubeError, WriteFenced
 from ..naming import Key, Owner
 from ..ownership import Claim, claim, conflict_message
-from .context import Operator, unexpected
+from ..unforeseen import unexpected
+from .context import Operator
 from .events import post_transitions
 from .secrets import Written
 

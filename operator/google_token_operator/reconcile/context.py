@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,14 +20,6 @@ from .secrets import SecretWriter
 
 Clock = Callable[[], dt.datetime]
 PASSES_AT_ONCE = 64
-
-
-def unexpected(error: BaseException) -> str:
-    """An error no check foresaw, for a log line or a condition: its type and where it was
-    raised, never its text (which may quote what an object or a Secret holds)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
-    return f"unexpected {type(error).__name__}{where}"
 
 
 class Operator:

@@ -20,9 +20,10 @@ from ..consent import pending as consent
 from ..kube import KubeError, WriteFenced
 from ..naming import Key, Owner, default_token_secret_name, is_managed, private_secret_name
 from ..tokens import record_from_data
+from ..unforeseen import unexpected
 from .branch_pass import BranchFanOut, reconcile_branch
 from .cluster import client_of
-from .context import Operator, unexpected
+from .context import Operator
 from .grants import revoke_grant
 
 logger = logging.getLogger(__name__)
