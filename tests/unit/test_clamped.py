@@ -231,3 +231,17 @@ async def test_a_non_ascii_consent_api_key_is_refused_with_401(presented: str) -
         )
         assert refused.status == 401
         assert accepted.status == 200  # the right key still gets an answer
+
+
+async def test_a_state_with_a_lone_surrogate_is_an_invalid_state_not_a_500() -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    kube.put_secret("gto", KEY_SECRET, {KEY_FIELD: "the-key"})
+    app = create_app(ConsentService(op), KeyCheck(kube, "gto"))  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.post(
+            CONSENT_API_PATH,
+            json={"state": "st-\ud800", "code": "c"},
+            headers={"Authorization": "Bearer the-key"},
+        )
+        assert answer.status == 200
+        assert (await answer.json())["outcome"] == "invalid_state"
