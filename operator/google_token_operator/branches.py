@@ -40,7 +40,8 @@ _NUMERIC_ID = re.compile(r"^[0-9]{1,30}$")
 def parse_branch_spec(body: Mapping[str, Any]) -> BranchSpec:
     """The Branch's spec, checked again (the CRD checks it first) so a value admitted around
     the CRD cannot reach a Secret name, a label or a URL."""
-    meta = body.get("metadata") or {}
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
     client_ref = spec.get("clientRef") if isinstance(spec, Mapping) else None
@@ -101,11 +102,12 @@ def location_from_status(status: Mapping[str, Any]) -> LocationCheck | None:
 def location_check_due(
     spec: BranchSpec, last: LocationCheck | None, now: dt.datetime, interval: dt.timedelta
 ) -> bool:
-    """Once per spec change, then at most every `interval` (sooner while refused)."""
+    """Once per spec change, then at most every `interval` (sooner while refused). A check
+    stamped further in the future than that (a forged or skewed status) is not trusted."""
     if last is None or last.checked_generation != spec.generation:
         return True
     wait = interval if last.accessible else min(interval, REFUSED_LOCATION_RECHECK)
-    return now - last.checked_at >= wait
+    return not -wait < now - last.checked_at < wait
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from . import policy
 from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
 from .consent.pending import PublishedConsent
-from .google_types import ClientCredentials, ErrorKind, GoogleError, Userinfo
+from .google_types import MAX_RETRY_AFTER, ClientCredentials, ErrorKind, GoogleError, Userinfo
 from .naming import default_token_secret_name
 from .requested import Request
 from .settings import DEFAULT_SCOPES, Settings
@@ -50,11 +50,14 @@ class ClientSpec:
 # The CRD bounds these too; the operator checks again so an object admitted by an older CRD
 # (or written around it) cannot reach a computation it was not made for.
 MAX_REFRESH_BEFORE = dt.timedelta(hours=24)
+# The longest wait after a failed refresh: a back-off, or a Retry-After, at its cap.
+LONGEST_RETRY_WAIT = max(policy.BACKOFF_CAP, MAX_RETRY_AFTER)
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec:
-    meta = body.get("metadata") or {}
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     spec = body.get("spec") or {}
     name = str(meta.get("name", ""))
     if not isinstance(spec, Mapping):
@@ -113,7 +116,8 @@ def _generation(value: Any) -> int:
 
 
 def generation_of(body: Mapping[str, Any]) -> int:
-    return _generation((body.get("metadata") or {}).get("generation"))
+    meta = body.get("metadata")
+    return _generation(meta.get("generation") if isinstance(meta, Mapping) else None)
 
 
 def account_refusal(spec: ClientSpec, account: Userinfo) -> str:
@@ -286,7 +290,8 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
             message=failure.last_error,
         )
     if failure.attempts and failure.retry_at and now < failure.retry_at:
-        return Action(ActionKind.WAIT, until=failure.retry_at)
+        # A retry time from status is no later than a back-off could have set it.
+        return Action(ActionKind.WAIT, until=min(failure.retry_at, now + LONGEST_RETRY_WAIT))
     due = refresh_due(observation)
     if Request.REFRESH in observation.requests:
         allowed = observation.requested_refresh_at

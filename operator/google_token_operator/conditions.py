@@ -42,6 +42,8 @@ class Reason:
     LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
     LOCATION_VERIFIED = "LocationVerified"
     LOCATION_CHECK_PENDING = "LocationCheckPending"
+    # Something in the Branch (or what it reads) made the operator fail; its siblings go on.
+    RECONCILE_FAILED = "ReconcileFailed"
 
 
 # Authorized=False reasons that stay until a new consent, whatever else happens.
@@ -71,6 +73,7 @@ WARNING_REASONS = frozenset(
         Reason.OPERATOR_NAMESPACE_MISSING,
         Reason.GOOGLE_ANSWER_INVALID,
         Reason.SECRET_CONFLICT,
+        Reason.RECONCILE_FAILED,
     }
 )
 
@@ -100,7 +103,7 @@ def merge_conditions(
     Keeping the old timestamp when nothing flipped is what makes a status write a no-op
     when nothing changed.
     """
-    previous = {str(item.get("type")): item for item in current or ()}
+    previous = {str(item.get("type")): item for item in _condition_items(current)}
     merged = []
     for condition in desired:
         before = previous.get(condition.type, {})
@@ -121,10 +124,18 @@ def merge_conditions(
 
 
 def find_condition(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any]:
-    for item in conditions or ():
+    for item in _condition_items(conditions):
         if item.get("type") == kind:
             return item
     return {}
+
+
+def _condition_items(conditions: object) -> list[Mapping[str, Any]]:
+    """The objects in a status's conditions list; anything else there is ignored (a status
+    may have been written around the CRD)."""
+    if not isinstance(conditions, Sequence) or isinstance(conditions, str):
+        return []
+    return [item for item in conditions if isinstance(item, Mapping)]
 
 
 def changed_reasons(

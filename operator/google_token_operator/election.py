@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .timeutil import MAX_DURATION
+
 # client-go's defaults; settings LEADER_LEASE_DURATION, LEADER_RENEW_DEADLINE and
 # LEADER_RETRY_PERIOD change them (all replicas alike).
 LEASE_DURATION = dt.timedelta(seconds=15)
@@ -73,9 +75,11 @@ class Observation:
 def lease_record(lease: Mapping[str, Any]) -> LeaseRecord:
     spec = lease.get("spec") or {}
     seconds = spec.get("leaseDurationSeconds")
+    seconds = seconds if isinstance(seconds, int) and not isinstance(seconds, bool) else 0
     return LeaseRecord(
         holder=str(spec.get("holderIdentity") or ""),
-        duration=dt.timedelta(seconds=seconds if isinstance(seconds, int) else 0),
+        # Clamped: another holder's huge duration must not overflow (it still means "wait").
+        duration=dt.timedelta(seconds=min(max(seconds, 0), MAX_DURATION.total_seconds())),
         version=str((lease.get("metadata") or {}).get("resourceVersion") or "")
         + "|"
         + str(spec.get("renewTime") or ""),

@@ -11,7 +11,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from .tokens import AccessToken
+from .timeutil import is_ascii_number
+from .tokens import MAX_LIFETIME, AccessToken
 
 
 class ErrorKind(enum.Enum):
@@ -66,10 +67,9 @@ def classify_token_error(status: int, body: Mapping[str, Any]) -> ErrorKind:
 
 # Retry-After is honoured up to this: a server asking for hours must not outlast the token.
 MAX_RETRY_AFTER = dt.timedelta(minutes=10)
-# Google's access tokens live 3599 s. Anything outside these bounds is not a token lifetime
-# (0 or negative would refresh in a loop; years would never refresh).
+# Google's access tokens live 3599 s. Anything outside these bounds (MAX_LIFETIME: tokens.py)
+# is not a token lifetime (0 or negative would refresh in a loop; years would never refresh).
 MIN_LIFETIME = dt.timedelta(seconds=5)
-MAX_LIFETIME = dt.timedelta(hours=24)
 MAX_TOKEN_LENGTH = 4096
 MAX_TEXT = 300  # of any text from Google shown in a condition or a log line
 
@@ -81,7 +81,7 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | Non
         return None
     text = value.strip()
     delay: dt.timedelta | None
-    if text.isdigit():
+    if is_ascii_number(text):
         delay = dt.timedelta(seconds=min(int(text), int(MAX_RETRY_AFTER.total_seconds())))
     else:
         try:
@@ -103,7 +103,7 @@ def token_from_response(
     if not value.isascii() or not value.isprintable() or " " in value:
         raise invalid_answer("access_token holds characters a token cannot have")
     lifetime = body.get("expires_in")
-    if isinstance(lifetime, str) and lifetime.isdigit():
+    if isinstance(lifetime, str) and is_ascii_number(lifetime):
         lifetime = int(lifetime)
     if (
         not isinstance(lifetime, int)

@@ -24,6 +24,7 @@ from .reconcile.client_pass import ClientMemory, ClientPass
 from .reconcile.context import Operator
 from .reconcile.deletion import delete_client
 from .requested import ANNOTATIONS
+from .unforeseen import unexpected
 
 CLIENTS = (GROUP, VERSION, "googleclients")
 
@@ -59,12 +60,15 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
                 failures = 0
             except WriteFenced:
                 return  # this replica no longer leads; it is stopping
-            except (KubeError, GoogleError) as error:
+            except Exception as error:
+                # Whatever one client's pass meets, its daemon backs off and tries again.
                 failures += 1
                 delay = policy.backoff_delay(
                     failures, None, policy.jitter_fraction(uid or name, str(failures))
                 )
-                logger.warning(f"Reconciling failed, retrying in {delay}: {error}")
+                known = isinstance(error, (KubeError, GoogleError))
+                why = str(error) if known else unexpected(error)
+                logger.warning(f"Reconciling failed, retrying in {delay}: {why}")
                 next_at = op.clock() + delay
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 

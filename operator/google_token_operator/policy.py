@@ -61,16 +61,33 @@ def refresh_due_at(token: TokenTimes, refresh_before: dt.timedelta, jitter: floa
     return token.expires_at - min(window + spread, token.lifetime / 2)
 
 
-def backoff_delay(attempt: int, retry_after: dt.timedelta | None, jitter: float) -> dt.timedelta:
+def backoff_delay(
+    attempt: int,
+    retry_after: dt.timedelta | None,
+    jitter: float,
+    base: dt.timedelta = BACKOFF_BASE,
+    cap: dt.timedelta = BACKOFF_CAP,
+) -> dt.timedelta:
     """Delay before retry number `attempt` (1-based): exponential, jittered, honouring Retry-After.
 
-    Full jitter would allow near-zero delays; we keep at least half the exponential step.
+    The one back-off of the operator. Full jitter would allow near-zero delays; we keep at
+    least half the exponential step.
     """
-    exponential: dt.timedelta = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempt - 1, 0))
-    delay: dt.timedelta = exponential * (0.5 + 0.5 * jitter)
+    steps = max(attempt - 1, 0)
+    exponential = cap if steps >= _doublings_to_cap(base, cap) else min(cap, base * 2**steps)
+    delay: dt.timedelta = exponential * (0.5 + 0.5 * min(max(jitter, 0.0), 1.0))
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
+
+
+def _doublings_to_cap(base: dt.timedelta, cap: dt.timedelta) -> int:
+    """How many doublings take `base` to `cap`: past them the exponent no longer matters (and
+    `2 ** attempt` of a timedelta overflows from attempt 47 on)."""
+    doublings = 0
+    while base > dt.timedelta(0) and base * 2**doublings < cap:
+        doublings += 1
+    return doublings
 
 
 def promised_remaining(lifetime: dt.timedelta) -> dt.timedelta:

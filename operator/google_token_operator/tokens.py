@@ -13,6 +13,11 @@ from collections.abc import Mapping
 
 from .timeutil import format_rfc3339, parse_rfc3339
 
+# Google's access tokens live 3599 s; no token lives longer than this. Bounds what Google's
+# answer may say, and what a private Secret may (a hand-edited expiry of year 9999 would
+# otherwise be a token never refreshed).
+MAX_LIFETIME = dt.timedelta(hours=24)
+
 
 @dataclasses.dataclass(frozen=True)
 class AccessToken:
@@ -72,8 +77,9 @@ def record_to_data(record: TokenRecord) -> dict[str, str]:
 def record_from_data(data: Mapping[str, str] | None) -> TokenRecord | None:
     """Parse private Secret `data`; None when there is nothing usable in it.
 
-    The Secret may have been edited by hand: an access token whose times cannot be read, or
-    that ends before it starts, is dropped (a refresh replaces it), never trusted.
+    The Secret may have been edited by hand: an access token whose times cannot be read, that
+    ends before it starts or lives longer than MAX_LIFETIME, is dropped (a refresh replaces
+    it), never trusted. Times are clamped as parse_rfc3339 does.
     """
     plain = decode_data(data or {})
     if not plain.get("refresh_token") and not plain.get("access_token"):
@@ -94,9 +100,9 @@ def _access_from(plain: Mapping[str, str]) -> AccessToken | None:
     try:
         issued_at = parse_rfc3339(plain.get("issued_at", ""))
         expires_at = parse_rfc3339(plain.get("expiry", ""))
-    except (ValueError, OverflowError):
+    except ValueError:
         return None
-    if expires_at <= issued_at:
+    if not dt.timedelta(0) < expires_at - issued_at <= MAX_LIFETIME:
         return None
     return AccessToken(
         value=value,
@@ -116,7 +122,8 @@ def decode_data(data: Mapping[str, str]) -> dict[str, str]:
     for key, value in data.items():
         try:
             decoded[key] = base64.b64decode(value).decode()
-        except (ValueError, UnicodeDecodeError):
-            # A hand-edited Secret with garbage in a key is treated as if the key were absent.
+        except (ValueError, TypeError):
+            # A hand-edited Secret with garbage in a key (not base64, not UTF-8, not even a
+            # string) is treated as if the key were absent.
             continue
     return decoded

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TextIO, TypeVar
 
 from .kube import ConfigError, Kube, KubeConfig, KubeError, load_config
+from .timeutil import is_ascii_number
 
 POLL_INTERVAL = 1.0
 # The exit statuses every waiting command shares (each may add its own).
@@ -114,7 +115,7 @@ def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def positive_seconds(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
+    if not is_ascii_number(text) or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of seconds")
     return int(text)
 

@@ -193,6 +193,7 @@ GOOGLE_NONSENSE: dict[str, tuple[dict[str, Any], str]] = {
     "g-wrong-token-type": ({"status": 200, "answer": {"token_type": "mac"}}, "GoogleAnswerInvalid"),
     "g-huge-retry-after": ({"status": 503, "retry_after": "99999999999"}, "RefreshFailing"),
     "g-garbage-retry-after": ({"status": 429, "retry_after": "soon, maybe"}, "RefreshFailing"),
+    "g-superscript-retry-after": ({"status": 503, "retry_after": "²"}, "RefreshFailing"),
 }
 
 
@@ -606,6 +607,7 @@ CASES = [
     # The consent API: only the callback, only JSON, only short strings.
     Case("consent-api-no-key", "POST /consent without Authorization", consent_api({}, {"state": "s"}, 401)),
     Case("consent-api-wrong-key", "POST /consent with another key", consent_api({"Authorization": "Bearer nope"}, {"state": "s"}, 401)),
+    Case("consent-api-non-ascii-key", "POST /consent with a key of non-ASCII characters", consent_api({"Authorization": "Bearer clé"}, {"state": "s"}, 401)),
     Case("consent-api-basic-auth", "POST /consent with Basic auth", consent_api({"Authorization": "Basic dXNlcjpwYXNz"}, {"state": "s"}, 401)),
     Case("consent-api-not-json", "POST /consent with a form body", consent_api({"Authorization": "KEY"}, b"state=s&code=c", 400)),
     Case("consent-api-array", "POST /consent with a JSON array", consent_api({"Authorization": "KEY"}, ["state"], 400)),
@@ -626,6 +628,7 @@ CASES = [
     Case("private-bad-issued-at", "private Secret issued_at: 2026-13-45", hand_edited_private({"issued_at": "2026-13-45T99:00:00Z"})),
     Case("private-expiry-before-issue", "private Secret expiry before issued_at", hand_edited_private({"expiry": "2000-01-01T00:00:00Z"})),
     Case("private-huge-expiry", "private Secret expiry: year 9999", hand_edited_private({"expiry": "9999-12-31T23:59:59Z"})),
+    Case("private-issued-at-year-1", "private Secret issued_at: year 1, an hour east of UTC", hand_edited_private({"issued_at": "0001-01-01T00:00:00+01:00"})),
     # A forged status read by a restarted operator (after everything that counts time).
     Case("forged-status-at-private", "status.tokenSecretName: twin-google-oauth, then a restart", forged_status_spares_the_private_secret),
     # Last: everything aimed at a foreign Secret deleted; the targets are still untouched.

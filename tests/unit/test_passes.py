@@ -17,6 +17,7 @@ from google_token_operator.kube import KubeError
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
 from google_token_operator.settings import Settings
+from google_token_operator.timeutil import format_rfc3339
 
 NS = "team"
 CLIENT_ID = "cid.apps.googleusercontent.com"
@@ -521,3 +522,63 @@ async def test_a_reconsent_by_the_same_account_does_not_revoke_the_new_grant() -
     assert google.revoked == []  # Google would revoke the new grant with the old one
     await run_pass(op, kube, memory)
     assert memory.status["handledRequests"] == {"reauthorize": "a1"}
+
+
+def three_branches(kube: FakeKube, middle_status: dict[str, Any] | None = None) -> None:
+    """Two good Branches and, between them (the fan-out goes by name), the one under test."""
+    kube.put_resource("branches", branch_body("a-first", "111"))
+    kube.put_resource("branches", {**branch_body("b-middle", "222"), "status": middle_status or {}})
+    kube.put_resource("branches", branch_body("c-last", "333"))
+
+
+async def test_a_branch_checked_in_year_9999_is_checked_again_and_its_siblings_go_on() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    forged = {"name": "accounts/123/locations/222", "accessible": True,
+              "checkedAt": "9999-12-31T23:59:59Z", "checkedGeneration": 1}  # fmt: skip
+    three_branches(kube, {"location": forged})
+
+    await run_pass(op, kube)
+
+    token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+    for name in ("a-first", "b-middle", "c-last"):
+        assert (kube.plain(NS, f"{name}-google-token") or {})["access_token"] == token
+        status = kube.resource("branches", NS, name)["status"]
+        assert condition(status, "Ready") == ("True", Reason.LOCATION_VERIFIED)
+    # The check from the future was not trusted: asked again, and stamped now.
+    assert google.calls["location"] == 3
+    checked = kube.resource("branches", NS, "b-middle")["status"]["location"]["checkedAt"]
+    assert checked == format_rfc3339(clock())
+
+
+async def test_a_branch_the_operator_fails_on_says_so_and_its_siblings_go_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube)
+    three_branches(kube)
+    answer = google.get_location
+
+    async def breaks_on_222(access_token: str, location_id: str) -> dict[str, Any]:
+        if location_id == "222":
+            raise RuntimeError(f"nothing foresaw this: {access_token}")
+        return await answer(access_token, location_id)
+
+    monkeypatch.setattr(google, "get_location", breaks_on_222)
+
+    await run_pass(op, kube)
+
+    for name in ("a-first", "c-last"):
+        assert kube.plain(NS, f"{name}-google-token") is not None
+        status = kube.resource("branches", NS, name)["status"]
+        assert condition(status, "Ready") == ("True", Reason.LOCATION_VERIFIED)
+    middle = find_condition(
+        kube.resource("branches", NS, "b-middle")["status"]["conditions"], "Ready"
+    )
+    assert (middle["status"], middle["reason"]) == ("False", Reason.RECONCILE_FAILED)
+    assert "RuntimeError" in middle["message"]
+    # The error's text (here, a token) is in neither the condition nor the log.
+    token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
+    assert token not in middle["message"]
+    assert token not in caplog.text
+    assert "b-middle" in caplog.text

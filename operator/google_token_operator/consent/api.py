@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .. import clients
+from .. import clients, policy
 from ..builders import private_secret
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
@@ -33,14 +33,15 @@ from ..reconcile.secrets import WriteResult, Written
 from ..tokens import TokenRecord, decode_data, record_from_data
 from . import pending as consent
 from .admission import Admission, pending_states
-from .apikey import KeyCheck, Throttle
+from .apikey import KeyCheck, Throttle, same_secret
 from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
 
 logger = logging.getLogger(__name__)
 
 # Storing a fresh refresh token is retried this often, 0.2 s, 0.4 s, ... apart.
 STORE_ATTEMPTS = 6
-STORE_BACKOFF = 0.2
+STORE_BACKOFF = dt.timedelta(seconds=0.2)
+STORE_BACKOFF_CAP = dt.timedelta(seconds=10)
 # What a hand-over may carry: Google's states and codes are far shorter.
 MAX_FIELD = 2048
 MAX_BODY = 16 * 1024
@@ -102,7 +103,7 @@ class ConsentService:
             or not consent.is_state_of(
                 labels, pending.client_namespace, pending.client_name, pending.client_uid
             )
-            or not hmac.compare_digest(pending.state_sha256, consent.state_hash(state))
+            or not same_secret(pending.state_sha256, consent.state_hash(state))
             or labels.get(consent.OUTCOME_LABEL)
             or pending.expired(op.clock())
         ):
@@ -281,7 +282,11 @@ class ConsentService:
                 if not (error.retryable or error.status in (409, 422)):
                     raise
                 logger.warning(f"Storing the consent of {owner.namespace}/{owner.name}: {error}")
-                await asyncio.sleep(STORE_BACKOFF * 2**attempt)
+                # Not jittered: one hand-over, not a herd.
+                delay = policy.backoff_delay(
+                    attempt + 1, None, 1.0, STORE_BACKOFF, STORE_BACKOFF_CAP
+                )
+                await asyncio.sleep(delay.total_seconds())
         return None
 
     async def _revoke(self, refresh_token: str, client: ClientRef, which: str = "refused") -> None:

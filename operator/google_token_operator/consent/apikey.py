@@ -52,6 +52,15 @@ async def ensure_key(kube: Kube, namespace: str) -> None:
             raise
 
 
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time equality of two texts. compare_digest raises TypeError on non-ASCII
+    text (a 500 where a 401 is due), so it compares bytes; surrogatepass encodes even the
+    lone surrogates a JSON body may carry."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 class KeyCheck:
     """Does a presented key match the Secret's? Reads the Secret, never the other way round."""
 
@@ -69,11 +78,10 @@ class KeyCheck:
             return False
         now = self.clock()
         if now - self._read_at > KEY_TTL or (
-            not hmac.compare_digest(presented, self._key)
-            and (now - self._read_at > REREAD_AFTER_MISMATCH)
+            not same_secret(presented, self._key) and (now - self._read_at > REREAD_AFTER_MISMATCH)
         ):
             await self._read(now)
-        return bool(self._key) and hmac.compare_digest(presented, self._key)
+        return bool(self._key) and same_secret(presented, self._key)
 
     async def _read(self, now: float) -> None:
         secret = await self.kube.get_secret(self.namespace, KEY_SECRET)

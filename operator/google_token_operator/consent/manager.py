@@ -18,6 +18,7 @@ import logging
 import random
 import time
 
+from .. import policy
 from ..kube import KubeError
 from ..naming import Key
 from ..reconcile.context import Operator
@@ -29,10 +30,6 @@ logger = logging.getLogger(__name__)
 # Applied again at most this often while nothing changed (a deleted callback Deployment comes
 # back within it); at once when consent becomes wanted or not.
 REAPPLY_EVERY = dt.timedelta(minutes=1)
-# After a failed apply (API server away, namespace missing), try again after this, doubled
-# on each failure up to the cap, jittered.
-RETRY_BASE = dt.timedelta(seconds=2)
-RETRY_CAP = dt.timedelta(minutes=5)
 
 
 def callback_wanted(
@@ -86,8 +83,10 @@ class CallbackManager:
                 failures = 0
             except KubeError as error:
                 failures += 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** (failures - 1))
-                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not a secret
+                # After a failed apply (API server away, namespace missing): the operator's
+                # back-off, 2 s doubled per failure up to 5 min, jittered.
+                jitter = random.random()  # noqa: S311 - jitter, not a secret
+                delay = policy.backoff_delay(failures, None, jitter)
                 logger.warning(
                     f"Applying the callback workload failed, retrying in {delay}: {error}"
                 )

@@ -22,7 +22,7 @@ from .. import GROUP, MANAGED_BY
 from ..conditions import Reason
 from ..naming import CLIENT_LABEL, MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL, labels_for
 from ..settings import IDENTITY_SCOPES
-from ..timeutil import format_rfc3339, parse_rfc3339
+from ..timeutil import format_rfc3339, is_ascii_number, parse_rfc3339
 from ..tokens import decode_data, encode_data
 from .contract import Outcome
 
@@ -62,7 +62,8 @@ def code_challenge(verifier: str) -> str:
 
 
 def state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
+    # surrogatepass: a state read from JSON may hold lone surrogates; it hashes, never raises.
+    return hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def consent_secret_name(state: str) -> str:
@@ -163,7 +164,7 @@ def expired_state(labels: Mapping[str, str], now: dt.datetime) -> bool:
     if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(ROLE_LABEL) != ROLE_CONSENT:
         return False
     expires = labels.get(EXPIRES_LABEL, "")
-    return not expires.isdigit() or int(expires) < now.timestamp()
+    return not is_ascii_number(expires) or int(expires) < now.timestamp()
 
 
 def previous_reason(consent_outcome: str, authorized_reason: str) -> str:
@@ -225,7 +226,7 @@ class PublishedConsent:
 
 def published_from_status(authorization: Mapping[str, Any] | None) -> PublishedConsent | None:
     """status.authorization as last written; None when absent or unreadable."""
-    item = authorization or {}
+    item = authorization if isinstance(authorization, Mapping) else {}
     try:
         return PublishedConsent(
             url=str(item["url"]),

@@ -10,20 +10,23 @@ version too old (410 Gone) lists again. `synced` is set once every path was list
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from .. import policy
 from ..naming import Key
+from ..unforeseen import unexpected
 from .client import Kube, KubeError
 
 V = TypeVar("V")
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-RETRY_BASE = 1.0
-RETRY_CAP = 60.0
+RETRY_BASE = dt.timedelta(seconds=1)
+RETRY_CAP = dt.timedelta(minutes=1)
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
@@ -96,12 +99,15 @@ class Informer(Generic[V]):
                 version = ""
             except KubeError as error:
                 failures += 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10))
-                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not a secret
-                logger.warning(f"Watching {self.name} failed ({error}); retrying in {delay:.1f}s")
+                jitter = random.random()  # noqa: S311 - jitter, not a secret
+                delay = policy.backoff_delay(failures, None, jitter, RETRY_BASE, RETRY_CAP)
+                logger.warning(
+                    f"Watching {self.name} failed ({error}); retrying in "
+                    f"{delay.total_seconds():.1f}s"
+                )
                 if error.status == 410:
                     version = ""
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay.total_seconds())
 
     async def _list(self, path: str) -> str:
         seen: set[Key] = set()
@@ -122,7 +128,7 @@ class Informer(Generic[V]):
             for body in page.get("items") or []:
                 key = object_key(body)
                 seen.add(key)
-                self._put(path, key, self.reduce(body))
+                self._take(path, key, body)
             meta = page.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             token = str(meta.get("continue") or "")
@@ -159,17 +165,37 @@ class Informer(Generic[V]):
         if kind == "DELETED":
             self._drop(path, key)
         else:
-            self._put(path, key, self.reduce(body))
+            self._take(path, key, body)
+
+    def _take(self, path: str, key: Key, body: dict[str, Any]) -> None:
+        """Keep the object's view. One whose view cannot be made (written around its schema)
+        is left out, and only it: the watch goes on for every other object."""
+        try:
+            view = self.reduce(body)
+        except Exception as error:
+            logger.error(f"{self.name} {key[0]}/{key[1]} left out: {unexpected(error)}")
+            self._drop(path, key)
+            return
+        self._put(path, key, view)
 
     def _put(self, path: str, key: Key, view: V) -> None:
         old = self._store.get(key)
         self._store[key] = view
         self._keys[path].add(key)
-        if self.on_change is not None and old != view:
-            self.on_change(key, old, view)
+        if old != view:
+            self._tell(key, old, view)
 
     def _drop(self, path: str, key: Key) -> None:
         old = self._store.pop(key, None)
         self._keys[path].discard(key)
-        if self.on_change is not None and old is not None:
-            self.on_change(key, old, None)
+        if old is not None:
+            self._tell(key, old, None)
+
+    def _tell(self, key: Key, old: V | None, new: V | None) -> None:
+        """on_change, for one object: what it raises stops neither the watch nor the others."""
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(key, old, new)
+        except Exception as error:
+            logger.error(f"{self.name} {key[0]}/{key[1]}: {unexpected(error)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -20,6 +20,7 @@ from ..google_types import ApiError, location_title
 from ..kube import KubeError, WriteFenced
 from ..naming import ROLE_CONSUMER, Key, Owner
 from ..ownership import Claim, claim, conflict_message
+from ..unforeseen import unexpected
 from .context import Operator
 from .events import post_transitions
 from .secrets import Written
@@ -29,6 +30,9 @@ from .secrets import Written
 class FanOutResult:
     wake: dt.datetime | None = None  # when a Branch next needs a look, if sooner than usual
     secrets: set[Key] = dataclasses.field(default_factory=set)  # what the Branches depend on
+    # The first Kubernetes error a Branch met (its siblings went on), for a caller that
+    # retries as a whole.
+    kube_error: KubeError | None = None
 
 
 class BranchFanOut:
@@ -46,22 +50,37 @@ class BranchFanOut:
     async def run(
         self, client: clients.ClientSpec, state: branches.ClientState, now: dt.datetime
     ) -> FanOutResult:
+        return await self.each(
+            self.op.cluster.branches_of((client.namespace, client.name)), state, now
+        )
+
+    async def each(
+        self, bodies: Iterable[Mapping[str, Any]], state: branches.ClientState, now: dt.datetime
+    ) -> FanOutResult:
+        """Each Branch on its own: whatever one raises (a Kubernetes error, or something in
+        it no check foresaw), its siblings go on and it backs off."""
         result = FanOutResult()
-        for body in self.op.cluster.branches_of((client.namespace, client.name)):
+        for body in bodies:
             uid = str(body["metadata"].get("uid", ""))
             try:
                 wake, secrets = await reconcile_branch(self.op, body, state, now, self.logger)
             except WriteFenced:
                 raise
-            except KubeError as error:
-                # One Branch's trouble is its own: its siblings go on, it backs off.
+            except Exception as error:
                 attempt = self._failures.get(uid, 0) + 1
                 self._failures[uid] = attempt
                 delay = policy.backoff_delay(
                     attempt, None, policy.jitter_fraction(uid, str(attempt))
                 )
                 name = body["metadata"].get("name")
-                self.logger.warning(f"Branch {name}: {error}; trying again in {delay}")
+                if isinstance(error, KubeError):
+                    self.logger.warning(f"Branch {name}: {error}; trying again in {delay}")
+                    result.kube_error = result.kube_error or error
+                else:
+                    self.logger.error(
+                        f"Branch {name}: {unexpected(error)}; trying again in {delay}"
+                    )
+                    await self._report_failure(body, error)
                 wake, secrets = now + delay, set()
             else:
                 self._failures.pop(uid, None)
@@ -69,6 +88,23 @@ class BranchFanOut:
             if wake is not None and (result.wake is None or wake < result.wake):
                 result.wake = wake
         return result
+
+    async def _report_failure(self, body: Mapping[str, Any], error: Exception) -> None:
+        """The Branch's Ready condition says the operator failed on it, if its status can
+        be written at all."""
+        failed = Condition(
+            READY,
+            False,
+            Reason.RECONCILE_FAILED,
+            f"the operator failed on this Branch ({unexpected(error)}); see the operator's log",
+        )
+        try:
+            await _write_status(self.op, body, self.op.branch_status(body), {}, failed, self.logger)
+        except WriteFenced:
+            raise
+        except Exception as again:
+            name = body["metadata"].get("name")
+            self.logger.error(f"Branch {name}: status not written ({unexpected(again)})")
 
 
 async def reconcile_branch(

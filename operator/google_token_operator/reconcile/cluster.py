@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import GROUP, MANAGED_BY, VERSION
@@ -61,9 +61,12 @@ def collection_paths(namespaces: Sequence[str], core: bool, plural: str) -> list
 
 
 def client_of(branch: dict[str, Any]) -> Key:
-    spec = branch.get("spec") or {}
+    """(namespace, clientRef.name); a Branch written around its schema names no client."""
+    spec = branch.get("spec")
+    ref = spec.get("clientRef") if isinstance(spec, Mapping) else None
+    name = ref.get("name") if isinstance(ref, Mapping) else None
     namespace = str((branch.get("metadata") or {}).get("namespace") or "")
-    return (namespace, str((spec.get("clientRef") or {}).get("name") or ""))
+    return (namespace, str(name or ""))
 
 
 class ClusterView:

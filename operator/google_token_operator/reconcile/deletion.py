@@ -17,7 +17,7 @@ import kopf
 
 from .. import branches
 from ..consent import pending as consent
-from ..kube import KubeError
+from ..kube import KubeError, WriteFenced
 from ..naming import (
     ROLE_CONSUMER,
     ROLE_PRIVATE,
@@ -29,7 +29,8 @@ from ..naming import (
 )
 from ..ownership import Claim, claim
 from ..tokens import record_from_data
-from .branch_pass import reconcile_branch
+from ..unforeseen import unexpected
+from .branch_pass import BranchFanOut, reconcile_branch
 from .cluster import client_of
 from .context import Operator
 from .grants import revoke_grant
@@ -68,9 +69,13 @@ async def delete_client(
     op.metrics.forget("GoogleClient", namespace, name)
     op.cluster.forget_client((namespace, name))
     # Its Branches have no client now: say so (they keep their last token until it expires).
+    # Each on its own; a Kubernetes error retries the deletion once all were tried.
     missing = branches.ClientState(exists=False, ready=False)
-    for branch in op.cluster.branches_of((namespace, name)):
-        await reconcile_branch(op, branch, missing, op.clock(), logger)
+    told = await BranchFanOut(op, logger).each(
+        op.cluster.branches_of((namespace, name)), missing, op.clock()
+    )
+    if told.kube_error is not None:
+        raise told.kube_error
 
 
 async def delete_branch(op: Operator, body: Mapping[str, Any]) -> None:
@@ -126,6 +131,8 @@ class Janitor:
                     await self._handle(old, new)
                 except KubeError as error:  # one Branch's trouble must not stop the others
                     logger.warning(f"Branch {key[0]}/{key[1]}: {error}")
+                except Exception as error:
+                    logger.error(f"Branch {key[0]}/{key[1]}: {unexpected(error)}")
         finally:
             sweeping.cancel()
 
@@ -142,8 +149,19 @@ class Janitor:
         namespace, now, swept = self.op.settings.operator_namespace, self.op.clock(), 0
         for (secret_namespace, name), seen in self.op.cluster.secrets.items():
             if secret_namespace == namespace and consent.expired_state(seen.labels, now):
-                swept += await self.op.kube.delete_secret(namespace, name, uid=seen.uid)
+                swept += await self._delete_leftover(namespace, name, seen.uid)
         return swept
+
+    async def _delete_leftover(self, namespace: str, name: str, uid: str) -> int:
+        """Delete one Secret (uid-checked); one that fails is left for the next sweep, and
+        the others go on."""
+        try:
+            return await self.op.kube.delete_secret(namespace, name, uid=uid)
+        except WriteFenced:
+            raise
+        except KubeError as error:
+            logger.warning(f"Deleting Secret {namespace}/{name} failed: {error}")
+            return 0
 
     async def _handle(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         cluster = self.op.cluster
@@ -165,7 +183,7 @@ class Janitor:
             # As the garbage collector would: a managed Secret all of whose owners are gone.
             if not is_managed(seen.labels) or not seen.owner_uids or set(seen.owner_uids) & live:
                 continue
-            await self.op.kube.delete_secret(namespace, name, uid=seen.uid)
+            await self._delete_leftover(namespace, name, seen.uid)
         for key, branch in cluster.branches.items():
             if client_of(branch) not in cluster.clients:
                 self.branch_changed(key, None, branch)
