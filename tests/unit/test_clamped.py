@@ -21,8 +21,9 @@ from test_passes import (
 
 from google_token_operator import clients, policy, tokens
 from google_token_operator.conditions import Reason
+from google_token_operator.consent.admission import Admission, pending_states
 from google_token_operator.consent.api import ConsentService, create_app
-from google_token_operator.consent.apikey import KeyCheck
+from google_token_operator.consent.apikey import KeyCheck, Throttle
 from google_token_operator.consent.contract import CONSENT_API_PATH, KEY_FIELD, KEY_SECRET
 from google_token_operator.google_types import (
     MAX_RETRY_AFTER,
@@ -217,11 +218,16 @@ def test_a_lifetime_in_other_digits_is_an_invalid_answer(expires_in: str) -> Non
     assert raised.value.kind is ErrorKind.INVALID_ANSWER
 
 
+def no_pending_states() -> Admission:
+    """The consent API's gate with no state issued (its watch is not run by these tests)."""
+    return Admission(pending_states(None, "gto"), "gto", Throttle())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("presented", ["clé", "ключ", "\u2603" * 40, "the-kéy"])
 async def test_a_non_ascii_consent_api_key_is_refused_with_401(presented: str) -> None:
     op, kube, _, _, _ = operator_with_fakes()
     kube.put_secret("gto", KEY_SECRET, {KEY_FIELD: "the-key"})
-    app = create_app(ConsentService(op), KeyCheck(kube, "gto"))  # type: ignore[arg-type]
+    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         refused = await client.post(
             CONSENT_API_PATH, json={}, headers={"Authorization": f"Bearer {presented}"}
@@ -236,7 +242,7 @@ async def test_a_non_ascii_consent_api_key_is_refused_with_401(presented: str) -
 async def test_a_state_with_a_lone_surrogate_is_an_invalid_state_not_a_500() -> None:
     op, kube, _, _, _ = operator_with_fakes()
     kube.put_secret("gto", KEY_SECRET, {KEY_FIELD: "the-key"})
-    app = create_app(ConsentService(op), KeyCheck(kube, "gto"))  # type: ignore[arg-type]
+    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         answer = await client.post(
             CONSENT_API_PATH,
