@@ -42,7 +42,10 @@ async def delete_client(
     private_key = (namespace, private_secret_name(name))
     view = op.cluster.managed.get(private_key)
     if spec.get("revokeOnDelete") is True and view is not None:
-        record = record_from_data(view.private_data)
+        data = view.private_data
+        if data is None:  # the watch keeps no data of it: read it (only if it is the client's)
+            data = await op.secrets.read_owned(private_key, owner)
+        record = record_from_data(data)
         if record is not None and record.refresh_token:
             await revoke_grant(op.google, record.refresh_token, logger)
     await _delete_token_secrets(op, owner, spec, status, private_key[1])
