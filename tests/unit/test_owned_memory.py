@@ -1,0 +1,148 @@
+"""Only owned data in memory: the managed-Secret watch selects by a label anyone can set, so
+what it keeps of a labelled Secret must not grow with the Secret's data unless the Secret is a
+live GoogleClient's private Secret."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fakes import FakeKube, operator_with_fakes
+from test_passes import NS, PRIVATE_LABELS, authorized, client_body, owner_reference, run_pass
+
+from google_token_operator.kube.informer import FULL_SECRET_PAGE_SIZE, PAGE_SIZE, Informer
+from google_token_operator.reconcile.client_pass import ClientMemory
+
+BIG = "x" * 100_000
+
+
+def count_gets(kube: FakeKube) -> list[tuple[str, str]]:
+    """The GETs of the private Secret the passes make from now on."""
+    gets: list[tuple[str, str]] = []
+    get_secret = kube.get_secret
+
+    async def counted(namespace: str, name: str) -> dict[str, Any] | None:
+        if name == "acme-google-oauth":
+            gets.append((namespace, name))
+        return await get_secret(namespace, name)
+
+    kube.get_secret = counted  # type: ignore[method-assign]
+    return gets
+
+
+async def test_the_watch_keeps_no_data_of_a_labelled_secret_that_is_no_live_clients() -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    body = authorized(kube)
+    owned_elsewhere = {"ownerReferences": [owner_reference(body)]}
+    forged = {
+        "no-owner": {},
+        "acme-google-oauth-copy": owned_elsewhere,  # the client's uid, another name
+        "other-google-oauth": owned_elsewhere,  # named for a client that does not exist
+    }
+    for name, meta in forged.items():
+        kube.put_secret(NS, name, {"refresh_token": BIG}, labels=PRIVATE_LABELS, **meta)
+    kube.put_secret(  # at the client's private name, owned by nobody
+        "gto", "acme-google-oauth", {"refresh_token": BIG}, labels=PRIVATE_LABELS
+    )
+
+    for key in [*((NS, name) for name in forged), ("gto", "acme-google-oauth")]:
+        view = op.cluster.managed.get(key)
+        assert view is not None and view.data_keys == {"refresh_token"}
+        assert view.private_data is None, key
+    owned = op.cluster.managed.get((NS, "acme-google-oauth"))
+    assert owned is not None and owned.private_data is not None
+    assert set(owned.private_data) == {"refresh_token", "client_id", "scopes"}
+
+    # Deleting the client forgets nothing at once, but a new version is judged again.
+    kube.delete_resource("googleclients", NS, "acme")
+    secret = kube.secrets[(NS, "acme-google-oauth")]
+    kube._show_secret("MODIFIED", kube._stamp(secret))
+    owned = op.cluster.managed.get((NS, "acme-google-oauth"))
+    assert owned is not None and owned.private_data is None
+
+
+async def test_a_private_secret_seen_before_its_client_is_read_once_and_refreshed() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    body = authorized(kube)
+    # As if the watch saw the private Secret before it knew the GoogleClient: no data kept.
+    kube.delete_resource("googleclients", NS, "acme")
+    secret = kube.secrets[(NS, "acme-google-oauth")]
+    kube._show_secret("MODIFIED", kube._stamp(secret))
+    kube.put_resource("googleclients", client_body() | {"metadata": body["metadata"]})
+    view = op.cluster.managed.get((NS, "acme-google-oauth"))
+    assert view is not None and view.private_data is None
+    gets = count_gets(kube)
+    memory = ClientMemory(status={})
+
+    await run_pass(op, kube, memory)
+
+    assert gets == [(NS, "acme-google-oauth")]
+    assert google.calls["refresh"] == 1
+    private = kube.plain(NS, "acme-google-oauth") or {}
+    assert private["refresh_token"] == "1//r"
+    assert private["access_token"] == (kube.plain(NS, "acme-google-token") or {})["access_token"]
+    # Its own write was seen with the client known: the watch keeps the data again.
+    view = op.cluster.managed.get((NS, "acme-google-oauth"))
+    assert view is not None and view.private_data is not None
+
+    # An hour on, the next refresh reads nothing more.
+    clock.advance(hours=1)
+    await run_pass(op, kube, memory)
+    assert google.calls["refresh"] == 2
+    assert gets == [(NS, "acme-google-oauth")]
+
+
+async def test_a_private_secret_without_data_in_the_watch_is_read_once_per_version() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    memory = ClientMemory(status={})
+    await run_pass(op, kube, memory)
+    clock.advance(minutes=1)
+    # The watch keeps no data (its client was not known when it was seen), nothing is due.
+    key = (NS, "acme-google-oauth")
+    view = op.cluster.managed.get(key)
+    assert view is not None
+    op.cluster.managed._store[key] = view.__class__(**{**view.__dict__, "private_data": None})
+    gets = count_gets(kube)
+
+    await run_pass(op, kube, memory)
+    await run_pass(op, kube, memory)
+
+    assert gets == [key]
+    assert google.calls["refresh"] == 1
+    assert [write for write in kube.writes if write[1] == key] == [("patch", key)]
+
+
+class PagedApi:
+    """A list endpoint that answers in pages of the asked `limit`, recording each ask."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self.asked: list[dict[str, str]] = []
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        params = kwargs["params"]
+        self.asked.append(params)
+        start = int(params.get("continue") or 0)
+        end = start + int(params["limit"])
+        more = {"continue": str(end)} if end < len(self.items) else {}
+        return {"metadata": {"resourceVersion": "7", **more}, "items": self.items[start:end]}
+
+
+async def test_the_full_secret_list_takes_few_per_page_and_keeps_every_view() -> None:
+    op, _, _, _, _ = operator_with_fakes()
+    items = [
+        {"metadata": {"name": f"s{n}", "namespace": NS, "resourceVersion": str(n),
+                      "labels": PRIVATE_LABELS}, "data": {"refresh_token": BIG}}
+        for n in range(25)
+    ]  # fmt: skip
+    api = PagedApi(items)
+    managed = op.cluster.managed
+    informer = Informer(api, "managed", ["/p"], managed.reduce, page_size=managed.page_size)  # type: ignore[arg-type]
+
+    version = await asyncio.wait_for(informer._list("/p"), 5)
+
+    assert version == "7" and len(informer) == 25
+    assert [ask["limit"] for ask in api.asked] == [str(FULL_SECRET_PAGE_SIZE)] * 3
+    assert all(view.private_data is None for _, view in informer.items())
+    assert op.cluster.secrets.page_size == PAGE_SIZE  # metadata-only lists keep big pages
