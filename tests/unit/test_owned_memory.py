@@ -12,6 +12,7 @@ from typing import Any
 from fakes import FakeKube, operator_with_fakes
 from test_passes import NS, PRIVATE_LABELS, authorized, client_body, owner_reference, run_pass
 
+from google_token_operator.google_types import ErrorKind, GoogleError
 from google_token_operator.kube.informer import FULL_SECRET_PAGE_SIZE, PAGE_SIZE, Informer
 from google_token_operator.reconcile.client_pass import ClientMemory
 
@@ -55,22 +56,25 @@ async def test_the_watch_keeps_no_data_of_a_labelled_secret_that_is_no_live_clie
     assert owned is not None and owned.private_data is not None
     assert set(owned.private_data) == {"refresh_token", "client_id", "scopes"}
 
-    # Deleting the client forgets nothing at once, but a new version is judged again.
-    kube.delete_resource("googleclients", NS, "acme")
-    secret = kube.secrets[(NS, "acme-google-oauth")]
-    kube._show_secret("MODIFIED", kube._stamp(secret))
+    # A version seen while the client is unknown keeps no data.
+    seen_before_its_client(kube)
     owned = op.cluster.managed.get((NS, "acme-google-oauth"))
     assert owned is not None and owned.private_data is None
 
 
-async def test_a_private_secret_seen_before_its_client_is_read_once_and_refreshed() -> None:
-    op, kube, google, clock, _ = operator_with_fakes()
-    body = authorized(kube)
-    # As if the watch saw the private Secret before it knew the GoogleClient: no data kept.
-    kube.delete_resource("googleclients", NS, "acme")
+def seen_before_its_client(kube: FakeKube) -> None:
+    """Show the private Secret again while the GoogleClient is unknown (as when the Secret's
+    watch is ahead of the GoogleClients'): the watch keeps no data of it."""
+    body = kube.delete_resource("googleclients", NS, "acme")
     secret = kube.secrets[(NS, "acme-google-oauth")]
     kube._show_secret("MODIFIED", kube._stamp(secret))
     kube.put_resource("googleclients", client_body() | {"metadata": body["metadata"]})
+
+
+async def test_a_private_secret_seen_before_its_client_is_read_once_and_refreshed() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    authorized(kube)
+    seen_before_its_client(kube)
     view = op.cluster.managed.get((NS, "acme-google-oauth"))
     assert view is not None and view.private_data is None
     gets = count_gets(kube)
@@ -95,24 +99,22 @@ async def test_a_private_secret_seen_before_its_client_is_read_once_and_refreshe
 
 
 async def test_a_private_secret_without_data_in_the_watch_is_read_once_per_version() -> None:
-    op, kube, google, clock, _ = operator_with_fakes()
+    op, kube, google, _, _ = operator_with_fakes()
     authorized(kube)
-    memory = ClientMemory(status={})
-    await run_pass(op, kube, memory)
-    clock.advance(minutes=1)
-    # The watch keeps no data (its client was not known when it was seen), nothing is due.
+    seen_before_its_client(kube)
+    google.refresh_errors.append(GoogleError(ErrorKind.RETRYABLE, 503, "server_error", ""))
     key = (NS, "acme-google-oauth")
-    view = op.cluster.managed.get(key)
-    assert view is not None
-    op.cluster.managed._store[key] = view.__class__(**{**view.__dict__, "private_data": None})
     gets = count_gets(kube)
+    memory = ClientMemory(status={})
 
+    await run_pass(op, kube, memory)  # the refresh fails: nothing is written, back-off
     await run_pass(op, kube, memory)
-    await run_pass(op, kube, memory)
-
     assert gets == [key]
     assert google.calls["refresh"] == 1
-    assert [write for write in kube.writes if write[1] == key] == [("patch", key)]
+
+    seen_before_its_client(kube)  # a new version, still without data in the watch
+    await run_pass(op, kube, memory)
+    assert gets == [key, key]
 
 
 class PagedApi:
