@@ -26,7 +26,7 @@ FORGED = 300
 FORGED_BYTES = 1_000_000  # of data each, near the 1 MiB a Secret may hold
 FORGED_LABEL = "google-token-operator.dev/client=tenant-ballast"
 MAX_GROWTH_MB = 20.0
-LIFETIME = 15
+LIFETIME = 10
 
 
 def rss_mb(operator: OperatorProcess, field: str = "VmRSS") -> float:
@@ -36,18 +36,18 @@ def rss_mb(operator: OperatorProcess, field: str = "VmRSS") -> float:
     return int(line.split()[1]) / 1024
 
 
-def refreshes(cluster: Cluster, count: int) -> None:
-    """Wait until the consumer Secret has held `count` new access tokens (the operator is
-    alive and refreshing)."""
-    seen = [(cluster.secret("acme-google-token") or {}).get("access_token")]
+def next_token(cluster: Cluster) -> None:
+    """Wait until the consumer Secret holds a new access token (the operator is alive and
+    refreshing)."""
+    before = (cluster.secret("acme-google-token") or {}).get("access_token")
 
     def new_token() -> bool:
-        token = (cluster.secret("acme-google-token") or {}).get("access_token")
-        if token is not None and token not in seen:
-            seen.append(token)
-        return len(seen) > count
+        return (cluster.secret("acme-google-token") or {}).get("access_token") not in (
+            None,
+            before,
+        )
 
-    wait_for(new_token, (count + 2) * LIFETIME, what=f"{count} new access tokens")
+    wait_for(new_token, 3 * LIFETIME, what="a new access token")
 
 
 def put_forged(cluster: Cluster) -> None:
@@ -71,19 +71,19 @@ def test_labelled_secrets_of_a_tenant_do_not_grow_the_operators_memory(
     sandbox.state.token_lifetime = LIFETIME
     operator = start_operator()
     authorized_client(cluster, sandbox)
-    refreshes(cluster, 2)
+    next_token(cluster)
     first = rss_mb(operator)
     try:
         started = time.monotonic()
         put_forged(cluster)
         created_s = time.monotonic() - started
-        refreshes(cluster, 2)
+        next_token(cluster)
         running = rss_mb(operator)
 
         operator.stop()
         started = time.monotonic()
         operator.start()
-        refreshes(cluster, 2)
+        next_token(cluster)
         restart_s = time.monotonic() - started
         restarted, peak = rss_mb(operator), rss_mb(operator, "VmHWM")
     finally:
@@ -96,7 +96,10 @@ def test_labelled_secrets_of_a_tenant_do_not_grow_the_operators_memory(
         f"{FORGED} Secrets of {FORGED_BYTES} bytes: created in {created_s:.1f}s, deleted in "
         f"{deleted_s:.1f}s; operator RSS {first:.1f} MB before, {running:.1f} MB running "
         f"among them, {restarted:.1f} MB after a restart among them (peak {peak:.1f} MB; "
-        f"restart to 2 refreshes {restart_s:.1f}s)"
+        f"restart to a refresh {restart_s:.1f}s)"
     )
     assert running - first <= MAX_GROWTH_MB
     assert restarted - first <= MAX_GROWTH_MB
+    # Their events did not stop the watch (aiohttp's line limit once did, silently).
+    assert "Watching managed Secrets failed" not in operator.log()
+    assert "LineTooLong" not in operator.log()

@@ -5,14 +5,17 @@ live GoogleClient's private Secret."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import Any
 
+from aiohttp import web
 from fakes import FakeKube, operator_with_fakes
 from test_passes import NS, PRIVATE_LABELS, authorized, client_body, owner_reference, run_pass
 
 from google_token_operator.google_types import ErrorKind, GoogleError
+from google_token_operator.kube import Kube, KubeConfig
 from google_token_operator.kube.informer import FULL_SECRET_PAGE_SIZE, PAGE_SIZE, Informer
 from google_token_operator.reconcile.client_pass import ClientMemory
 
@@ -180,3 +183,32 @@ def test_pages_of_large_secrets_leave_no_resident_memory_behind() -> None:
     growth = float(result.stdout)
     print(f"RSS growth after 300 Secrets of 1 MiB read 10 a page: {growth:.1f} MB")
     assert growth < 5
+
+
+async def test_a_watch_takes_in_an_event_of_a_secret_holding_a_full_mebibyte() -> None:
+    """aiohttp refuses lines over 512 KiB unless told otherwise: such an event ended the
+    managed-Secret watch for good (any tenant can label a 1 MiB Secret)."""
+    secret = {"metadata": {"name": "big", "namespace": NS}, "data": {"k": "x" * 1_500_000}}
+    events = [{"type": "ADDED", "object": secret}, {"type": "BOOKMARK", "object": {}}]
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for event in events:
+            await response.write(json.dumps(event).encode() + b"\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/secrets", watch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    kube = Kube(KubeConfig(server=f"http://127.0.0.1:{port}", ssl_context=None))
+    try:
+        seen = [event async for event in kube.watch("/api/v1/secrets", {})]
+    finally:
+        await kube.close()
+        await runner.cleanup()
+    assert seen == events
