@@ -11,13 +11,14 @@ import sys
 from typing import Any
 
 from aiohttp import web
-from fakes import FakeKube, operator_with_fakes
-from test_passes import NS, PRIVATE_LABELS, authorized, client_body, owner_reference, run_pass
+from fakes import LOG, FakeKube, operator_with_fakes
+from test_passes import NS, PRIVATE_LABELS, authorized, owner_reference, run_pass
 
 from google_token_operator.google_types import ErrorKind, GoogleError
 from google_token_operator.kube import Kube, KubeConfig
 from google_token_operator.kube.informer import FULL_SECRET_PAGE_SIZE, PAGE_SIZE, Informer
 from google_token_operator.reconcile.client_pass import ClientMemory
+from google_token_operator.reconcile.deletion import delete_client
 
 BIG = "x" * 100_000
 
@@ -71,7 +72,7 @@ def seen_before_its_client(kube: FakeKube) -> None:
     body = kube.delete_resource("googleclients", NS, "acme")
     secret = kube.secrets[(NS, "acme-google-oauth")]
     kube._show_secret("MODIFIED", kube._stamp(secret))
-    kube.put_resource("googleclients", client_body() | {"metadata": body["metadata"]})
+    kube.put_resource("googleclients", body)
 
 
 async def test_a_private_secret_seen_before_its_client_is_read_once_and_refreshed() -> None:
@@ -118,6 +119,18 @@ async def test_a_private_secret_without_data_in_the_watch_is_read_once_per_versi
     seen_before_its_client(kube)  # a new version, still without data in the watch
     await run_pass(op, kube, memory)
     assert gets == [key, key]
+
+
+async def test_deleting_a_client_revokes_the_grant_of_a_private_secret_read_by_get() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    authorized(kube, revokeOnDelete=True)
+    seen_before_its_client(kube)
+    body = kube.delete_resource("googleclients", NS, "acme")
+
+    await delete_client(op, body, LOG)
+
+    assert google.revoked == ["1//r"]
+    assert kube.plain(NS, "acme-google-oauth") is None
 
 
 class PagedApi:
