@@ -16,6 +16,7 @@ import kopf
 from aiohttp import web
 
 from . import GROUP, handlers, leader
+from .allocator import return_large_blocks
 from .consent import api as consent_api
 from .consent.apikey import KeyCheck
 from .consent.contract import HEALTHZ_PATH
@@ -44,6 +45,7 @@ LOG_FORMATS = {
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(args.verbose, settings.log_format)
+    return_large_blocks()
     return asyncio.run(_serve(args, settings))
 
 

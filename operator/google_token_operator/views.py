@@ -2,19 +2,20 @@
 
 The informers (kube.informer) hold one view per object, so a pass reads them instead of
 listing or getting objects. Unrelated Secrets are seen as metadata only and kept as a few
-strings; managed consumer Secrets by a digest of their data; only the private Secret's data
-(which the operator needs to refresh) is held in memory.
+strings; Secrets with the managed-by label (a label anyone can set) by a digest of their data.
+Data is held in memory only for the private Secret of a live GoogleClient (the one the
+operator refreshes from): a tenant's labelled Secrets cost the operator a few strings each.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import GROUP
 from .builders import content_hash
-from .naming import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE
+from .naming import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE, Key, private_secret_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SecretView:
     resource_version: str
     data_hash: str
     data_keys: frozenset[str]
+    # Only for the private Secret of a live GoogleClient (see owned_private); None otherwise,
+    # also for a private Secret whose client was not known yet (read it when needed).
     private_data: Mapping[str, str] | None
 
 
@@ -54,16 +57,39 @@ def secret_meta(body: Mapping[str, Any]) -> SecretMeta:
     )
 
 
-def managed_secret_view(body: Mapping[str, Any]) -> SecretView:
+def no_client(key: Key) -> str:
+    return ""
+
+
+def owned_private(body: Mapping[str, Any], client_uid: Callable[[Key], str]) -> bool:
+    """Is `body` the private Secret of a live GoogleClient: role private, named for a client
+    whose uid (`client_uid` of its key; "" when there is none) is among its owners? At most
+    one Secret per GoogleClient passes, whatever labels and owners tenants write."""
     meta = body.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    if (meta.get("labels") or {}).get(ROLE_LABEL) != ROLE_PRIVATE:
+        return False
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    suffix = private_secret_name("")
+    if not name.endswith(suffix):
+        return False
+    uid = client_uid((namespace, name[: -len(suffix)]))
+    owners = meta.get("ownerReferences") or []
+    return bool(uid) and any(str(ref.get("uid") or "") == uid for ref in owners)
+
+
+def managed_secret_view(
+    body: Mapping[str, Any], client_uid: Callable[[Key], str] = no_client
+) -> SecretView:
+    """The view of a Secret with the managed-by label; its data is kept only when
+    owned_private says so (`client_uid`: the uid of the live GoogleClient of a key)."""
+    meta = body.get("metadata") or {}
     data = body.get("data") or {}
     return SecretView(
         uid=str(meta.get("uid") or ""),
         resource_version=str(meta.get("resourceVersion") or ""),
         data_hash=content_hash(data),
         data_keys=frozenset(data),
-        private_data=dict(data) if labels.get(ROLE_LABEL) == ROLE_PRIVATE else None,
+        private_data=dict(data) if owned_private(body, client_uid) else None,
     )
 
 

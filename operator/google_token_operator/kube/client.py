@@ -29,6 +29,10 @@ FIELD_MANAGER = "google-token-operator"
 DEFAULT_TIMEOUT = dt.timedelta(seconds=15)
 WATCH_SECONDS = 290
 WATCH_SILENCE = dt.timedelta(seconds=WATCH_SECONDS + 30)
+# One watch event is one line; aiohttp refuses lines over 512 KiB by default, and a Secret
+# anyone may label can hold 1 MiB (~1.4 MiB as JSON, more with annotations). Above anything
+# the API server stores (etcd takes 1.5 MiB a request).
+MAX_EVENT_BYTES = 16 * 2**20
 # Statuses a retry (with back-off) may cure; 0 stands for a transport failure.
 RETRYABLE = frozenset({0, 408, 429, 500, 502, 503, 504})
 
@@ -180,10 +184,16 @@ class Kube:
                         str(answer.get("reason") or ""),
                         str(answer.get("message") or ""),
                     )
-                async for line in response.content:
+                while line := await response.content.readline(max_line_length=MAX_EVENT_BYTES):
                     if line.strip():
                         yield json.loads(line)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+        except (
+            aiohttp.ClientError,
+            aiohttp.http_exceptions.HttpProcessingError,  # a line too long
+            TimeoutError,
+            OSError,
+            ValueError,
+        ) as error:
             raise KubeError(0, type(error).__name__, _transport_detail(error)) from None
 
     # Secrets ---------------------------------------------------------------------------------

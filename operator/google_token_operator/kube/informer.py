@@ -25,6 +25,9 @@ V = TypeVar("V")
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+# Full Secrets may be 1 MiB each (~1.4 MiB as JSON): a page of them is held three times over
+# while it is read and decoded, so such lists take few per page.
+FULL_SECRET_PAGE_SIZE = 10
 RETRY_BASE = dt.timedelta(seconds=1)
 RETRY_CAP = dt.timedelta(minutes=1)
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -52,6 +55,7 @@ class Informer(Generic[V]):
         *,
         label_selector: str = "",
         metadata_only: bool = False,
+        page_size: int = PAGE_SIZE,
         on_change: OnChange | None = None,
     ) -> None:
         self.kube = kube
@@ -60,6 +64,7 @@ class Informer(Generic[V]):
         self.reduce = reduce
         self.label_selector = label_selector
         self.metadata_only = metadata_only
+        self.page_size = page_size
         self.on_change = on_change
         self.synced = asyncio.Event()
         self._store: dict[Key, V] = {}
@@ -114,24 +119,7 @@ class Informer(Generic[V]):
         token = ""
         version = ""
         while True:
-            params = {"limit": str(PAGE_SIZE)}
-            if self.label_selector:
-                params["labelSelector"] = self.label_selector
-            if token:
-                params["continue"] = token
-            page = await self.kube.request(
-                "GET",
-                path,
-                params=params,
-                accept=METADATA_LIST if self.metadata_only else "application/json",
-            )
-            for body in page.get("items") or []:
-                key = object_key(body)
-                seen.add(key)
-                self._take(path, key, body)
-            meta = page.get("metadata") or {}
-            version = str(meta.get("resourceVersion") or version)
-            token = str(meta.get("continue") or "")
+            version, token = await self._list_page(path, token, version, seen)
             if not token:
                 break
         for key in self._keys[path] - seen:
@@ -140,6 +128,29 @@ class Informer(Generic[V]):
         if self._listed == set(self.paths):
             self.synced.set()
         return version
+
+    async def _list_page(
+        self, path: str, token: str, version: str, seen: set[Key]
+    ) -> tuple[str, str]:
+        """Take in one page; returns (resourceVersion, continue token). The page is dropped
+        on return, before the next one is asked for: one page in memory at a time."""
+        params = {"limit": str(self.page_size)}
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        if token:
+            params["continue"] = token
+        page = await self.kube.request(
+            "GET",
+            path,
+            params=params,
+            accept=METADATA_LIST if self.metadata_only else "application/json",
+        )
+        for body in page.get("items") or []:
+            key = object_key(body)
+            seen.add(key)
+            self._take(path, key, body)
+        meta = page.get("metadata") or {}
+        return str(meta.get("resourceVersion") or version), str(meta.get("continue") or "")
 
     async def _watch(self, path: str, version: str) -> str:
         params = {"resourceVersion": version, "allowWatchBookmarks": "true"}

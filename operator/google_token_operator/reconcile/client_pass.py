@@ -23,6 +23,7 @@ from ..ownership import Claim, claim, conflict_message, reserved_name_problem
 from ..requested import Request
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
+from ..views import secret_meta
 from .branch_pass import BranchFanOut
 from .context import Operator
 from .events import post_transitions
@@ -45,6 +46,9 @@ class ClientMemory:
     # When a refresh last ran on request (bounds requested refreshes; see requested.py).
     requested_refresh: dt.datetime | None = None
     branch_failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    # The private Secret as last read by GET (its resourceVersion, its record), for when the
+    # watch keeps no data of it: read again only once it changed.
+    private_read: tuple[str, TokenRecord | None] | None = None
 
 
 class ClientPass:
@@ -94,7 +98,7 @@ class ClientPass:
                 private_key[1], private_verdict.why, "name for this GoogleClient"
             )
         else:
-            stored, record = self._current_record(private_key, memory.record)
+            stored, record = await self._current_record(private_key, owner, memory)
         consent_state = self._consent_state(spec, last_status)
         if consent_state == consent.OUTCOME_AUTHORIZED and not private_conflict:
             # A consent just stored a grant: read it, not a view that may lag behind it.
@@ -233,17 +237,39 @@ class ClientPass:
             return consent.MISSING
         return str(seen.labels.get(consent.OUTCOME_LABEL) or consent.PENDING)
 
-    def _current_record(
-        self, private_key: Key, last_record: TokenRecord | None
+    async def _current_record(
+        self, private_key: Key, owner: Owner, memory: ClientMemory
     ) -> tuple[TokenRecord | None, TokenRecord | None]:
         """(what the private Secret holds, the record to work with): the Secret's, or this
         process's own when the watch has not caught up with a write, or when a write of a
         newer token failed."""
         if self.op.secrets.lags(private_key):
-            return last_record, last_record
+            return memory.record, memory.record
         view = self.op.cluster.managed.get(private_key)
-        stored = record_from_data(view.private_data) if view is not None else None
-        return stored, clients.newer_record(stored, last_record)
+        if view is None:
+            stored = None
+        elif view.private_data is not None:
+            stored = record_from_data(view.private_data)
+        else:
+            stored = await self._read_private(private_key, owner, view.resource_version, memory)
+        return stored, clients.newer_record(stored, memory.record)
+
+    async def _read_private(
+        self, private_key: Key, owner: Owner, version: str, memory: ClientMemory
+    ) -> TokenRecord | None:
+        """The record of a private Secret the watch keeps no data of (its client was not
+        known yet when it was seen): read by GET once per version, judged on what was read."""
+        if memory.private_read is not None and memory.private_read[0] == version:
+            return memory.private_read[1]
+        current = await self.op.kube.get_secret(*private_key)
+        record = None
+        if current is not None:
+            verdict = claim(secret_meta(current), owner, ROLE_PRIVATE, private_key[1])
+            if verdict.claim is Claim.OURS:
+                record = record_from_data(current.get("data") or {})
+        seen = str(((current or {}).get("metadata") or {}).get("resourceVersion") or "")
+        memory.private_read = (seen, record)
+        return record
 
     async def _revoke(self, record: TokenRecord | None, owner: Owner, private_key: Key) -> None:
         """Revoke on request: at Google first (a retryable failure ends the pass, which is

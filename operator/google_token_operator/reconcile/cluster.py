@@ -4,7 +4,8 @@ something a pass depends on changes.
 - `secrets`: every Secret in the watched namespaces, metadata only (whose is it, which
   version) — the credentials Secrets, and anything that sits under a name the operator wants;
 - `managed`: the Secrets carrying the managed-by label, with a digest of their data (and the
-  private Secrets' data);
+  data of each live GoogleClient's private Secret, nothing else: views.owned_private); it
+  lists after `clients` has, so that it knows whose private Secret is whose;
 - `branches`: every Branch; `clients`: every GoogleClient, metadata only (does it exist).
 
 Each pass registers the Secrets it read or wanted (`depend`); a change to any of them wakes
@@ -23,7 +24,7 @@ from typing import Any
 
 from .. import GROUP, MANAGED_BY, VERSION
 from ..kube import Kube
-from ..kube.informer import Informer
+from ..kube.informer import FULL_SECRET_PAGE_SIZE, Informer
 from ..naming import MANAGED_BY_LABEL, Key
 from ..views import (
     ObjectMeta,
@@ -114,8 +115,9 @@ class ClusterView:
             kube,
             "managed Secrets",
             collection_paths(secret_namespaces, True, "secrets"),
-            managed_secret_view,
+            self._managed_view,
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+            page_size=FULL_SECRET_PAGE_SIZE,
             # The two Secret watches lag each other: a pass woken by one may still find the
             # other behind, so either one wakes it.
             on_change=self._secret_changed,
@@ -140,7 +142,21 @@ class ClusterView:
         return (self.secrets, self.managed, self.branches, self.clients)
 
     async def run(self) -> None:
-        await asyncio.gather(*(informer.run() for informer in self.informers))
+        others = (informer.run() for informer in self.informers if informer is not self.managed)
+        await asyncio.gather(self._run_managed(), *others)
+
+    async def _run_managed(self) -> None:
+        # Listed once the GoogleClients are known, so their private Secrets keep their data
+        # (any other is read when a pass needs it).
+        await self.clients.synced.wait()
+        await self.managed.run()
+
+    def _managed_view(self, body: dict[str, Any]) -> SecretView:
+        return managed_secret_view(body, self._client_uid)
+
+    def _client_uid(self, key: Key) -> str:
+        client = self.clients.get(key)
+        return client.uid if client is not None else ""
 
     async def synced(self) -> None:
         """Return once every cache has listed what exists."""

@@ -54,7 +54,10 @@ async def delete_client(
     # Only its own private Secret's grant is revoked, not one placed under that name by another.
     own = claim(op.cluster.secrets.get(private_key), owner, ROLE_PRIVATE, private_key[1])
     if spec.get("revokeOnDelete") is True and view is not None and own.claim is Claim.OURS:
-        record = record_from_data(view.private_data)
+        data = view.private_data
+        if data is None:  # the watch keeps no data of it: read it (only if it is the client's)
+            data = await op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
+        record = record_from_data(data)
         if record is not None and record.refresh_token:
             await revoke_grant(op.google, record.refresh_token, logger)
     await _delete_token_secrets(op, owner, spec, status)
