@@ -119,6 +119,14 @@ def build_registry(
     return registry
 
 
+def leader_election(
+    config: KubeConfig, settings: Settings, identity: str, user_agent: str
+) -> LeaderElection:
+    """The Lease on a connection of its own: no watch or burst of calls can delay a renewal."""
+    kube = Kube(config, settings.kube_timeout, connections=1, user_agent=user_agent)
+    return LeaderElection(kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader)
+
+
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     metrics = Metrics()
     metrics.serve(args.metrics_port)
@@ -133,8 +141,6 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # watches nothing, so it reads the few Secrets it needs; its client is not fenced by the
     # leader election (a standby's consent must land too).
     consent_kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
-    # The Lease has a connection of its own: no watch or burst of calls can delay a renewal.
-    lease_kube = Kube(config, settings.kube_timeout, connections=1, user_agent=user_agent)
     consent_op = Operator(settings, consent_kube, google, metrics)
     consent_server = web.AppRunner(
         consent_api.create_app(
@@ -150,9 +156,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     election = None
     try:
         if args.leader_election:
-            election = LeaderElection(
-                lease_kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader
-            )
+            election = leader_election(config, settings, identity, user_agent)
             if not await _while_alive(election.acquire(), args.liveness_port):
                 # Stopped while a standby. Had the Lease just been won, give it back.
                 await election.release()
@@ -166,7 +170,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         await google.close()
         await kube.close()
         await consent_kube.close()
-        await lease_kube.close()
+        if election is not None:
+            await election.kube.close()
 
 
 async def _lead(
