@@ -32,7 +32,7 @@ from .settings import Settings
 LEASE_NAME = "google-token-operator"
 # kopf's connections to the API server: one per watch it holds (GoogleClients in each watched
 # namespace, or one cluster-wide), room for its observers (CRDs, namespaces), and these for
-# its calls (finalizer and annotation patches, Events).
+# its calls (finalizer and annotation patches).
 KOPF_CALL_CONNECTIONS = 8
 KOPF_OBSERVERS = 2
 VERSION_TEXT = importlib.metadata.version("google-token-operator")

@@ -242,3 +242,10 @@ async def test_a_status_patch_carries_its_version_and_a_conflict_is_not_overwrit
         '{"resourceVersion": "7"}',
     ]
     assert server.client["status"] == {"a": 1}
+
+
+def test_kopfs_pool_has_a_connection_per_watch_besides_its_calls() -> None:
+    calls = runner.KOPF_CALL_CONNECTIONS
+    assert runner.kopf_connections([]) == 1 + runner.KOPF_OBSERVERS + calls
+    watched = [f"ns-{i}" for i in range(20)]
+    assert runner.kopf_connections(watched) == 20 + runner.KOPF_OBSERVERS + calls
