@@ -47,7 +47,8 @@ from devkit.servers import SandboxServer
 from google_token_operator import GROUP, VERSION
 from google_token_operator.kube import Kube, KubeError, load_config
 from google_token_operator.kube.client import resource_path, secret_path
-from google_token_operator.timeutil import format_rfc3339
+from google_token_operator.runner import LEASE_NAME
+from google_token_operator.timeutil import format_rfc3339, parse_rfc3339
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -148,16 +149,22 @@ def free_port() -> int:
 # -- the world -------------------------------------------------------------------------------
 
 
-def namespaces(clients: int) -> list[str]:
-    return [f"bench-{index}" for index in range((clients + PER_NAMESPACE - 1) // PER_NAMESPACE)]
+def namespaces(clients: int, per_namespace: int = PER_NAMESPACE) -> list[str]:
+    return [f"bench-{index}" for index in range((clients + per_namespace - 1) // per_namespace)]
 
 
-def client_names(clients: int) -> Iterator[tuple[str, str]]:
+def client_names(clients: int, per_namespace: int = PER_NAMESPACE) -> Iterator[tuple[str, str]]:
     for index in range(clients):
-        yield f"bench-{index // PER_NAMESPACE}", f"client-{index}"
+        yield f"bench-{index // per_namespace}", f"client-{index}"
 
 
-async def populate(kube: Kube, state: SandboxState, clients: int) -> None:
+async def populate(
+    kube: Kube,
+    state: SandboxState,
+    clients: int,
+    per_namespace: int = PER_NAMESPACE,
+    branches: int = BRANCHES,
+) -> None:
     """Namespaces, credentials, GoogleClients with refresh tokens in owned private Secrets,
     and their Branches, created concurrently."""
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -175,7 +182,7 @@ async def populate(kube: Kube, state: SandboxState, clients: int) -> None:
                     await asyncio.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
-    for namespace in namespaces(clients):
+    for namespace in namespaces(clients, per_namespace):
         await post("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await post(secret_path(namespace), secret_body(namespace, "acme-oauth", {
             "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET}))  # fmt: skip
@@ -215,7 +222,7 @@ async def populate(kube: Kube, state: SandboxState, clients: int) -> None:
         )
         private["metadata"]["ownerReferences"] = [owner]
         await post(secret_path(namespace), private)
-        for branch in range(BRANCHES):
+        for branch in range(branches):
             await post(
                 resource_path("branches", namespace),
                 {
@@ -230,7 +237,8 @@ async def populate(kube: Kube, state: SandboxState, clients: int) -> None:
                 },
             )
 
-    await asyncio.gather(*(one(namespace, name) for namespace, name in client_names(clients)))
+    names = client_names(clients, per_namespace)
+    await asyncio.gather(*(one(namespace, name) for namespace, name in names))
 
 
 def secret_body(
@@ -330,16 +338,21 @@ class World:
     sandbox: SandboxServer
     clients: int
     workdir: Path
+    branches: int = BRANCHES
+    # The namespaced mode: these namespaces, with --leader-election; else all namespaces.
+    watched: list[str] = dataclasses.field(default_factory=list)
 
     def operator(self, metrics_port: int, log: str) -> Process:
         env = {
             **os.environ,
             **self.sandbox.env,
             "KUBECONFIG": str(self.plane.kubeconfig),
-            "OPERATOR_NAMESPACE": namespaces(self.clients)[0],
+            "OPERATOR_NAMESPACE": (self.watched or namespaces(self.clients))[0],
             "PYTHONUNBUFFERED": "1",
         }
-        argv = [sys.executable, "-m", "google_token_operator", "run", "--all-namespaces",
+        scope = [f"--namespace={ns}" for ns in self.watched] + ["--leader-election"]
+        argv = [sys.executable, "-m", "google_token_operator", "run",
+                *(scope if self.watched else ["--all-namespaces"]),
                 "--metrics-port", str(metrics_port), "--liveness-port", "0",
                 "--consent-port", "0"]  # fmt: skip
         return Process(argv, env, self.workdir / log)
@@ -356,7 +369,7 @@ class World:
 
     def wait_ready(self, process: Process, metrics_port: int, started: float) -> float:
         """Seconds from `started` until the operator reports every client and Branch Ready."""
-        wanted = {"GoogleClient": self.clients, "Branch": self.clients * BRANCHES}
+        wanted = {"GoogleClient": self.clients, "Branch": self.clients * self.branches}
         while time.monotonic() - started < READY_TIMEOUT:
             if process.popen.poll() is not None:
                 raise SystemExit(f"the operator exited; see {process.log}")
@@ -385,9 +398,7 @@ def measure(clients: int, noise: int, idle_seconds: float, workdir: Path) -> dic
     state = SandboxState()
     state.api_quota_per_minute = 10**9  # the benchmark measures the operator, not quotas
     with ControlPlane(ensure_binaries()) as plane, SandboxServer(state) as sandbox:
-        plane.kubectl("apply", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      f"crd/googleclients.{GROUP}", f"crd/branches.{GROUP}")  # fmt: skip
+        install_crds(plane)
         world = World(plane, sandbox, clients, workdir)
         started = time.monotonic()
         run_async(lambda kube: populate(kube, state, clients), plane.kubeconfig)
@@ -520,6 +531,86 @@ def measure(clients: int, noise: int, idle_seconds: float, workdir: Path) -> dic
     return result
 
 
+def install_crds(plane: ControlPlane) -> None:
+    plane.kubectl("apply", "-f", str(REPO / "crds"))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                  f"crd/googleclients.{GROUP}", f"crd/branches.{GROUP}")  # fmt: skip
+
+
+# -- the namespaced mode ---------------------------------------------------------------------
+
+NAMESPACED_BRANCHES = 2
+NAMESPACED_LIFETIME = 60
+
+
+async def least_token_life(kube: Kube, watched: list[str]) -> float:
+    """Seconds left on the shortest-lived token in any consumer Secret (negative: expired)."""
+
+    async def expiries(namespace: str) -> list[dt.datetime]:
+        page = await kube.request("GET", secret_path(namespace))
+        return [
+            parse_rfc3339(base64.b64decode(item["data"]["expiry"]).decode())
+            for item in page.get("items") or []
+            if item["metadata"]["name"].endswith("-google-token")
+            and "expiry" in (item.get("data") or {})
+        ]
+
+    found = [moment for each in await asyncio.gather(*map(expiries, watched)) for moment in each]
+    return (min(found) - dt.datetime.now(dt.UTC)).total_seconds()
+
+
+async def lease_holder(kube: Kube, namespace: str) -> str:
+    lease = await kube.get_lease(namespace, LEASE_NAME) or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def measure_namespaces(count: int, observe_seconds: float, workdir: Path) -> dict[str, Any]:
+    """The namespaced mode: `count` watched namespaces and --leader-election, a GoogleClient
+    with 2 Branches in each, 60 s tokens for `observe_seconds`: time to all Ready, the least
+    token life any consumer Secret showed, whether the Lease holder stayed, write latency."""
+    state = SandboxState()
+    state.api_quota_per_minute = 10**9
+    state.token_lifetime = NAMESPACED_LIFETIME
+    with ControlPlane(ensure_binaries()) as plane, SandboxServer(state) as sandbox:
+        install_crds(plane)
+        run_async(
+            lambda kube: populate(kube, state, count, 1, NAMESPACED_BRANCHES), plane.kubeconfig
+        )
+        watched = namespaces(count, 1)
+        world = World(plane, sandbox, count, workdir, NAMESPACED_BRANCHES, watched)
+        port = free_port()
+        since = dt.datetime.now(dt.UTC)
+        operator = world.operator(port, "operator-namespaced.log")
+        ready = world.wait_ready(operator, port, time.monotonic())
+        holder = run_async(lambda kube: lease_holder(kube, watched[0]), plane.kubeconfig)
+        say(f"{count} namespaces: all Ready in {ready:.0f} s; Lease held by {holder}")
+        refreshes = state.counts["token.refresh_token"]
+        least: float = NAMESPACED_LIFETIME
+        deadline = time.monotonic() + observe_seconds
+        while time.monotonic() < deadline:
+            if operator.popen.poll() is not None:
+                raise SystemExit(f"the operator exited; see {operator.log}")
+            life = run_async(lambda kube: least_token_life(kube, watched), plane.kubeconfig)
+            least = min(least, life)
+            time.sleep(2.0)
+        kept = run_async(lambda kube: lease_holder(kube, watched[0]), plane.kubeconfig) == holder
+        latencies = plane.write_latencies("google-token-operator/", set(watched), since)
+        operator.stop()
+    return {
+        "namespaces": count,
+        "branches": count * NAMESPACED_BRANCHES,
+        "ready_s": ready,
+        "observed_s": observe_seconds,
+        "refreshes": state.counts["token.refresh_token"] - refreshes,
+        "least_token_life_s": least,
+        "lease_holder_kept": kept,
+        "writes": len(latencies),
+        "write_p50_ms": latencies[len(latencies) // 2] * 1000,
+        "write_p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "write_max_ms": latencies[-1] * 1000,
+    }
+
+
 def count_refreshes(state: SandboxState, clients: int, started: float) -> list[float]:
     """Seconds after `started` at which each of `clients` refreshes reached the sandbox."""
     moments: list[float] = []
@@ -601,15 +692,28 @@ def main() -> int:
     parser.add_argument(
         "--idle-seconds", type=float, default=60.0, help="how long idle is measured"
     )
+    parser.add_argument(
+        "--namespaces",
+        type=int,
+        default=0,
+        help="instead: the namespaced mode with this many watched namespaces (see --observe)",
+    )
+    parser.add_argument(
+        "--observe", type=float, default=300.0, help="namespaced mode: seconds of 60 s tokens"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     workdir = Path(os.environ.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="gto-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    results = [
-        measure(size, args.noise if size == min(sizes) else 0, args.idle_seconds, workdir)
-        for size in sizes
-    ]
-    print(table(results))
+    if args.namespaces:
+        results = [measure_namespaces(args.namespaces, args.observe, workdir)]
+        print(json.dumps(results[0], indent=2))
+    else:
+        results = [
+            measure(size, args.noise if size == min(sizes) else 0, args.idle_seconds, workdir)
+            for size in sizes
+        ]
+        print(table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

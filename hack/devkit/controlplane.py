@@ -424,6 +424,24 @@ class ControlPlane(StartStop):
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def write_latencies(
+        self, user_agent_prefix: str, namespaces: set[str], since: dt.datetime
+    ) -> list[float]:
+        """Seconds from received to answered of each write logged since `since` in
+        `namespaces` by a client whose User-Agent starts so, shortest first."""
+        latencies = []
+        for event in self.audit_events():
+            received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"])
+            if (
+                event.get("stage") == "ResponseComplete"
+                and str(event.get("userAgent", "")).startswith(user_agent_prefix)
+                and (event.get("objectRef") or {}).get("namespace") in namespaces
+                and received >= since
+            ):
+                answered = dt.datetime.fromisoformat(event["stageTimestamp"])
+                latencies.append((answered - received).total_seconds())
+        return sorted(latencies)
+
     def user_token(self, user: str) -> str:
         """The static token of one of the ``users`` this control plane was made with."""
         return self._user_tokens[user]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -18,7 +19,7 @@ import kopf
 from . import GROUP, VERSION, policy
 from .consent.manager import CallbackManager
 from .google_types import GoogleError
-from .kube import KubeError, WriteFenced
+from .kube import KubeError, StatusConflict, WriteFenced
 from .naming import Key
 from .reconcile.client_pass import ClientMemory, ClientPass
 from .reconcile.context import Operator
@@ -50,26 +51,38 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         await op.cluster.synced()
         key = (namespace or "", name)
         wake = op.cluster.wakeups.event(key)
-        memory = ClientMemory(status=dict(body.get("status") or {}))
+        meta = body.get("metadata") or {}
+        memory = ClientMemory(
+            status=dict(body.get("status") or {}), version=str(meta.get("resourceVersion") or "")
+        )
         failures = 0
+        reread = False
         while not stopped:
             wake.clear()
             try:
                 async with op.pass_slots:  # thousands due at once take turns
-                    next_at = await ClientPass(op, body, logger).run(memory)
+                    current = await _read_again(op, key, body, memory) if reread else body
+                    next_at = await ClientPass(op, current, logger).run(memory)
                 failures = 0
+                reread = False
             except WriteFenced:
                 return  # this replica no longer leads; it is stopping
             except Exception as error:
                 # Whatever one client's pass meets, its daemon backs off and tries again.
-                failures += 1
-                delay = policy.backoff_delay(
-                    failures, None, policy.jitter_fraction(uid or name, str(failures))
-                )
-                known = isinstance(error, (KubeError, GoogleError))
-                why = str(error) if known else unexpected(error)
-                logger.warning(f"Reconciling failed, retrying in {delay}: {why}")
-                next_at = op.clock() + delay
+                if isinstance(error, StatusConflict) and not reread:
+                    # Changed since the status the pass began from (a spec edit, a request,
+                    # a foreign status write): start again at once from a fresh read.
+                    next_at = op.clock()
+                else:  # a conflict again backs off too: no tight loop against a writer
+                    failures += 1
+                    delay = policy.backoff_delay(
+                        failures, None, policy.jitter_fraction(uid or name, str(failures))
+                    )
+                    known = isinstance(error, (KubeError, GoogleError))
+                    why = str(error) if known else unexpected(error)
+                    logger.warning(f"Reconciling failed, retrying in {delay}: {why}")
+                    next_at = op.clock() + delay
+                reread = isinstance(error, StatusConflict)
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 
     # What of a GoogleClient, when it changes, calls for a pass now: its spec (generation),
@@ -112,6 +125,18 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
             raise kopf.TemporaryError(
                 f"Deleting failed, retrying in {delay}: {error}", delay=delay.total_seconds()
             ) from None
+
+
+async def _read_again(
+    op: Operator, key: Key, body: kopf.Body, memory: ClientMemory
+) -> Mapping[str, Any]:
+    """The GoogleClient as it is now (kopf's body may lag), its status and version kept."""
+    fresh = await op.kube.get_resource("googleclients", *key)
+    if fresh is None:  # deleted: kopf stops the daemon
+        return body
+    memory.status = dict(fresh.get("status") or {})
+    memory.version = str((fresh.get("metadata") or {}).get("resourceVersion") or "")
+    return fresh
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

@@ -31,8 +31,11 @@ from .reconcile.deletion import Janitor
 from .settings import Settings
 
 LEASE_NAME = "google-token-operator"
-# kopf's own connections to the API server (its watches, finalizer and annotation patches).
-KOPF_CONNECTIONS = 8
+# kopf's connections to the API server: one per watch it holds (GoogleClients in each watched
+# namespace, or one cluster-wide), room for its observers (CRDs, namespaces), and these for
+# its calls (finalizer and annotation patches).
+KOPF_CALL_CONNECTIONS = 8
+KOPF_OBSERVERS = 2
 VERSION_TEXT = importlib.metadata.version("google-token-operator")
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,14 @@ def watched_namespaces(args: argparse.Namespace, settings: Settings) -> list[str
     return [] if args.all_namespaces else list(args.namespace or settings.watch_namespaces)
 
 
-def build_registry(op: Operator, config: KubeConfig, user_agent: str) -> kopf.OperatorRegistry:
+def kopf_connections(namespaces: list[str]) -> int:
+    """kopf's pool, sized so its watches (one per namespace, or one) never take its calls'."""
+    return max(len(namespaces), 1) + KOPF_OBSERVERS + KOPF_CALL_CONNECTIONS
+
+
+def build_registry(
+    op: Operator, config: KubeConfig, user_agent: str, connections: int
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     callbacks = CallbackManager(op)
     handlers.register(registry, op, callbacks)
@@ -92,7 +102,7 @@ def build_registry(op: Operator, config: KubeConfig, user_agent: str) -> kopf.Op
         token, expires_at = config.current_token()
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=KOPF_CONNECTIONS,
+                limit=connections,
                 ssl=config.ssl_context if config.ssl_context is not None else False,
             ),
             headers={**config.auth_headers(), "User-Agent": f"kopf ({user_agent})"},
@@ -109,6 +119,14 @@ def build_registry(op: Operator, config: KubeConfig, user_agent: str) -> kopf.Op
         await callbacks.close()
 
     return registry
+
+
+def leader_election(
+    config: KubeConfig, settings: Settings, identity: str, user_agent: str
+) -> LeaderElection:
+    """The Lease on a connection of its own: no watch or burst of calls can delay a renewal."""
+    kube = Kube(config, settings.kube_timeout, connections=1, user_agent=user_agent)
+    return LeaderElection(kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader)
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,22 +158,22 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     election = None
     try:
         if args.leader_election:
-            election = LeaderElection(
-                kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader
-            )
+            election = leader_election(config, settings, identity, user_agent)
             if not await _while_alive(election.acquire(), args.liveness_port):
                 # Stopped while a standby. Had the Lease just been won, give it back.
                 await election.release()
                 return 0
             # From here on every Kubernetes write checks that the Lease is still ours.
-            kube.write_guard = election.fence.open
-        metrics.leader.set_function(lambda: 1.0 if kube.write_guard() else 0.0)
+            kube.write_window = election.fence.remaining
+        metrics.leader.set_function(lambda: 1.0 if kube.write_window() > 0 else 0.0)
         return await _lead(args, settings, kube, google, metrics, config, election)
     finally:
         await consent_server.cleanup()
         await google.close()
         await kube.close()
         await consent_kube.close()
+        if election is not None:
+            await election.kube.close()
 
 
 async def _lead(
@@ -185,7 +203,7 @@ async def _lead(
     stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
-            registry=build_registry(op, config, kube.user_agent),
+            registry=build_registry(op, config, kube.user_agent, kopf_connections(namespaces)),
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,  # one active replica is ensured by the Lease, not kopf peering

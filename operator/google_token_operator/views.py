@@ -112,7 +112,14 @@ def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
         "kind": body.get("kind"),
         "metadata": {
             key: meta.get(key)
-            for key in ("name", "namespace", "uid", "generation", "deletionTimestamp")
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "deletionTimestamp",
+                "resourceVersion",
+            )
         },
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),

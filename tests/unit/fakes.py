@@ -21,7 +21,7 @@ from google_token_operator.google_types import (
     TokenResponse,
     Userinfo,
 )
-from google_token_operator.kube import KubeError
+from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import Key, is_managed
 from google_token_operator.reconcile.cluster import ClusterView
@@ -186,11 +186,18 @@ class FakeKube:
         return copy.deepcopy(body) if body is not None else None
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str,
+    ) -> str | None:
         body = self.resources.get((plural, namespace, name))
         if body is None:
-            return
+            return None
+        if resource_version and resource_version != body["metadata"]["resourceVersion"]:
+            raise StatusConflict()
         self.writes.append(("status", (namespace, name)))
         merged = dict(body.get("status") or {})
         for key, value in status.items():
@@ -201,6 +208,7 @@ class FakeKube:
         body["status"] = merged
         self._stamp(body)
         self._show_resource(plural, "MODIFIED", body)
+        return str(body["metadata"]["resourceVersion"])
 
 
 @dataclasses.dataclass

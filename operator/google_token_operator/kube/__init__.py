@@ -1,7 +1,15 @@
 """The Kubernetes edge: configuration (`config`), an asyncio client (`client`) and
 list-and-watch caches (`informer`)."""
 
-from .client import Kube, KubeError, WriteFenced
+from .client import Kube, KubeError, StatusConflict, WriteFenced
 from .config import ConfigError, KubeConfig, load_config
 
-__all__ = ["ConfigError", "Kube", "KubeConfig", "KubeError", "WriteFenced", "load_config"]
+__all__ = [
+    "ConfigError",
+    "Kube",
+    "KubeConfig",
+    "KubeError",
+    "StatusConflict",
+    "WriteFenced",
+    "load_config",
+]

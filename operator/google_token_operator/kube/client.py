@@ -1,15 +1,22 @@
-"""The operator's edge to the Kubernetes API: an asyncio client over one aiohttp session.
+"""The operator's edge to the Kubernetes API: an asyncio client over two aiohttp sessions.
 
 Plain dicts in and out (the builders make them). Every call has a timeout; every failure is
 a `KubeError` — an HTTP status from the API server, or status 0 for a transport failure
-(refused, reset, timed out), which is always worth retrying. A `write_guard` is asked before
-every write, so a leader whose Lease may have lapsed cannot write (see leader.py).
+(refused, reset, timed out), which is always worth retrying.
+
+Watches and calls never starve each other: long-lived watches have a pool of their own with
+no limit (each informer path holds one), calls take one of `connections` slots. A write asks
+`write_window` (how long this replica may still write, see leader.py) once it holds its slot,
+just before it is sent, and its timeout never outlives that window: a leader whose Lease may
+have lapsed cannot write, even after waiting for a connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -60,6 +67,13 @@ class WriteFenced(KubeError):
         super().__init__(0, "Fenced", "this replica no longer holds the leader Lease")
 
 
+class StatusConflict(KubeError):
+    """A status patch refused: the object changed since the version the status came from."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "Conflict", "the object changed since its status was read")
+
+
 def secret_path(namespace: str, name: str = "") -> str:
     base = f"/api/v1/namespaces/{quote(namespace)}/secrets"
     return f"{base}/{quote(name)}" if name else base
@@ -93,27 +107,40 @@ class Kube:
         self.config = config
         self.timeout = timeout
         self.user_agent = user_agent
-        self.write_guard: Callable[[], bool] = lambda: True
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        # Seconds this replica may still write; <= 0: no more writes (see leader.py).
+        self.write_window: Callable[[], float] = lambda: math.inf
+        # The calls' slots: a call waits here, never inside aiohttp (whose pool is unbounded),
+        # so the write window is asked after the wait, just before the request is sent.
+        self._slots = asyncio.Semaphore(connections)
+        self._calls: aiohttp.ClientSession | None = None
+        self._watches: aiohttp.ClientSession | None = None
+
+    def _session(self, current: aiohttp.ClientSession | None) -> aiohttp.ClientSession:
+        if current is not None and not current.closed:
+            return current
+        connector = aiohttp.TCPConnector(
+            ssl=self.config.ssl_context if self.config.ssl_context is not None else False,
+            limit=0,  # bounded by the slots (calls) or by the informer paths (watches)
+        )
+        return aiohttp.ClientSession(
+            base_url=self.config.server,
+            connector=connector,
+            raise_for_status=False,
+            headers={"User-Agent": self.user_agent},
+        )
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self.config.ssl_context if self.config.ssl_context is not None else False,
-                limit=self._connections,
-            )
-            self._session = aiohttp.ClientSession(
-                base_url=self.config.server,
-                connector=connector,
-                raise_for_status=False,
-                headers={"User-Agent": self.user_agent},
-            )
-        return self._session
+        self._calls = self._session(self._calls)
+        return self._calls
+
+    def _watch_http(self) -> aiohttp.ClientSession:
+        self._watches = self._session(self._watches)
+        return self._watches
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._calls, self._watches):
+            if session is not None:
+                await session.close()
 
     async def request(
         self,
@@ -128,24 +155,48 @@ class Kube:
         guarded: bool = True,
     ) -> dict[str, Any]:
         """One call; the decoded JSON answer. Raises KubeError for anything but 2xx. A write
-        is refused before it is sent when the write guard says no (`guarded=False`: the
-        leader election's own Lease writes, which decide the guard)."""
-        if guarded and method != "GET" and not self.write_guard():
-            raise WriteFenced()
+        is refused (WriteFenced) unless the write window is still open once it holds a slot,
+        and is given up (timeout) when the window closes (`guarded=False`: the leader
+        election's own Lease writes, which open the window)."""
+        fenced = guarded and method != "GET"
+        if fenced and self.write_window() <= 0:
+            raise WriteFenced()  # no use waiting for a slot
         headers = {**self.config.auth_headers(), "Accept": accept}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
-        limit = aiohttp.ClientTimeout(total=(time_limit or self.timeout).total_seconds())
+        loop = asyncio.get_running_loop()
+        seconds = (time_limit or self.timeout).total_seconds()
+        deadline = loop.time() + seconds
         try:
+            async with asyncio.timeout(seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise KubeError(0, "TimeoutError", "no connection was free in time") from None
+        try:
+            left = deadline - loop.time()
+            if fenced:
+                window = self.write_window()
+                if window <= 0:
+                    raise WriteFenced()
+                left = min(left, window)
             async with self._http().request(
-                method, path, params=params, data=data, headers=headers, timeout=limit
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=max(left, 0.001)),
             ) as response:
                 payload = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            if fenced and self.write_window() <= 0:
+                raise WriteFenced() from None
             raise KubeError(0, type(error).__name__, _transport_detail(error)) from None
+        finally:
+            self._slots.release()
         answer = _decode(payload)
         if status >= 300:
             raise KubeError(
@@ -174,7 +225,7 @@ class Kube:
             sock_read=WATCH_SILENCE.total_seconds(),
         )
         try:
-            async with self._http().get(
+            async with self._watch_http().get(
                 path, params=query, headers=headers, timeout=limit
             ) as response:
                 if response.status >= 300:
@@ -258,16 +309,34 @@ class Kube:
         return await self.maybe("GET", resource_path(plural, namespace, name))
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
-        """JSON merge patch of the status subresource; a vanished object is not an error."""
-        await self.maybe(
-            "PATCH",
-            resource_path(plural, namespace, name) + "/status",
-            body={"status": dict(status)},
-            content_type=MERGE_PATCH,
-            params={"fieldManager": FIELD_MANAGER},
-        )
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str,
+    ) -> str | None:
+        """JSON merge patch of the status subresource, computed from the object at
+        `resource_version`: StatusConflict when it changed since (read it again, never
+        overwrite). The new resourceVersion; None when the object is gone."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            answer = await self.maybe(
+                "PATCH",
+                resource_path(plural, namespace, name) + "/status",
+                body=body,
+                content_type=MERGE_PATCH,
+                params={"fieldManager": FIELD_MANAGER},
+            )
+        except KubeError as error:
+            if error.status == 409:
+                raise StatusConflict() from None
+            raise
+        if answer is None:
+            return None
+        return str((answer.get("metadata") or {}).get("resourceVersion") or "")
 
     async def annotate(
         self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]

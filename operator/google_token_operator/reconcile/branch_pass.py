@@ -17,11 +17,11 @@ from .. import branches, clients, policy
 from ..builders import consumer_secret
 from ..conditions import READY, Condition, Reason, merge_conditions
 from ..google_types import ApiError, location_title
-from ..kube import KubeError, WriteFenced
+from ..kube import KubeError, StatusConflict, WriteFenced
 from ..naming import ROLE_CONSUMER, Key, Owner
 from ..ownership import Claim, claim, conflict_message
 from ..unforeseen import unexpected
-from .context import Operator
+from .context import Operator, StatusBase
 from .events import post_transitions
 from .secrets import Written
 
@@ -63,7 +63,12 @@ class BranchFanOut:
         for body in bodies:
             uid = str(body["metadata"].get("uid", ""))
             try:
-                wake, secrets = await reconcile_branch(self.op, body, state, now, self.logger)
+                try:
+                    wake, secrets = await reconcile_branch(self.op, body, state, now, self.logger)
+                except StatusConflict:
+                    # Changed since the status this pass began from: once more, at once,
+                    # over the Branch as it is now (a second conflict backs off below).
+                    wake, secrets = await self._again(body, state, now)
             except WriteFenced:
                 raise
             except Exception as error:
@@ -106,6 +111,16 @@ class BranchFanOut:
             name = body["metadata"].get("name")
             self.logger.error(f"Branch {name}: status not written ({unexpected(again)})")
 
+    async def _again(
+        self, body: Mapping[str, Any], state: branches.ClientState, now: dt.datetime
+    ) -> tuple[dt.datetime | None, set[Key]]:
+        meta = body["metadata"]
+        self.op.forget_branch(str(meta.get("uid", "")))
+        fresh = await self.op.kube.get_resource("branches", meta["namespace"], meta["name"])
+        if fresh is None:  # deleted meanwhile: the watch tells the fan-out soon
+            return None, set()
+        return await reconcile_branch(self.op, fresh, state, now, self.logger)
+
 
 async def reconcile_branch(
     op: Operator,
@@ -115,14 +130,15 @@ async def reconcile_branch(
     logger: kopf.Logger,
 ) -> tuple[dt.datetime | None, set[Key]]:
     """One Branch: (when it next needs a look, the Secrets it depends on)."""
-    status = op.branch_status(body)
+    base = op.branch_status(body)
+    status = base.status
     try:
         spec = branches.parse_branch_spec(body)
     except branches.BranchSpecError as error:
         meta = body["metadata"]
         invalid = Condition(READY, False, Reason.SPEC_INVALID, str(error))
         generation = meta.get("generation") if isinstance(meta.get("generation"), int) else 0
-        await _write_status(op, body, status, {"observedGeneration": generation}, invalid, logger)
+        await _write_status(op, body, base, {"observedGeneration": generation}, invalid, logger)
         return None, set()
     owner = Owner("Branch", spec.name, spec.namespace, spec.uid)
     key = (spec.namespace, spec.token_secret_name)
@@ -157,7 +173,7 @@ async def reconcile_branch(
     fields = branches.branch_status_fields(
         spec, location, written=access is not None and not conflict
     )
-    await _write_status(op, body, status, fields, ready, logger)
+    await _write_status(op, body, base, fields, ready, logger)
     op.metrics.ready.labels("Branch", spec.namespace, spec.name).set(1 if ready.status else 0)
     if location is None or not token_usable:
         return None, {key}
@@ -170,11 +186,12 @@ async def reconcile_branch(
 async def _write_status(
     op: Operator,
     body: Mapping[str, Any],
-    status: Mapping[str, Any],
+    base: StatusBase,
     fields: Mapping[str, Any],
     ready: Condition,
     logger: kopf.Logger,
 ) -> None:
+    status = base.status
     meta = body["metadata"]
     generation = meta.get("generation") if isinstance(meta.get("generation"), int) else 0
     merged = merge_conditions(status.get("conditions"), [ready], generation, op.clock())
@@ -182,11 +199,16 @@ async def _write_status(
     patch = clients.status_patch(status, desired)
     if not patch:
         return
-    await op.kube.patch_status("branches", str(meta["namespace"]), str(meta["name"]), patch)
+    version = await op.kube.patch_status(
+        "branches", str(meta["namespace"]), str(meta["name"]), patch, base.version
+    )
     post_transitions(op.events, body, status.get("conditions"), merged, logger)
     op.remember_branch_status(
         str(meta.get("uid", "")),
-        {k: v for k, v in {**status, **desired}.items() if v is not None},
+        StatusBase(
+            {k: v for k, v in {**status, **desired}.items() if v is not None},
+            version or base.version,
+        ),
     )
 
 

@@ -25,7 +25,7 @@ from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from ..views import secret_meta
 from .branch_pass import BranchFanOut
-from .context import Operator
+from .context import Operator, StatusBase, status_base
 from .events import post_transitions
 from .grants import revoke_grant
 from .secrets import Written
@@ -42,6 +42,8 @@ class ClientMemory:
     """What a GoogleClient's daemon keeps between passes."""
 
     status: dict[str, Any]
+    # The resourceVersion of the GoogleClient that had `status` (see StatusBase).
+    version: str = ""
     record: TokenRecord | None = None
     # When a refresh last ran on request (bounds requested refreshes; see requested.py).
     requested_refresh: dt.datetime | None = None
@@ -68,12 +70,14 @@ class ClientPass:
     async def _run(self, memory: ClientMemory) -> dt.datetime:
         op, cluster = self.op, self.op.cluster
         now = op.clock()
-        last_status = memory.status
+        base = status_base(self.body, StatusBase(memory.status, memory.version))
+        memory.status, memory.version = base.status, base.version
+        last_status = base.status
         try:
             spec = clients.parse_client_spec(self.body, op.settings)
         except clients.SpecError as error:
-            memory.status = await self._write_status(
-                last_status,
+            await self._write_status(
+                memory,
                 [Condition(READY, False, Reason.SPEC_INVALID, str(error))],
                 {"observedGeneration": clients.generation_of(self.body)},
                 now,
@@ -200,7 +204,7 @@ class ClientPass:
         fields = clients.desired_status(observation, action, published, handled)
         if consumer_conflict or withdrawn:
             fields["tokenSecretName"] = None
-        memory.status = await self._write_status(last_status, conditions, fields, now)
+        await self._write_status(memory, conditions, fields, now)
         memory.record = observation.record
 
         ready = find_condition(memory.status.get("conditions"), READY)
@@ -381,11 +385,14 @@ class ClientPass:
 
     async def _write_status(
         self,
-        last_status: Mapping[str, Any],
+        memory: ClientMemory,
         conditions: list[Condition],
         fields: Mapping[str, Any],
         now: dt.datetime,
-    ) -> dict[str, Any]:
+    ) -> None:
+        """Patch the status from `memory`'s and keep the result there (StatusConflict when
+        the GoogleClient changed since: the pass must start again from a fresh read)."""
+        last_status = memory.status
         meta = self.body["metadata"]
         merged = merge_conditions(
             last_status.get("conditions"), conditions, clients.generation_of(self.body), now
@@ -402,14 +409,15 @@ class ClientPass:
             str(meta["namespace"]), str(meta["name"]), find_condition(merged, AUTHORIZED)
         )
         if not patch:
-            return status
-        await self.op.kube.patch_status(
-            "googleclients", str(meta["namespace"]), str(meta["name"]), patch
+            memory.status = status
+            return
+        version = await self.op.kube.patch_status(
+            "googleclients", str(meta["namespace"]), str(meta["name"]), patch, memory.version
         )
+        memory.status, memory.version = status, version or memory.version
         post_transitions(
             self.op.events, self.body, last_status.get("conditions"), merged, self.logger
         )
-        return status
 
 
 def _earliest(

@@ -4,6 +4,7 @@ the Secret writer, and small in-memory caches."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +21,30 @@ from .secrets import SecretWriter
 
 Clock = Callable[[], dt.datetime]
 PASSES_AT_ONCE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusBase:
+    """A status a pass starts from, and the resourceVersion of the object that had it: the
+    status patch carries that version, so the API server refuses it (StatusConflict) when
+    anyone changed the object since."""
+
+    status: dict[str, Any]
+    version: str
+
+
+def status_base(body: Mapping[str, Any], written: StatusBase | None) -> StatusBase:
+    """What a pass over `body` starts from, given the status this process wrote last.
+
+    A body showing that very status is at least as new as the write (a spec or annotation
+    change since is in it): its version. A body showing another status lags the write (the
+    watch has not caught up) or someone else wrote it: the write's version, so that a foreign
+    write makes the patch conflict and the pass read the object again."""
+    meta = body.get("metadata") or {}
+    shown = StatusBase(dict(body.get("status") or {}), str(meta.get("resourceVersion") or ""))
+    if written is None or written.status == shown.status:
+        return shown
+    return written
 
 
 class Operator:
@@ -46,7 +71,7 @@ class Operator:
         self.secrets = SecretWriter(kube, view, metrics)
         self._credentials: dict[Key, tuple[str, dict[str, str]]] = {}
         self._pass_slots: asyncio.Semaphore | None = None
-        self._branch_status: dict[str, dict[str, Any]] = {}
+        self._branch_status: dict[str, StatusBase] = {}
 
     @property
     def pass_slots(self) -> asyncio.Semaphore:
@@ -82,13 +107,13 @@ class Operator:
         self._credentials[key] = entry
         return entry
 
-    def branch_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def branch_status(self, body: Mapping[str, Any]) -> StatusBase:
         """The Branch status this process wrote last, else what the watch shows."""
         uid = str(body["metadata"].get("uid", ""))
-        return self._branch_status.get(uid) or dict(body.get("status") or {})
+        return status_base(body, self._branch_status.get(uid))
 
-    def remember_branch_status(self, uid: str, status: dict[str, Any]) -> None:
-        self._branch_status[uid] = status
+    def remember_branch_status(self, uid: str, written: StatusBase) -> None:
+        self._branch_status[uid] = written
 
     def forget_branch(self, uid: str) -> None:
         self._branch_status.pop(uid, None)
