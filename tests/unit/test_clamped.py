@@ -140,10 +140,12 @@ async def test_deleting_a_client_tells_every_branch_even_when_one_write_fails() 
     body = kube.delete_resource("googleclients", NS, "acme")
     patch_status = kube.patch_status
 
-    async def refuses_b_middle(plural: str, namespace: str, name: str, status: Any) -> None:
+    async def refuses_b_middle(
+        plural: str, namespace: str, name: str, status: Any, resource_version: str
+    ) -> str | None:
         if name == "b-middle":
             raise KubeError(503, "ServiceUnavailable")
-        await patch_status(plural, namespace, name, status)
+        return await patch_status(plural, namespace, name, status, resource_version)
 
     kube.patch_status = refuses_b_middle  # type: ignore[method-assign]
 
