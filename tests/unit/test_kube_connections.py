@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from stand_in import serving
 
 from google_token_operator import runner
 from google_token_operator.election import Fence
@@ -113,13 +113,11 @@ class Api:
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[Api, KubeConfig]]:
     stand_in = Api()
-    server = TestServer(stand_in.app())
-    await server.start_server()
-    try:
-        yield stand_in, KubeConfig(server=str(server.make_url("")).rstrip("/"), ssl_context=None)
-    finally:
-        stand_in.release.set()
-        await server.close()
+    async with serving(stand_in.app()) as url:
+        try:
+            yield stand_in, KubeConfig(server=url, ssl_context=None)
+        finally:
+            stand_in.release.set()
 
 
 @contextlib.asynccontextmanager

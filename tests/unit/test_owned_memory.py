@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from fakes import LOG, FakeKube, operator_with_fakes
+from stand_in import serving
 from test_passes import NS, PRIVATE_LABELS, authorized, owner_reference, run_pass
 
 from google_token_operator.google_types import ErrorKind, GoogleError
@@ -213,15 +214,10 @@ async def test_a_watch_takes_in_an_event_of_a_secret_holding_a_full_mebibyte() -
 
     app = web.Application()
     app.router.add_get("/api/v1/secrets", watch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    kube = Kube(KubeConfig(server=f"http://127.0.0.1:{port}", ssl_context=None))
-    try:
-        seen = [event async for event in kube.watch("/api/v1/secrets", {})]
-    finally:
-        await kube.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        kube = Kube(KubeConfig(server=url, ssl_context=None))
+        try:
+            seen = [event async for event in kube.watch("/api/v1/secrets", {})]
+        finally:
+            await kube.close()
     assert seen == events

@@ -3,7 +3,8 @@
 Read once at start into a `KubeConfig`; credentials that expire (a projected ServiceAccount
 token, an exec plugin's token) are fetched again by `KubeConfig.auth_headers` when due.
 Supported kubeconfig users: token, tokenFile, client certificate and key (files or data),
-username/password, and exec plugins that return a token (EKS, GKE, OIDC helpers).
+and exec plugins that return a token (EKS, GKE, OIDC helpers). Not username/password: the API
+server dropped basic auth in 1.19.
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ class KubeConfig:
     token: str = ""
     token_file: _TokenFile | None = None
     exec_plugin: _ExecPlugin | None = None
-    basic: tuple[str, str] | None = None
     # For kopf's own login: the same files.
     ca_path: str | None = None
     certificate_path: str | None = None
@@ -111,12 +111,7 @@ class KubeConfig:
 
     def auth_headers(self) -> dict[str, str]:
         token = self.current_token()[0]
-        if token:
-            return {"Authorization": f"Bearer {token}"}
-        if self.basic is not None:
-            pair = base64.b64encode(":".join(self.basic).encode()).decode()
-            return {"Authorization": f"Basic {pair}"}
-        return {}
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def current_token(self) -> tuple[str, dt.datetime | None]:
         """The bearer token to send now, and when it expires (None: not known)."""
@@ -127,11 +122,13 @@ class KubeConfig:
         return self.token, None
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> KubeConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, serviceaccount: Path = IN_CLUSTER_DIR
+) -> KubeConfig:
     """In a pod: the ServiceAccount. Elsewhere: $KUBECONFIG (first file wins), ~/.kube/config."""
     env = os.environ if environ is None else environ
-    if env.get("KUBERNETES_SERVICE_HOST") and (IN_CLUSTER_DIR / "token").exists():
-        return _in_cluster(env)
+    if env.get("KUBERNETES_SERVICE_HOST") and (serviceaccount / "token").exists():
+        return _in_cluster(env, serviceaccount)
     paths = [Path(p).expanduser() for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
     if not paths:
         default = Path("~/.kube/config").expanduser()
@@ -144,18 +141,18 @@ def load_config(environ: Mapping[str, str] | None = None) -> KubeConfig:
     return _from_kubeconfig(paths)
 
 
-def _in_cluster(env: Mapping[str, str]) -> KubeConfig:
+def _in_cluster(env: Mapping[str, str], serviceaccount: Path) -> KubeConfig:
     host, port = env["KUBERNETES_SERVICE_HOST"], env.get("KUBERNETES_SERVICE_PORT", "443")
     host = f"[{host}]" if ":" in host else host
-    ca = str(IN_CLUSTER_DIR / "ca.crt")
-    namespace_file = IN_CLUSTER_DIR / "namespace"
+    ca = str(serviceaccount / "ca.crt")
+    namespace_file = serviceaccount / "namespace"
     return KubeConfig(
         server=f"https://{host}:{port}",
         ssl_context=ssl.create_default_context(cafile=ca),
         default_namespace=(
             namespace_file.read_text().strip() if namespace_file.exists() else "default"
         ),
-        token_file=_TokenFile(IN_CLUSTER_DIR / "token"),
+        token_file=_TokenFile(serviceaccount / "token"),
         ca_path=ca,
     )
 
@@ -183,7 +180,16 @@ def _from_kubeconfig(paths: list[Path]) -> KubeConfig:
         cluster, cluster_file = named["clusters"][str(context.get("cluster"))]
     except KeyError:
         raise ConfigError(f"context {current!r} names no known cluster") from None
-    user, user_file = named["users"].get(str(context.get("user")), ({}, paths[0]))
+    user_name = str(context.get("user"))
+    user, user_file = named["users"].get(user_name, ({}, paths[0]))
+    if (user.get("username") or user.get("password")) and not (
+        set(user) & {"token", "tokenFile", "exec", "client-certificate", "client-certificate-data"}
+    ):
+        raise ConfigError(
+            f"kubeconfig user {user_name!r} has only a username and password: basic auth is "
+            "not supported (the API server dropped it in 1.19); use a token, client "
+            "certificate or exec plugin"
+        )
     return _build(cluster, cluster_file, user, user_file, str(context.get("namespace") or ""))
 
 
@@ -224,11 +230,6 @@ def _build(
                 api_version=str(exec_spec.get("apiVersion") or "client.authentication.k8s.io/v1"),
             )
             if exec_spec
-            else None
-        ),
-        basic=(
-            (str(user["username"]), str(user.get("password") or ""))
-            if user.get("username")
             else None
         ),
         ca_path=ca_path,

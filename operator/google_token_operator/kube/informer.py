@@ -70,6 +70,9 @@ class Informer(Generic[V]):
         self._store: dict[Key, V] = {}
         self._keys: dict[str, set[Key]] = {path: set() for path in self.paths}
         self._listed: set[str] = set()
+        # Per path, the last resourceVersion seen ("": list first). Kept here, not returned, so
+        # a watch dropped mid-stream resumes after the last event it delivered.
+        self._versions: dict[str, str] = dict.fromkeys(self.paths, "")
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -93,15 +96,14 @@ class Informer(Generic[V]):
 
     async def _follow(self, path: str) -> None:
         failures = 0
-        version = ""
         while True:
             try:
-                if not version:
-                    version = await self._list(path)
-                version = await self._watch(path, version)
+                if not self._versions[path]:
+                    self._versions[path] = await self._list(path)
+                await self._watch(path)
                 failures = 0
             except _Gone:
-                version = ""
+                self._versions[path] = ""
             except KubeError as error:
                 failures += 1
                 jitter = random.random()  # noqa: S311 - jitter, not a secret
@@ -111,7 +113,7 @@ class Informer(Generic[V]):
                     f"{delay.total_seconds():.1f}s"
                 )
                 if error.status == 410:
-                    version = ""
+                    self._versions[path] = ""
                 await asyncio.sleep(delay.total_seconds())
 
     async def _list(self, path: str) -> str:
@@ -152,8 +154,8 @@ class Informer(Generic[V]):
         meta = page.get("metadata") or {}
         return str(meta.get("resourceVersion") or version), str(meta.get("continue") or "")
 
-    async def _watch(self, path: str, version: str) -> str:
-        params = {"resourceVersion": version, "allowWatchBookmarks": "true"}
+    async def _watch(self, path: str) -> None:
+        params = {"resourceVersion": self._versions[path], "allowWatchBookmarks": "true"}
         if self.label_selector:
             params["labelSelector"] = self.label_selector
         accept = METADATA_WATCH if self.metadata_only else "application/json"
@@ -164,10 +166,10 @@ class Informer(Generic[V]):
                 if body.get("code") == 410:
                     raise _Gone()
                 raise KubeError(int(body.get("code") or 0), str(body.get("reason") or ""))
-            version = str((body.get("metadata") or {}).get("resourceVersion") or version)
             if kind != "BOOKMARK":
                 self.apply(str(kind), body, path)
-        return version
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            self._versions[path] = str(version or self._versions[path])
 
     def apply(self, kind: str, body: dict[str, Any], path: str = "") -> None:
         """Take in one watch event (ADDED, MODIFIED or DELETED) for the object `body`."""
