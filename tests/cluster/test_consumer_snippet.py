@@ -1,5 +1,5 @@
-"""The README's consumer snippet, reading a Branch Secret laid out as the kubelet lays out a
-volume, calls the sandbox reviews API across a token refresh."""
+"""The consumer snippet of docs/guides/consuming-tokens.md, reading a Branch Secret laid out
+as the kubelet lays out a volume, calls the sandbox reviews API across a token refresh."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from devkit.servers import SandboxServer
 from fixtures.operator import Cluster, OperatorFactory, authorized_client, branch_spec, wait_for
 from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "consuming-tokens.md"
 MARKER = "<!-- consumer-snippet"
 
 
-def readme_snippet() -> str:
-    text = README.read_text()
+def guide_snippet() -> str:
+    text = GUIDE.read_text()
     after = text[text.index(MARKER) :]
     return after.split("```python\n", 1)[1].split("```", 1)[0]
 
@@ -78,7 +78,7 @@ def short_google_auth_threshold(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     yield
 
 
-def test_readme_snippet_reads_the_mounted_secret_across_a_refresh(
+def test_the_guide_snippet_reads_the_mounted_secret_across_a_refresh(
     cluster: Cluster,
     sandbox: SandboxServer,
     start_operator: OperatorFactory,
@@ -96,7 +96,7 @@ def test_readme_snippet_reads_the_mounted_secret_across_a_refresh(
     volume.mkdir()
     monkeypatch.setenv("GOOGLE_TOKEN_FILE", str(volume / "token.json"))
     namespace: dict[str, Any] = {}
-    exec(compile(readme_snippet(), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(guide_snippet(), str(GUIDE.name), "exec"), namespace)  # noqa: S102
     session = google.auth.transport.requests.AuthorizedSession(namespace["credentials"])
 
     with FakeKubelet(cluster, "downtown-google-token", volume):
