@@ -33,7 +33,8 @@ cluster-wide, or per namespace in the namespaced mode.
   verbs: [get, list, watch, patch]
 - apiGroups: [google-token-operator.dev]
   resources: [branches]
-  verbs: [list, watch]
+  # get: a Branch whose status changed under a pass is read again (a status conflict).
+  verbs: [get, list, watch]
 - apiGroups: [google-token-operator.dev]
   resources: [googleclients/status, branches/status]
   verbs: [patch]
