@@ -257,8 +257,9 @@ class Node(StartStop):
         self._start_kubelet(kubeconfigs, pki)
         self._start_kube_proxy(kubeconfigs)
         self._start_coredns(kubeconfigs)
-        self._start_network_policy(kubeconfigs, deadline)
         self._wait_ready(deadline)
+        # Once the Node object exists: kube-router reads its address from it at start.
+        self._start_network_policy(kubeconfigs, deadline)
 
     def _spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
         self._processes.append((name, spawn(self.workdir, name, argv, env)))

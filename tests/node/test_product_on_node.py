@@ -316,7 +316,7 @@ for name, (host, port) in json.loads(sys.argv[1]).items():
     except OSError:
         found[name] = False
 lookup = concurrent.futures.ThreadPoolExecutor(1).submit(
-    socket.gethostbyname, "kubernetes.default.svc.cluster.local"
+    socket.gethostbyname, "kubernetes.default.svc.cluster.local."
 )
 try:
     found["dns"] = lookup.result(timeout=2) == "10.0.0.1"
@@ -364,12 +364,15 @@ def test_a_tenant_pod_cannot_reach_the_consent_api(
 ) -> None:
     started = time.monotonic()
     consent_ip, _ = cluster_ip(product, OPERATOR)
-    fetcher = get(product, "pods", "-n", EXAMPLES_NS, "-l", "app.kubernetes.io/name=review-fetcher")
+    fetchers = get(
+        product, "pods", "-n", EXAMPLES_NS, "-l", "app.kubernetes.io/name=review-fetcher"
+    )
+    fetcher = next(pod for pod in fetchers["items"] if ready(pod))
     # Metrics are open to every namespace: the tenant's network works, only 8082 is closed.
     reaches_eventually(
         product,
         EXAMPLES_NS,
-        fetcher["items"][0]["metadata"]["name"],
+        fetcher["metadata"]["name"],
         {"consent API": (consent_ip, 8082), "operator metrics": (consent_ip, 9090)},
         {"consent API": False, "operator metrics": True, "dns": True},
     )
