@@ -35,6 +35,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -944,7 +945,8 @@ def _remove_iptables_chains() -> None:
         for table in IPTABLES_TABLES:
             dump = _run(f"{iptables}-save", "-t", table, check=False)
             for line in dump.splitlines():
-                fields = line.split()
+                # Quoted as a shell would: kube-router's jumps carry comments with spaces.
+                fields = shlex.split(line)
                 if _node_rule(line) and not fields[1].startswith(CHAIN_PREFIXES):
                     _run(iptables, "-w", "-t", table, "-D", *fields[1:], check=False)
             chains = [line[1:].split()[0] for line in dump.splitlines() if _node_chain(line)]
