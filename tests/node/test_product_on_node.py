@@ -354,6 +354,16 @@ def reaches_eventually(
     )
 
 
+def ready_pod(node: Node, namespace: str, selector: str) -> str:
+    """The name of a Ready pod that ``selector`` selects (waits for one)."""
+
+    def found() -> str | None:
+        listed = get(node, "pods", "-n", namespace, "-l", selector) or {"items": []}
+        return next((p["metadata"]["name"] for p in listed["items"] if ready(p)), None)
+
+    return str(wait_until(found, 120, f"a Ready pod {selector} in {namespace}"))
+
+
 def cluster_ip(node: Node, name: str) -> tuple[str, int]:
     service = get(node, "service", name, "-n", OPERATOR_NS)
     return service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"])
@@ -364,15 +374,11 @@ def test_a_tenant_pod_cannot_reach_the_consent_api(
 ) -> None:
     started = time.monotonic()
     consent_ip, _ = cluster_ip(product, OPERATOR)
-    fetchers = get(
-        product, "pods", "-n", EXAMPLES_NS, "-l", "app.kubernetes.io/name=review-fetcher"
-    )
-    fetcher = next(pod for pod in fetchers["items"] if ready(pod))
     # Metrics are open to every namespace: the tenant's network works, only 8082 is closed.
     reaches_eventually(
         product,
         EXAMPLES_NS,
-        fetcher["metadata"]["name"],
+        ready_pod(product, EXAMPLES_NS, "app.kubernetes.io/name=review-fetcher"),
         {"consent API": (consent_ip, 8082), "operator metrics": (consent_ip, 9090)},
         {"consent API": False, "operator metrics": True, "dns": True},
     )
@@ -395,25 +401,7 @@ def test_the_callback_pod_reaches_only_the_consent_api_and_dns(
     }
     product.kubectl("apply", "-f", "-", input=json.dumps(pending))
     try:
-        pod = wait_until(
-            lambda: next(
-                (
-                    p["metadata"]["name"]
-                    for p in get(
-                        product,
-                        "pods",
-                        "-n",
-                        OPERATOR_NS,
-                        "-l",
-                        f"app.kubernetes.io/name={CALLBACK}",
-                    )["items"]
-                    if ready(p)
-                ),
-                None,
-            ),
-            120,
-            "the callback pod Ready",
-        )
+        pod = ready_pod(product, OPERATOR_NS, f"app.kubernetes.io/name={CALLBACK}")
         operator_pod = operator_pods(product)[0]
         targets = {
             "consent API": (cluster_ip(product, OPERATOR)[0], 8082),
