@@ -7,7 +7,8 @@ kube-apiserver keep their data, certs and tokens there) and temp dirs with its p
 Nodes (devkit.node): their temp dirs; processes in their cgroups or naming their temp dir
 (containerd's shims, pods' processes); mounts under their temp dirs (pod volumes, container root
 filesystems, network namespaces); the bridge and its veths; iptables rules and chains named
-KUBE-* or GTO-* (kube-proxy's, the kubelet's, the node's own); their cgroups;
+KUBE-* or GTO-* (kube-proxy's, kube-router's, the kubelet's, the node's own); ipsets named KUBE-*
+(kube-router's); their cgroups;
 /var/log/containers symlinks into their temp dirs; containerd shims' sockets.
 
 Something is left behind when the process that started it (its temp dir's owner.pid) is gone;
@@ -70,6 +71,8 @@ def node_leftovers() -> Iterator[str]:
         yield f"network interface {interface}"
     for table, rule in node.iptables_leftovers():
         yield f"iptables {table}: {rule}"
+    for name in node.node_ipsets():
+        yield f"ipset {name}"
     for cgroup in node.node_cgroups():
         yield f"cgroup {cgroup}"
     for socket in node.stale_shim_sockets():
@@ -124,7 +127,7 @@ def main() -> int:
         return 1
     print(
         f"no control-plane or node processes, {TEMP_PREFIX}*/{node.TEMP_PREFIX}* temp dirs, "
-        "mounts, interfaces, iptables rules or cgroups left behind"
+        "mounts, interfaces, iptables rules, ipsets or cgroups left behind"
     )
     return 0
 

@@ -5,7 +5,7 @@
 # Debian's packages the image build and the node use; everything else is built from pinned Go
 # modules (hack/kube-binaries, hack/node-binaries) or compiled here (pause).
 NODE_APT_PACKAGES := runc containernetworking-plugins buildah mmdebstrap skopeo umoci \
-  iptables conntrack iproute2 gcc libc6-dev
+  iptables ipset conntrack iproute2 gcc libc6-dev
 
 .PHONY: node-deps node-binaries node-images node-up node-down e2e-node
 

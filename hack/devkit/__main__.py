@@ -21,7 +21,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import images, node
-from .binaries import BinariesMissingError, cache_root, ensure_binaries, ensure_node_binaries
+from .binaries import (
+    BinariesMissingError,
+    cache_root,
+    ensure_binaries,
+    ensure_netpol_binaries,
+    ensure_node_binaries,
+)
 from .controlplane import ControlPlane, ControlPlaneError
 from .images import ImageBuildError
 from .lifecycle import OWNER_FILE, owner_running
@@ -41,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = commands.add_parser(
         "build", help="find or build etcd/kube-apiserver/kubectl; print the folder"
     )
-    build.add_argument("--node", action="store_true", help="the node's binaries instead")
+    build.add_argument(
+        "--node",
+        action="store_true",
+        help="the node's binaries (and its NetworkPolicy enforcer) instead",
+    )
     commands.add_parser("up", help="start a control plane and keep it running until Ctrl-C")
     commands.add_parser("image", help="build the images with buildah (no Docker engine)")
     node_up = commands.add_parser("node-up", help="start a single-node cluster in the background")
@@ -51,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "build":
+            if args.node:
+                ensure_netpol_binaries()
             print(ensure_node_binaries() if args.node else ensure_binaries())
             return 0
         if args.command == "image":

@@ -12,6 +12,11 @@ The node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy from that
 containerd, its runc shim, ctr and CoreDNS from the wrapper module ``hack/node-binaries``): the
 cache ``.../node-binaries/``, else a build from those two modules. No KUBEBUILDER_ASSETS here:
 envtest publishes no kubelet.
+
+The node's NetworkPolicy enforcer (kube-router, firewall only; test-only, see
+docs/design/2026-12-06-network-policy-enforcer.md): the cache ``.../netpol-binaries/``, else a
+build from its own wrapper module ``hack/netpol-binaries`` (its Kubernetes libraries are older
+than the node's, so it cannot share their module).
 """
 
 from __future__ import annotations
@@ -401,4 +406,38 @@ def ensure_node_binaries() -> Path:
         f"CoreDNS {pins.coredns})"
     )
     _build_once(target, NODE_BINARIES, lambda: build_into(builds, target, describe, pins.go))
+    return target
+
+
+# --- the node's NetworkPolicy enforcer ------------------------------------------------------
+
+NETPOL_MODULE_SUBDIR = Path("hack") / "netpol-binaries"
+_KUBE_ROUTER_MODULE = "github.com/cloudnativelabs/kube-router/v2"
+NETPOL_BINARIES = ("kube-router",)
+
+
+def ensure_netpol_binaries() -> Path:
+    """The folder holding kube-router (:data:`NETPOL_BINARIES`); built once if needed."""
+    module_dir = repo_root() / NETPOL_MODULE_SUBDIR
+    go_mod = (module_dir / "go.mod").read_bytes()
+    go_sum = (module_dir / "go.sum").read_bytes()
+    versions = parse_go_mod(go_mod.decode())
+    missing = [m for m in (_KUBE_ROUTER_MODULE, "go") if m not in versions]
+    if missing:
+        raise BinariesMissingError(f"{module_dir / 'go.mod'} does not pin {', '.join(missing)}")
+    version = versions[_KUBE_ROUTER_MODULE]
+    digest = hashlib.sha256(go_mod + b"\0" + go_sum).hexdigest()[:12]
+    target = cache_root() / "netpol-binaries" / f"kube-router{version}-{digest}"
+    build = GoBuild(
+        "kube-router",
+        module_dir,
+        f"{_KUBE_ROUTER_MODULE}/cmd/kube-router",
+        f"-s -w -X {_KUBE_ROUTER_MODULE}/pkg/version.Version={version}",
+    )
+    describe = f"the node's NetworkPolicy enforcer (kube-router {version})"
+    _build_once(
+        target,
+        NETPOL_BINARIES,
+        lambda: build_into([build], target, describe, versions["go"]),
+    )
     return target

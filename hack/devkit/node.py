@@ -2,8 +2,10 @@
 
 The control plane (:class:`~devkit.controlplane.ControlPlane`: etcd, kube-apiserver) plus
 kube-controller-manager, kube-scheduler, a kubelet on containerd + runc, the CNI bridge plugin,
-kube-proxy (iptables mode: Service IPs work, from pods and from this host) and CoreDNS (the
-``cluster.local`` names pods use) — all local processes, all binaries pinned and built by
+kube-proxy (iptables mode: Service IPs work, from pods and from this host), CoreDNS (the
+``cluster.local`` names pods use) and kube-router's firewall alone (NetworkPolicy enforced with
+iptables and ipsets; test-only, see docs/design/2026-12-06-network-policy-enforcer.md) — all
+local processes, all binaries pinned and built by
 :mod:`devkit.binaries`, every image built locally by :mod:`devkit.images` and imported, never
 pulled. Needs root, and Debian's runc, CNI plugins, iptables and conntrack (`make node-deps`).
 
@@ -11,8 +13,10 @@ What it touches on the host, and gives back at :meth:`Node.stop`:
 
 - a bridge ``gto-br0`` (the node's address, 10.244.0.1, is its gateway address), the pods'
   veths and network namespaces;
-- iptables: kube-proxy's and the kubelet's ``KUBE-*`` chains, and ``GTO-NODE-EGRESS``, which
-  keeps pods from reaching anything beyond this machine (they need nothing beyond it);
+- iptables: kube-proxy's, kube-router's and the kubelet's ``KUBE-*`` chains, and
+  ``GTO-NODE-EGRESS`` (mangle table), which keeps pods from reaching anything beyond this
+  machine (they need nothing beyond it);
+- kube-router's ipsets (``KUBE-*``);
 - sysctls the kubelet, the bridge plugin and Service routing set (restored to what they were);
 - cgroups under ``gto-node`` in each hierarchy;
 - mounts and files under one temp dir ``gto-node-*``, ``/var/log/containers`` symlinks and the
@@ -31,6 +35,7 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -47,7 +52,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from . import images
-from .binaries import ensure_binaries, ensure_node_binaries
+from .binaries import ensure_binaries, ensure_netpol_binaries, ensure_node_binaries
 from .controlplane import (
     SERVICE_CLUSTER_IP_RANGE,
     ControlPlane,
@@ -67,9 +72,12 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 CLUSTER_DOMAIN = "cluster.local"
 CGROUP_PARENT = "gto-node"
 EGRESS_CHAIN = "GTO-NODE-EGRESS"
-# Chains that the kubelet (KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, ...), kube-proxy (KUBE-*)
-# and this module (GTO-*) create.
+# Chains that the kubelet (KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, ...), kube-proxy and
+# kube-router (KUBE-*) and this module (GTO-*) create.
 CHAIN_PREFIXES = ("KUBE-", "GTO-")
+# kube-router's chains and ipsets (KUBE-SRC-*, KUBE-DST-*): it leaves them at exit.
+ENFORCER_CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-")
+IPSET_PREFIX = "KUBE-"
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
 # What the kubelet itself keeps in iptables (and ip6tables) while it runs, and leaves at exit.
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
@@ -131,6 +139,7 @@ class Node(StartStop):
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._bin: Path | None = None
         self._kube_bin: Path | None = None
+        self._netpol_bin: Path | None = None
         self._saved_sysctls: dict[str, str] = {}
 
     # -- where things are -------------------------------------------------------------------
@@ -185,6 +194,7 @@ class Node(StartStop):
         _check_host()
         self._bin = ensure_node_binaries()
         self._kube_bin = ensure_binaries()
+        self._netpol_bin = ensure_netpol_binaries()
         archives = images.ensure_node_images()
         self._lock = _take_node_lock(self.lock_timeout)
         self._workdir = owned_temp_dir(TEMP_PREFIX)
@@ -208,6 +218,7 @@ class Node(StartStop):
             "system:kube-scheduler": (),
             "system:kube-proxy": (),
             "gto-node:coredns": (),
+            "gto-node:kube-router": (),
         }
         self.control_plane = ControlPlane(
             self._kube_bin,
@@ -248,6 +259,8 @@ class Node(StartStop):
         self._start_kube_proxy(kubeconfigs)
         self._start_coredns(kubeconfigs)
         self._wait_ready(deadline)
+        # Once the Node object exists: kube-router reads its address from it at start.
+        self._start_network_policy(kubeconfigs, deadline)
 
     def _spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
         self._processes.append((name, spawn(self.workdir, name, argv, env)))
@@ -282,11 +295,12 @@ class Node(StartStop):
         _run("ip", "link", "set", BRIDGE, "up")
         # Pods talk to each other, to Services and to this host; nothing of theirs is forwarded
         # beyond the bridge (this machine may reach only its package registries).
-        # (IPv4 only: the pods have no IPv6 address.)
-        _run("iptables", "-w", "-N", EGRESS_CHAIN)
-        _run("iptables", "-w", "-A", EGRESS_CHAIN, "-o", BRIDGE, "-j", "RETURN")
-        _run("iptables", "-w", "-A", EGRESS_CHAIN, "-j", "DROP")
-        _run("iptables", "-w", "-I", "FORWARD", "-i", BRIDGE, "-j", EGRESS_CHAIN)
+        # (IPv4 only: the pods have no IPv6 address.) In mangle, which runs before filter:
+        # kube-router's filter chains come first in FORWARD and ACCEPT what policies allow.
+        _run("iptables", "-w", "-t", "mangle", "-N", EGRESS_CHAIN)
+        _run("iptables", "-w", "-t", "mangle", "-A", EGRESS_CHAIN, "-o", BRIDGE, "-j", "RETURN")
+        _run("iptables", "-w", "-t", "mangle", "-A", EGRESS_CHAIN, "-j", "DROP")
+        _run("iptables", "-w", "-t", "mangle", "-I", "FORWARD", "-i", BRIDGE, "-j", EGRESS_CHAIN)
         for hierarchy in _cgroup_hierarchies():
             parent = hierarchy / CGROUP_PARENT
             parent.mkdir(exist_ok=True)
@@ -522,7 +536,22 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     def _start_coredns(self, kubeconfigs: Path) -> None:
         assert self._bin is not None
         # What CoreDNS's kubernetes plugin reads, and nothing more.
-        self.kubectl("apply", "-f", "-", input=json.dumps(_coredns_rbac()))
+        rbac = _read_only_rbac(
+            "gto-node:coredns",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        )
+        self.kubectl("apply", "-f", "-", input=json.dumps(rbac))
         kubeconfig = kubeconfigs / "gto-node_coredns.kubeconfig"
         corefile = self.workdir / "Corefile"
         # Cluster names only. No `forward`: a name outside the cluster is refused, so no pod's
@@ -541,6 +570,61 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
 """
         )
         self._spawn("coredns", [str(self._bin / "coredns"), f"-conf={corefile}"])
+
+    def _start_network_policy(self, kubeconfigs: Path, deadline: float) -> None:
+        """kube-router's firewall alone: no routing, no Service proxy (kube-proxy's), no CNI."""
+        assert self._netpol_bin is not None
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                _read_only_rbac(
+                    "gto-node:kube-router",
+                    [
+                        {
+                            "apiGroups": [""],
+                            "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+                            "verbs": ["get", "list", "watch"],
+                        },
+                        {
+                            "apiGroups": ["discovery.k8s.io"],
+                            "resources": ["endpointslices"],
+                            "verbs": ["list", "watch"],
+                        },
+                        {
+                            "apiGroups": ["networking.k8s.io"],
+                            "resources": ["networkpolicies"],
+                            "verbs": ["list", "watch"],
+                        },
+                    ],
+                )
+            ),
+        )
+        self._spawn(
+            "kube-router",
+            [
+                str(self._netpol_bin / "kube-router"),
+                f"--kubeconfig={kubeconfigs / 'gto-node_kube-router.kubeconfig'}",
+                f"--hostname-override={NODE_NAME}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--enable-cni=false",
+                "--enable-ipv6=false",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # Its health and metrics servers would listen on this machine's addresses.
+                "--health-port=0",
+                "--metrics-port=0",
+            ],
+        )
+
+        def enforcing() -> bool:
+            rules = _run("iptables-save", "-t", "filter", check=False)
+            return "-j KUBE-ROUTER-FORWARD" in rules
+
+        # Its first full sync puts its chains in place: from then on, policies are enforced.
+        self._wait("kube-router's firewall chains", enforcing, deadline)
 
     def _wait_ready(self, deadline: float) -> None:
         def node_ready() -> bool:
@@ -591,12 +675,18 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         finally:
             phase("pods deleted through the kubelet")
             by_name = dict(self._processes)
-            for name in ("kube-controller-manager", "kube-scheduler", "coredns", "kube-proxy"):
+            for name in (
+                "kube-controller-manager",
+                "kube-scheduler",
+                "coredns",
+                "kube-proxy",
+                "kube-router",
+            ):
                 if name in by_name:
                     terminate(by_name[name])
             if "kubelet" in by_name:
                 terminate(by_name["kubelet"])
-            phase("controllers, CoreDNS, kube-proxy, kubelet stopped")
+            phase("controllers, CoreDNS, kube-proxy, kube-router, kubelet stopped")
             if "containerd" in by_name and self._bin is not None:
                 self._remove_containers()
                 terminate(by_name["containerd"])
@@ -651,10 +741,11 @@ def sweep(
     Run at every stop, once the kubelet and containerd are gone, and by `make node-down` for a
     node whose process died (``workdir`` None: any node's ``gto-node-*`` temp dirs). Some of it
     is the node's own set-up and expected at this point: the bridge, the egress chain, the
-    kubelet's own chains, the bind mount of its root dir onto itself and its log symlinks, the
-    cgroup parents. The rest — processes, pod volumes and root filesystems, network namespaces,
-    veths, Service rules, pod cgroups — the kubelet, containerd and kube-proxy should have
-    removed; what of it is found is removed too, and reported.
+    kubelet's own chains, kube-router's chains and ipsets (it leaves them at exit), the bind
+    mount of the kubelet's root dir onto itself and its log symlinks, the cgroup parents. The
+    rest — processes, pod volumes and root filesystems, network namespaces, veths, Service
+    rules, pod cgroups — the kubelet, containerd and kube-proxy should have removed; what of it
+    is found is removed too, and reported.
     """
     removed: list[str] = []
     workdirs = [workdir] if workdir is not None else node_workdirs()
@@ -685,6 +776,9 @@ def sweep(
         if not _own_rule(rule):
             removed.append(f"iptables -t {table} {rule}")
     _remove_iptables_chains()
+    # Only once no rule refers to them.
+    for name in node_ipsets():
+        _run("ipset", "destroy", name, check=False)
     for interface in node_interfaces():
         _run("ip", "link", "delete", interface, check=False)
         if interface != BRIDGE:
@@ -728,13 +822,17 @@ def sweep_stale(bin_dir: Path | None) -> list[str] | None:
 
 
 def _own_rule(line: str) -> bool:
-    """A rule or chain of the node's own set-up: the kubelet's chains, the egress chain."""
-    chains = {*KUBELET_CHAINS, EGRESS_CHAIN}
+    """A rule or chain of the node's own set-up: the kubelet's chains, the egress chain,
+    kube-router's chains."""
+
+    def own(chain: str) -> bool:
+        return chain in {*KUBELET_CHAINS, EGRESS_CHAIN} or chain.startswith(ENFORCER_CHAIN_PREFIXES)
+
     fields = line.split()
     if line.startswith(":"):
-        return line[1:].split()[0] in chains
+        return own(line[1:].split()[0])
     target = fields[fields.index("-j") + 1] if "-j" in fields else ""
-    return fields[1] in chains or target in chains
+    return own(fields[1]) or own(target)
 
 
 def node_workdirs() -> list[Path]:
@@ -804,6 +902,14 @@ def node_interfaces() -> list[str]:
     ]
 
 
+def node_ipsets() -> list[str]:
+    """kube-router's ipsets (KUBE-SRC-*, KUBE-DST-*, ...)."""
+    if shutil.which("ipset") is None:  # no node ever ran here
+        return []
+    names = _run("ipset", "list", "-name", check=False).split()
+    return [name for name in names if name.startswith(IPSET_PREFIX)]
+
+
 def node_cgroups() -> list[Path]:
     return [h / CGROUP_PARENT for h in _cgroup_hierarchies() if (h / CGROUP_PARENT).is_dir()]
 
@@ -839,7 +945,8 @@ def _remove_iptables_chains() -> None:
         for table in IPTABLES_TABLES:
             dump = _run(f"{iptables}-save", "-t", table, check=False)
             for line in dump.splitlines():
-                fields = line.split()
+                # Quoted as a shell would: kube-router's jumps carry comments with spaces.
+                fields = shlex.split(line)
                 if _node_rule(line) and not fields[1].startswith(CHAIN_PREFIXES):
                     _run(iptables, "-w", "-t", table, "-D", *fields[1:], check=False)
             chains = [line[1:].split()[0] for line in dump.splitlines() if _node_chain(line)]
@@ -876,7 +983,9 @@ def _check_host() -> None:
         )
         if not path.exists()
     ]
-    missing += [tool for tool in ("iptables", "conntrack", "ip") if shutil.which(tool) is None]
+    missing += [
+        tool for tool in ("iptables", "conntrack", "ip", "ipset") if shutil.which(tool) is None
+    ]
     if missing:
         raise NodeError(f"missing {', '.join(missing)}: run `make node-deps` (apt-get)")
 
@@ -952,8 +1061,8 @@ def _write_kubelet_client_pki(folder: Path) -> None:
     _write_private(folder / "kubelet-client.key", _key_pem(client_key))
 
 
-def _coredns_rbac() -> dict[str, Any]:
-    name = "gto-node:coredns"
+def _read_only_rbac(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ClusterRole ``name`` with ``rules``, bound to the user ``name``."""
     return {
         "apiVersion": "v1",
         "kind": "List",
@@ -962,18 +1071,7 @@ def _coredns_rbac() -> dict[str, Any]:
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRole",
                 "metadata": {"name": name},
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "resources": ["endpoints", "services", "pods", "namespaces"],
-                        "verbs": ["list", "watch"],
-                    },
-                    {
-                        "apiGroups": ["discovery.k8s.io"],
-                        "resources": ["endpointslices"],
-                        "verbs": ["list", "watch"],
-                    },
-                ],
+                "rules": rules,
             },
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",

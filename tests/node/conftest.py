@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from node_support import Measurements, get, wait_until
+from node_support import Measurements, allow_node_dns, get, wait_until
 
 from devkit.binaries import BinariesMissingError
 from devkit.images import ImageBuildError
@@ -81,9 +81,11 @@ def node(request: pytest.FixtureRequest, measurements: Measurements) -> Iterator
 
 @pytest.fixture(scope="module")
 def product(node: Node, measurements: Measurements) -> Node:
-    """`kubectl apply -k manifests/overlays/node`; both operator replicas Ready."""
+    """`kubectl apply -k manifests/overlays/node` (and the node's DNS for the callback, see
+    :func:`allow_node_dns`); both operator replicas Ready."""
     started = time.monotonic()
     node.kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "node"))
+    allow_node_dns(node, OPERATOR_NS)
     wait_until(
         lambda: _ready_replicas(node, "google-token-operator") == 2,
         180,

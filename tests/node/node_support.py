@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devkit.node import Node
+from devkit.node import NODE_IP, Node
 
 
 def wait_until(
@@ -70,6 +70,11 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
+def python_in_pod(namespace: str, pod: str, script: str, *args: str) -> list[str]:
+    """kubectl's arguments to run ``python -c script args`` in the pod (unbuffered output)."""
+    return ["exec", "-n", namespace, pod, "--", "python", "-u", "-c", script, *args]
+
+
 class PodReader:
     """A process inside a pod (``kubectl exec``) whose output lines are collected as they come."""
 
@@ -79,15 +84,7 @@ class PodReader:
             [
                 str(node.kubectl_path),
                 f"--kubeconfig={node.kubeconfig}",
-                "exec",
-                "-n",
-                namespace,
-                pod,
-                "--",
-                "python",
-                "-u",
-                "-c",
-                script,
+                *python_in_pod(namespace, pod, script),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -118,3 +115,30 @@ class PodReader:
         self._process.terminate()
         self._process.wait(10)
         self._thread.join(5)
+
+
+# The callback's policy allows DNS to pods labelled k8s-app: kube-dns, as clusters run it; the
+# node's CoreDNS is a process of the node itself, at its address. This stands in for that rule:
+# DNS only, to the node's address, for the callback pods.
+NODE_DNS_POLICY = "node-dns"
+
+
+def allow_node_dns(node: Node, namespace: str) -> None:
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": NODE_DNS_POLICY, "namespace": namespace},
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "google-token-operator-callback"}
+            },
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"ipBlock": {"cidr": f"{NODE_IP}/32"}}],
+                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    node.kubectl("apply", "-f", "-", input=json.dumps(policy))

@@ -24,11 +24,20 @@ import pytest
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client import ApiException
-from node_support import Measurements, PodReader, condition, get, wait_until
+from node_support import (
+    NODE_DNS_POLICY,
+    Measurements,
+    PodReader,
+    allow_node_dns,
+    condition,
+    get,
+    python_in_pod,
+    wait_until,
+)
 from playwright.sync_api import sync_playwright
 from urllib3.exceptions import HTTPError
 
-from devkit.node import Node
+from devkit.node import KUBERNETES_SERVICE_IP, Node
 from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, screenshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,6 +302,136 @@ def test_the_consumer_pod_reads_reviews_with_the_mounted_token(product: Node) ->
     assert "fetching reviews failed" not in logs
     # The sandbox's Old Town location has four reviews.
     assert re.search(r"^4 reviews, token valid until ", logs, re.M), logs
+
+
+# Runs inside a pod: one TCP connection attempt (1 s) per target of argv[1] ({name: [host,
+# port]}) and one lookup of the kubernetes Service's name (2 s); prints {name: reached}.
+PROBE = """
+import concurrent.futures, json, os, socket, sys
+found = {}
+for name, (host, port) in json.loads(sys.argv[1]).items():
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        found[name] = True
+    except OSError:
+        found[name] = False
+lookup = concurrent.futures.ThreadPoolExecutor(1).submit(
+    socket.gethostbyname, "kubernetes.default.svc.cluster.local."
+)
+try:
+    found["dns"] = lookup.result(timeout=2) == "10.0.0.1"
+except Exception:
+    found["dns"] = False
+print(json.dumps(found), flush=True)
+os._exit(0)  # a lookup still waiting must not hold the exit
+"""
+# Policies take effect once kube-router has synced them (a second or two after a change).
+POLICY_SYNC_BOUND_SECONDS = 30.0
+
+
+def reaches_eventually(
+    node: Node,
+    namespace: str,
+    pod: str,
+    targets: dict[str, tuple[str, int]],
+    expected: dict[str, bool],
+) -> None:
+    """Probe from inside ``pod`` until what it reaches is ``expected`` (the policies synced)."""
+    seen: list[dict[str, bool]] = []
+
+    def probe() -> bool:
+        result = node.kubectl(
+            *python_in_pod(namespace, pod, PROBE, json.dumps(targets)), check=False
+        )
+        seen.append(json.loads(result.stdout) if result.returncode == 0 else {})
+        return seen[-1] == expected
+
+    wait_until(
+        probe,
+        POLICY_SYNC_BOUND_SECONDS,
+        f"{namespace}/{pod} to reach {expected}",
+        describe=lambda: str(seen[-1] if seen else None),
+    )
+
+
+def ready_pod(node: Node, namespace: str, selector: str) -> str:
+    """The name of a Ready pod that ``selector`` selects (waits for one)."""
+
+    def found() -> str | None:
+        listed = get(node, "pods", "-n", namespace, "-l", selector) or {"items": []}
+        return next((p["metadata"]["name"] for p in listed["items"] if ready(p)), None)
+
+    return str(wait_until(found, 120, f"a Ready pod {selector} in {namespace}"))
+
+
+def cluster_ip(node: Node, name: str) -> tuple[str, int]:
+    service = get(node, "service", name, "-n", OPERATOR_NS)
+    return service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"])
+
+
+def test_a_tenant_pod_cannot_reach_the_consent_api(
+    product: Node, measurements: Measurements
+) -> None:
+    started = time.monotonic()
+    consent_ip, _ = cluster_ip(product, OPERATOR)
+    # Metrics are open to every namespace: the tenant's network works, only 8082 is closed.
+    reaches_eventually(
+        product,
+        EXAMPLES_NS,
+        ready_pod(product, EXAMPLES_NS, "app.kubernetes.io/name=review-fetcher"),
+        {"consent API": (consent_ip, 8082), "operator metrics": (consent_ip, 9090)},
+        {"consent API": False, "operator metrics": True, "dns": True},
+    )
+    measurements.record("network policy probes from a tenant pod", time.monotonic() - started, "s")
+
+
+def test_the_callback_pod_reaches_only_the_consent_api_and_dns(
+    product: Node, measurements: Measurements
+) -> None:
+    started = time.monotonic()
+    # A second GoogleClient, never consented: the operator runs its callback pod meanwhile.
+    pending = {
+        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "kind": "GoogleClient",
+        "metadata": {"name": "netpol-probe", "namespace": EXAMPLES_NS},
+        "spec": {
+            "credentialsSecretRef": {"name": "acme-oauth"},
+            "scopes": ["https://www.googleapis.com/auth/business.manage"],
+        },
+    }
+    product.kubectl("apply", "-f", "-", input=json.dumps(pending))
+    try:
+        pod = ready_pod(product, OPERATOR_NS, f"app.kubernetes.io/name={CALLBACK}")
+        operator_pod = operator_pods(product)[0]
+        targets = {
+            "consent API": (cluster_ip(product, OPERATOR)[0], 8082),
+            "API server": (KUBERNETES_SERVICE_IP, 443),
+            "sandbox Google": cluster_ip(product, "google-sandbox"),
+            # Open to every namespace's pods, but not among the callback's egress.
+            "another pod": (operator_pod["status"]["podIP"], 9090),
+        }
+        confined = {
+            "consent API": True,
+            "dns": True,
+            "API server": False,
+            "sandbox Google": False,
+            "another pod": False,
+        }
+        reaches_eventually(product, OPERATOR_NS, pod, targets, confined)
+        measurements.record(
+            "network policy probes from the callback pod", time.monotonic() - started, "s"
+        )
+        # The probe can fail: without the callback's policies (the manifests' and the node's DNS
+        # stand-in), the same pod reaches everything.
+        product.kubectl("delete", "networkpolicy", CALLBACK, NODE_DNS_POLICY, "-n", OPERATOR_NS)
+        try:
+            reaches_eventually(product, OPERATOR_NS, pod, targets, dict.fromkeys(confined, True))
+        finally:
+            product.kubectl("apply", "-k", str(OVERLAYS / "node"))
+            allow_node_dns(product, OPERATOR_NS)
+        reaches_eventually(product, OPERATOR_NS, pod, targets, confined)
+    finally:
+        product.kubectl("delete", "googleclient", "netpol-probe", "-n", EXAMPLES_NS)
 
 
 @pytest.fixture(scope="module")
