@@ -30,11 +30,11 @@ PURE = (
     "views",
     "google_types",
     "settings",
-    "consent.pending",
-    "consent.contract",
+    "consent_state.pending",
+    "consent_state.contract",
     "consent.workload",
     "consent.callback.pages",
-    "requested",
+    "day2",
     "election",
 )
 # Where the package meets the network, the API server or kopf.
@@ -45,12 +45,16 @@ EDGES = {
     "leader",
     "metrics",
     "serving",
-    "authorize",
-    "waiting",
-    "request_commands",
-    "status_command",
 }
-EDGE_PACKAGES = {"kube", "reconcile", "consent.api", "consent.manager", "consent.callback.app"}
+EDGE_PACKAGES = {
+    "kube",
+    "reconcile",
+    "runtime",
+    "commands",
+    "consent.api",
+    "consent.manager",
+    "consent.callback.app",
+}
 THIRD_PARTY_IO = {
     "aiohttp",
     "kubernetes",
@@ -164,7 +168,8 @@ def loaded_modules(code: str) -> set[str]:
 
 def test_run_loads_no_sandbox_no_devkit_and_no_cryptography_of_its_own() -> None:
     loaded = loaded_modules(
-        "from google_token_operator import cli, runner, handlers\n"
+        "from google_token_operator import runner, handlers\n"
+        "from google_token_operator.commands import cli\n"
         "with contextlib.suppress(SystemExit):\n"
         "    cli.main(['run', '--help'])"
     )
@@ -194,8 +199,8 @@ def test_the_wheel_carries_the_product_only(tmp_path: Path) -> None:
     [entry_points] = [f for f in files if f.endswith(".dist-info/entry_points.txt")]
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     # The kubectl plugin is the same command under the name kubectl looks for.
-    assert "google-token-operator = google_token_operator.cli:main" in scripts
-    assert "kubectl-google_token = google_token_operator.cli:main" in scripts
+    assert "google-token-operator = google_token_operator.commands.cli:main" in scripts
+    assert "kubectl-google_token = google_token_operator.commands.cli:main" in scripts
 
 
 def test_the_image_installs_only_the_operator_wheel_into_its_venv() -> None:
