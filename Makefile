@@ -78,10 +78,11 @@ test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools $(NODE_PREREQUIS
 	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py
 
-lint: $(WHEEL_STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(WHEEL_STAMP) ## ruff (lint + format check), mypy --strict and the import contracts (lint-imports)
 	$(BIN)/ruff check operator sandbox tests hack
 	$(BIN)/ruff format --check operator sandbox tests hack
 	$(BIN)/mypy
+	PYTHONPATH=operator $(BIN)/lint-imports --no-cache --no-logo
 
 run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply crds/, create its namespace first)
 	$(BIN)/google-token-operator run

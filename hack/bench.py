@@ -46,7 +46,7 @@ from devkit import ControlPlane, ensure_binaries
 from devkit.servers import SandboxServer
 from google_token_operator import GROUP, VERSION
 from google_token_operator.kube import Kube, KubeError, load_config
-from google_token_operator.kube.client import resource_path, secret_path
+from google_token_operator.kube.api import resource_path, secret_path
 from google_token_operator.runner import LEASE_NAME
 from google_token_operator.timeutil import format_rfc3339, parse_rfc3339
 from google_token_sandbox.demo_data import (

@@ -28,7 +28,7 @@ import requests
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
-from google_token_operator.consent.contract import KEY_FIELD, KEY_SECRET
+from google_token_operator.consent_state.contract import KEY_FIELD, KEY_SECRET
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from google_token_operator import serving
 from google_token_operator.consent.callback.app import create_app as create_callback_app
-from google_token_operator.consent.contract import CALLBACK_PATH
+from google_token_operator.consent_state.contract import CALLBACK_PATH
 from google_token_sandbox import sandbox_environment
 from google_token_sandbox.app import create_app as create_sandbox_app
 from google_token_sandbox.state import SandboxState

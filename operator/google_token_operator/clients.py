@@ -16,10 +16,10 @@ from typing import Any
 
 from . import policy
 from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
-from .consent.pending import PublishedConsent
+from .consent_state.pending import PublishedConsent
+from .day2 import Request
 from .google_types import MAX_RETRY_AFTER, ClientCredentials, ErrorKind, GoogleError, Userinfo
 from .naming import default_token_secret_name
-from .requested import Request
 from .settings import DEFAULT_SCOPES, Settings
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from .tokens import AccessToken, TokenRecord

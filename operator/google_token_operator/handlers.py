@@ -18,13 +18,13 @@ import kopf
 
 from . import GROUP, VERSION, policy
 from .consent.manager import CallbackManager
+from .day2 import ANNOTATIONS
 from .google_types import GoogleError
 from .kube import KubeError, StatusConflict, WriteFenced
 from .naming import Key
 from .reconcile.client_pass import ClientMemory, ClientPass
-from .reconcile.context import Operator
 from .reconcile.deletion import delete_client
-from .requested import ANNOTATIONS
+from .runtime.context import Operator
 from .unforeseen import unexpected
 
 CLIENTS = (GROUP, VERSION, "googleclients")

@@ -19,15 +19,15 @@ from . import GROUP, handlers, leader
 from .allocator import return_large_blocks
 from .consent import api as consent_api
 from .consent.apikey import KeyCheck
-from .consent.contract import HEALTHZ_PATH
 from .consent.manager import CallbackManager
+from .consent_state.contract import HEALTHZ_PATH
 from .google_http import GoogleHttp
 from .kube import Kube, KubeConfig, load_config
 from .leader import LeaderElection
 from .metrics import Metrics
-from .reconcile.cluster import ClusterView
-from .reconcile.context import Operator
 from .reconcile.deletion import Janitor
+from .runtime.cluster import ClusterView
+from .runtime.context import Operator
 from .settings import Settings
 
 LEASE_NAME = "google-token-operator"

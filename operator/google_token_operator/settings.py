@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .consent.contract import CALLBACK_PATH, CALLBACK_PORT
+from .consent_state.contract import CALLBACK_PATH, CALLBACK_PORT
 from .election import LeaseTimings
 from .timeutil import parse_duration
 

@@ -17,7 +17,7 @@ from devkit.servers import CallbackServer, SandboxServer
 from fixtures.browser import screenshot
 from fixtures.callback import ACCOUNT, DENIED, TOKEN_SECRET, FakeOperator
 from fixtures.sandbox import OWNER
-from google_token_operator.consent import pending as consent
+from google_token_operator.consent_state import pending as consent
 from google_token_operator.settings import DEFAULT_SCOPES
 
 CLIENT_ID = "200000000000-browsertest.apps.googleusercontent.com"

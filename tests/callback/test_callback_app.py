@@ -39,7 +39,7 @@ from google_token_operator.consent.callback.limits import (
     client_address,
     client_key,
 )
-from google_token_operator.consent.contract import (
+from google_token_operator.consent_state.contract import (
     CALLBACK_PATH,
     HEALTHZ_PATH,
     KEY_FILE_VARIABLE,

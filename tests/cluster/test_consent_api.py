@@ -25,8 +25,8 @@ from fixtures.operator import (
     hand_over,
     wait_for,
 )
-from google_token_operator.consent import pending as consent
 from google_token_operator.consent.workload import CALLBACK_NAME
+from google_token_operator.consent_state import pending as consent
 
 
 class Consent:

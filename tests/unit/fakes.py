@@ -24,8 +24,8 @@ from google_token_operator.google_types import (
 from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import Key, is_managed
-from google_token_operator.reconcile.cluster import ClusterView
-from google_token_operator.reconcile.context import Operator
+from google_token_operator.runtime.cluster import ClusterView
+from google_token_operator.runtime.context import Operator
 from google_token_operator.settings import Settings
 from google_token_operator.tokens import AccessToken
 
@@ -65,7 +65,7 @@ class FakeKube:
 
     def _show_secret(self, kind: str, body: dict[str, Any]) -> None:
         if self.view is not None:
-            self.view.secrets.apply(kind, copy.deepcopy(body))
+            self.view.secret_meta.apply(kind, copy.deepcopy(body))
             if is_managed(body["metadata"].get("labels") or {}) or kind == "DELETED":
                 self.view.managed.apply(kind, copy.deepcopy(body))
 

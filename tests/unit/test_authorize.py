@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from google_token_operator.authorize import (
+from google_token_operator.commands.authorize import (
     Exit,
     Watch,
     decide,
@@ -19,7 +19,7 @@ from google_token_operator.authorize import (
     read_status,
     wait_for_authorization,
 )
-from google_token_operator.cli import build_parser
+from google_token_operator.commands.cli import build_parser
 
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 TIMEOUT = dt.timedelta(minutes=15)

@@ -13,7 +13,12 @@ from google_token_operator.consent.callback.pages import (
     operator_unreachable_page,
     outcome_page,
 )
-from google_token_operator.consent.contract import ClientRef, ConsentAnswer, Outcome, parse_answer
+from google_token_operator.consent_state.contract import (
+    ClientRef,
+    ConsentAnswer,
+    Outcome,
+    parse_answer,
+)
 
 ACME = ClientRef("reviews", "acme")
 

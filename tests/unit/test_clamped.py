@@ -24,7 +24,7 @@ from google_token_operator.conditions import Reason
 from google_token_operator.consent.admission import Admission, pending_states
 from google_token_operator.consent.api import ConsentService, create_app
 from google_token_operator.consent.apikey import KeyCheck, Throttle
-from google_token_operator.consent.contract import CONSENT_API_PATH, KEY_FIELD, KEY_SECRET
+from google_token_operator.consent_state.contract import CONSENT_API_PATH, KEY_FIELD, KEY_SECRET
 from google_token_operator.google_types import (
     MAX_RETRY_AFTER,
     ErrorKind,

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from google_token_operator import MANAGED_BY
 from google_token_operator.consent import api
-from google_token_operator.consent import pending as consent
 from google_token_operator.consent.admission import Admission, pending_expiry, pending_states
 from google_token_operator.consent.apikey import Throttle
-from google_token_operator.consent.contract import CONSENT_API_PATH, ConsentAnswer, Outcome
+from google_token_operator.consent_state import pending as consent
+from google_token_operator.consent_state.contract import CONSENT_API_PATH, ConsentAnswer, Outcome
 from google_token_operator.naming import MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL
 
 NAMESPACE = "gto"

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from google_token_operator import google_types as google
-from google_token_operator.consent import pending as consent
+from google_token_operator.consent_state import pending as consent
 from google_token_operator.google_types import ErrorKind
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

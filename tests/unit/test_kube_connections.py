@@ -19,7 +19,7 @@ from stand_in import serving
 from google_token_operator import runner
 from google_token_operator.election import Fence
 from google_token_operator.kube import Kube, KubeConfig, KubeError, StatusConflict, WriteFenced
-from google_token_operator.kube.client import lease_path, resource_path
+from google_token_operator.kube.api import lease_path, resource_path
 from google_token_operator.settings import Settings
 
 LEASE = lease_path("gto", runner.LEASE_NAME)

@@ -166,7 +166,7 @@ async def test_the_full_secret_list_takes_few_per_page_and_keeps_every_view() ->
     assert version == "7" and len(informer) == 25
     assert [ask["limit"] for ask in api.asked] == [str(FULL_SECRET_PAGE_SIZE)] * 3
     assert all(view.private_data is None for _, view in informer.items())
-    assert op.cluster.secrets.page_size == PAGE_SIZE  # metadata-only lists keep big pages
+    assert op.cluster.secret_meta.page_size == PAGE_SIZE  # metadata-only lists keep big pages
 
 
 PAGES_SCRIPT = """

@@ -10,8 +10,8 @@ from google_token_operator.builders import consumer_secret, private_secret
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import ROLE_CONSUMER, ROLE_PRIVATE, Owner, labels_for
 from google_token_operator.ownership import Claim, claim, reserved_name_problem
-from google_token_operator.reconcile.cluster import ClusterView
-from google_token_operator.reconcile.secrets import SecretWriter, Written
+from google_token_operator.runtime.cluster import ClusterView
+from google_token_operator.runtime.secrets import SecretWriter, Written
 from google_token_operator.tokens import AccessToken, TokenRecord
 from google_token_operator.views import SecretMeta
 

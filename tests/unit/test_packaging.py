@@ -1,9 +1,11 @@
-"""What ships: the runtime package imports only what it declares, keeps pure modules away from
-the I/O edges, and carries neither the sandbox Google nor the dev control plane."""
+"""What ships: the runtime package imports only what it declares, its import contracts (the
+house's layers and pure modules away from the I/O edges, run by `lint-imports`) catch a breach,
+and it carries neither the sandbox Google nor the dev control plane."""
 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,50 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "google_token_operator"
 ROOT = "google_token_operator"
 
-# Decisions over plain data: they may import each other, the standard library, nothing else.
-PURE = (
-    "ownership",
-    "policy",
-    "clients",
-    "branches",
-    "conditions",
-    "builders",
-    "tokens",
-    "timeutil",
-    "naming",
-    "views",
-    "google_types",
-    "settings",
-    "consent.pending",
-    "consent.contract",
-    "consent.workload",
-    "consent.callback.pages",
-    "requested",
-    "election",
-)
-# Where the package meets the network, the API server or kopf.
-EDGES = {
-    "google_http",
-    "runner",
-    "handlers",
-    "leader",
-    "metrics",
-    "serving",
-    "authorize",
-    "waiting",
-    "request_commands",
-    "status_command",
-}
-EDGE_PACKAGES = {"kube", "reconcile", "consent.api", "consent.manager", "consent.callback.app"}
-THIRD_PARTY_IO = {
-    "aiohttp",
-    "kubernetes",
-    "kopf",
-    "urllib3",
-    "requests",
-    "prometheus_client",
-    "yaml",
-}
 # The distribution each imported top-level module comes from.
 DISTRIBUTION = {"prometheus_client": "prometheus-client", "yaml": "pyyaml"}
 
@@ -113,29 +71,6 @@ def internal(name: str) -> str | None:
     return ""
 
 
-def is_edge(module: str) -> bool:
-    return module in EDGES or any(
-        module == edge or module.startswith(edge + ".") for edge in EDGE_PACKAGES
-    )
-
-
-@pytest.mark.parametrize("pure", PURE)
-def test_a_pure_module_reaches_no_io_edge(pure: str) -> None:
-    seen, todo = set(), [pure]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for name in imports_of(current):
-            top = name.split(".")[0]
-            assert top not in THIRD_PARTY_IO, f"{pure} reaches {name} (through {current})"
-            module = internal(name)
-            if module:
-                assert not is_edge(module), f"{pure} reaches the edge {module} (via {current})"
-                todo.append(module)
-
-
 def test_the_package_declares_exactly_the_distributions_it_imports() -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     imported = {
@@ -153,6 +88,45 @@ def test_the_package_declares_exactly_the_distributions_it_imports() -> None:
     assert {DISTRIBUTION.get(name, name) for name in imported} == declared
 
 
+def lint_imports(source_root: Path) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` with the repository's contracts over the package found in source_root."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--no-logo"],
+        cwd=REPO,
+        env={"PYTHONPATH": str(source_root), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_source_tree_keeps_the_import_contracts() -> None:
+    result = lint_imports(REPO / "operator")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("naming.py", "import aiohttp", "Pure modules reach no edge and no I/O library"),
+        ("clients.py", "from .kube import api", "Pure modules reach no edge and no I/O library"),
+        ("consent/api.py", "from ..reconcile import client_pass", "Imports run down the house"),
+        ("kube/informer.py", "from ..runtime import cluster", "Imports run down the house"),
+    ],
+)
+def test_the_import_contracts_fail_on_a_breach(
+    tmp_path: Path, module: str, line: str, broken: str
+) -> None:
+    copy = tmp_path / ROOT
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / module).open("a") as source:
+        source.write(f"\n{line}\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert f"{broken} BROKEN" in result.stdout, result.stdout + result.stderr
+
+
 def loaded_modules(code: str) -> set[str]:
     """The modules loaded after running `code` in a fresh interpreter (outside the checkout)."""
     probe = f"import sys, contextlib\n{code}\nprint('\\n'.join(sorted(sys.modules)))\n"
@@ -164,7 +138,8 @@ def loaded_modules(code: str) -> set[str]:
 
 def test_run_loads_no_sandbox_no_devkit_and_no_cryptography_of_its_own() -> None:
     loaded = loaded_modules(
-        "from google_token_operator import cli, runner, handlers\n"
+        "from google_token_operator import runner, handlers\n"
+        "from google_token_operator.commands import cli\n"
         "with contextlib.suppress(SystemExit):\n"
         "    cli.main(['run', '--help'])"
     )
@@ -194,8 +169,8 @@ def test_the_wheel_carries_the_product_only(tmp_path: Path) -> None:
     [entry_points] = [f for f in files if f.endswith(".dist-info/entry_points.txt")]
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     # The kubectl plugin is the same command under the name kubectl looks for.
-    assert "google-token-operator = google_token_operator.cli:main" in scripts
-    assert "kubectl-google_token = google_token_operator.cli:main" in scripts
+    assert "google-token-operator = google_token_operator.commands.cli:main" in scripts
+    assert "kubectl-google_token = google_token_operator.commands.cli:main" in scripts
 
 
 def test_the_image_installs_only_the_operator_wheel_into_its_venv() -> None:

@@ -9,9 +9,9 @@ import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
 
 from google_token_operator.conditions import Reason, find_condition
-from google_token_operator.consent import pending as consent
 from google_token_operator.consent.api import ConsentService
-from google_token_operator.consent.contract import Outcome
+from google_token_operator.consent_state import pending as consent
+from google_token_operator.consent_state.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
 from google_token_operator.kube import KubeError
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass

@@ -22,8 +22,8 @@ from google_token_operator import (
     tokens,
 )
 from google_token_operator.conditions import find_condition
-from google_token_operator.consent import pending
-from google_token_operator.reconcile.cluster import client_of
+from google_token_operator.consent_state import pending
+from google_token_operator.runtime.cluster import client_of
 from google_token_operator.settings import Settings
 from google_token_operator.timeutil import (
     EARLIEST,

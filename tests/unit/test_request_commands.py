@@ -6,14 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from google_token_operator.cli import build_parser, program_name
-from google_token_operator.request_commands import (
+from google_token_operator.commands.cli import build_parser, program_name
+from google_token_operator.commands.request_commands import (
     Asked,
     Exit,
     decide,
     request_value,
 )
-from google_token_operator.requested import Request
+from google_token_operator.day2 import Request
 
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 URL = "https://accounts.google.com/o/oauth2/v2/auth?client_id=c&state=one"

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from google_token_operator.status_command import (
+from google_token_operator.commands.status_command import (
     branch_row,
     client_row,
     next_refresh_in,

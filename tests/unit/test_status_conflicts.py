@@ -15,7 +15,7 @@ from google_token_operator.conditions import Reason
 from google_token_operator.handlers import _read_again
 from google_token_operator.kube import StatusConflict
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
-from google_token_operator.reconcile.context import StatusBase, status_base
+from google_token_operator.runtime.context import StatusBase, status_base
 
 FORGED_READY = {
     "type": "Ready",

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import MANAGED_BY
+from ..consent_state import pending
 from ..kube import Kube
-from ..kube.client import secret_path
+from ..kube.api import secret_path
 from ..kube.informer import Informer
 from ..naming import MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL
-from . import pending
 from .apikey import Throttle
 
 PENDING_SELECTOR = (

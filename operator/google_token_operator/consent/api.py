@@ -22,19 +22,25 @@ from aiohttp.typedefs import Handler
 
 from .. import clients, policy
 from ..builders import private_secret
+from ..consent_state import pending as consent
+from ..consent_state.contract import (
+    CONSENT_API_PATH,
+    HEALTHZ_PATH,
+    ClientRef,
+    ConsentAnswer,
+    Outcome,
+)
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
 from ..kube import KubeError
-from ..kube.client import MERGE_PATCH, secret_path
+from ..kube.api import MERGE_PATCH, secret_path
 from ..kube.informer import Informer
 from ..naming import ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import conflict_message
-from ..reconcile.context import Operator
-from ..reconcile.secrets import WriteResult, Written
+from ..runtime.context import Operator
+from ..runtime.secrets import WriteResult, Written
 from ..tokens import TokenRecord, decode_data, record_from_data
-from . import pending as consent
 from .admission import Admission, pending_states
 from .apikey import KeyCheck, Throttle, same_secret
-from .contract import CONSENT_API_PATH, HEALTHZ_PATH, ClientRef, ConsentAnswer, Outcome
 
 logger = logging.getLogger(__name__)
 

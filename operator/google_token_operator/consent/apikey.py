@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import MANAGED_BY
+from ..consent_state.contract import KEY_FIELD, KEY_SECRET
 from ..kube import Kube, KubeError
 from ..naming import MANAGED_BY_LABEL, ROLE_LABEL
-from .contract import KEY_FIELD, KEY_SECRET
 
 KEY_BYTES = 32
 ROLE_CALLBACK_KEY = "callback-key"

@@ -21,7 +21,7 @@ import time
 from .. import policy
 from ..kube import KubeError
 from ..naming import Key
-from ..reconcile.context import Operator
+from ..runtime.context import Operator
 from .apikey import ensure_key
 from .workload import callback_objects
 

@@ -12,9 +12,7 @@ import copy
 from typing import Any
 
 from .. import MANAGED_BY
-from ..naming import MANAGED_BY_LABEL
-from ..settings import Settings
-from .contract import (
+from ..consent_state.contract import (
     CALLBACK_PORT,
     CONSENT_PORT,
     HEALTHZ_PATH,
@@ -22,6 +20,8 @@ from .contract import (
     KEY_FIELD,
     KEY_SECRET,
 )
+from ..naming import MANAGED_BY_LABEL
+from ..settings import Settings
 
 CALLBACK_NAME = "google-token-operator-callback"
 OPERATOR_SERVICE = "google-token-operator"

@@ -1,7 +1,7 @@
-"""The Kubernetes edge: configuration (`config`), an asyncio client (`client`) and
+"""The Kubernetes edge: configuration (`config`), an asyncio API client (`api`) and
 list-and-watch caches (`informer`)."""
 
-from .client import Kube, KubeError, StatusConflict, WriteFenced
+from .api import Kube, KubeError, StatusConflict, WriteFenced
 from .config import ConfigError, KubeConfig, load_config
 
 __all__ = [

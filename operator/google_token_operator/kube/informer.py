@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from .. import policy
 from ..naming import Key
 from ..unforeseen import unexpected
-from .client import Kube, KubeError
+from .api import Kube, KubeError
 
 V = TypeVar("V")
 logger = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from ..google_types import ApiError, location_title
 from ..kube import KubeError, StatusConflict, WriteFenced
 from ..naming import ROLE_CONSUMER, Key, Owner
 from ..ownership import Claim, claim, conflict_message
+from ..runtime.context import Operator, StatusBase
+from ..runtime.events import post_transitions
+from ..runtime.secrets import Written
 from ..unforeseen import unexpected
-from .context import Operator, StatusBase
-from .events import post_transitions
-from .secrets import Written
 
 
 @dataclasses.dataclass
@@ -144,7 +144,7 @@ async def reconcile_branch(
     key = (spec.namespace, spec.token_secret_name)
     access = client.access
     conflict = ""
-    verdict = claim(op.cluster.secrets.get(key), owner, ROLE_CONSUMER, spec.token_secret_name)
+    verdict = claim(op.cluster.secret_meta.get(key), owner, ROLE_CONSUMER, spec.token_secret_name)
     if verdict.claim is Claim.FOREIGN:  # said at once, token or not
         conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
     elif client.withdrawn:

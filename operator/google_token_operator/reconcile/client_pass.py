@@ -11,24 +11,24 @@ from typing import Any
 
 import kopf
 
-from .. import branches, clients, requested
+from .. import branches, clients, day2
 from ..builders import consumer_secret, private_secret
 from ..clients import Action, ActionKind, ClientObservation, CredentialsProblem, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
-from ..consent import pending as consent
+from ..consent_state import pending as consent
+from ..day2 import Request
 from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
 from ..naming import ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import Claim, claim, conflict_message, reserved_name_problem
-from ..requested import Request
+from ..runtime.context import Operator, StatusBase, status_base
+from ..runtime.events import post_transitions
+from ..runtime.secrets import Written
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from ..views import secret_meta
 from .branch_pass import BranchFanOut
-from .context import Operator, StatusBase, status_base
-from .events import post_transitions
 from .grants import revoke_grant
-from .secrets import Written
 
 # Even with nothing scheduled, look again now and then: level-based, not only edge-based.
 SAFETY_RECHECK = dt.timedelta(minutes=10)
@@ -45,7 +45,7 @@ class ClientMemory:
     # The resourceVersion of the GoogleClient that had `status` (see StatusBase).
     version: str = ""
     record: TokenRecord | None = None
-    # When a refresh last ran on request (bounds requested refreshes; see requested.py).
+    # When a refresh last ran on request (bounds requested refreshes; see day2.py).
     requested_refresh: dt.datetime | None = None
     branch_failures: dict[str, int] = dataclasses.field(default_factory=dict)
     # The private Secret as last read by GET (its resourceVersion, its record), for when the
@@ -92,7 +92,7 @@ class ClientPass:
         version, data = await op.credentials_data(credentials_key)
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
         private_verdict = claim(
-            cluster.secrets.get(private_key), owner, ROLE_PRIVATE, private_key[1]
+            cluster.secret_meta.get(private_key), owner, ROLE_PRIVATE, private_key[1]
         )
         private_conflict = ""
         stored: TokenRecord | None = None
@@ -109,7 +109,7 @@ class ClientPass:
             stored = record = record_from_data(
                 await op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
             )
-        opened = requested.open_requests(
+        opened = day2.open_requests(
             self.body["metadata"].get("annotations") or {}, last_status.get("handledRequests")
         )
         authorized = find_condition(last_status.get("conditions"), AUTHORIZED)
@@ -124,7 +124,7 @@ class ClientPass:
             ),
             private_conflict=private_conflict,
             requests=frozenset(opened),
-            requested_refresh_at=requested.requested_refresh_at(
+            requested_refresh_at=day2.requested_refresh_at(
                 record.access.issued_at if record and record.access else None,
                 memory.requested_refresh,
             ),
@@ -152,7 +152,7 @@ class ClientPass:
         # Secrets first, status after: Ready=True is only ever seen with the token in place.
         access = observation.record.access if observation.record else None
         consumer_verdict = claim(
-            cluster.secrets.get(consumer_key), owner, ROLE_CONSUMER, spec.token_secret_name
+            cluster.secret_meta.get(consumer_key), owner, ROLE_CONSUMER, spec.token_secret_name
         )
         # Said at once, token or not, and before the Secret's own verdict: the private name
         # is refused even while no private Secret exists yet.
@@ -200,7 +200,7 @@ class ClientPass:
         done = clients.handled_requests(
             observation, action, refreshed=refreshed, revoked=revoked, reconsented=reconsented
         )
-        handled = requested.acknowledged(last_status.get("handledRequests"), opened, done)
+        handled = day2.acknowledged(last_status.get("handledRequests"), opened, done)
         fields = clients.desired_status(observation, action, published, handled)
         if consumer_conflict or withdrawn:
             fields["tokenSecretName"] = None
@@ -232,7 +232,7 @@ class ClientPass:
         published = consent.published_from_status(last_status.get("authorization"))
         if published is None or not published.secret_name:
             return consent.MISSING
-        seen = self.op.cluster.secrets.get(
+        seen = self.op.cluster.secret_meta.get(
             (self.op.settings.operator_namespace, published.secret_name)
         )
         if seen is None or not consent.is_state_of(
@@ -377,7 +377,7 @@ class ClientPass:
         """Delete a consent Secret, only if its labels name this very client (the name comes
         from status, which is not trusted for a delete on its own)."""
         namespace = self.op.settings.operator_namespace
-        seen = self.op.cluster.secrets.get((namespace, secret_name))
+        seen = self.op.cluster.secret_meta.get((namespace, secret_name))
         if seen is not None and consent.is_state_of(
             seen.labels, spec.namespace, spec.name, spec.uid
         ):

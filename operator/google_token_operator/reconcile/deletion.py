@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from .. import branches
-from ..consent import pending as consent
+from ..consent_state import pending as consent
 from ..kube import KubeError, WriteFenced
 from ..naming import (
     ROLE_CONSUMER,
@@ -28,11 +28,11 @@ from ..naming import (
     private_secret_name,
 )
 from ..ownership import Claim, claim
+from ..runtime.cluster import client_of
+from ..runtime.context import Operator
 from ..tokens import record_from_data
 from ..unforeseen import unexpected
 from .branch_pass import BranchFanOut, reconcile_branch
-from .cluster import client_of
-from .context import Operator
 from .grants import revoke_grant
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ async def delete_client(
     private_key = (namespace, private_secret_name(name))
     view = op.cluster.managed.get(private_key)
     # Only its own private Secret's grant is revoked, not one placed under that name by another.
-    own = claim(op.cluster.secrets.get(private_key), owner, ROLE_PRIVATE, private_key[1])
+    own = claim(op.cluster.secret_meta.get(private_key), owner, ROLE_PRIVATE, private_key[1])
     if spec.get("revokeOnDelete") is True and view is not None and own.claim is Claim.OURS:
         data = view.private_data
         if data is None:  # the watch keeps no data of it: read it (only if it is the client's)
@@ -64,7 +64,7 @@ async def delete_client(
     await op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
     published = consent.published_from_status(status.get("authorization"))
     if published is not None and published.secret_name:
-        seen = op.cluster.secrets.get((op.settings.operator_namespace, published.secret_name))
+        seen = op.cluster.secret_meta.get((op.settings.operator_namespace, published.secret_name))
         if seen is not None and consent.is_state_of(seen.labels, namespace, name, owner.uid):
             await op.kube.delete_secret(
                 op.settings.operator_namespace, published.secret_name, uid=seen.uid
@@ -150,7 +150,7 @@ class Janitor:
     async def sweep_expired_consents(self) -> int:
         """Delete the consent Secrets whose consent expired (uid-checked); how many."""
         namespace, now, swept = self.op.settings.operator_namespace, self.op.clock(), 0
-        for (secret_namespace, name), seen in self.op.cluster.secrets.items():
+        for (secret_namespace, name), seen in self.op.cluster.secret_meta.items():
             if secret_namespace == namespace and consent.expired_state(seen.labels, now):
                 swept += await self._delete_leftover(namespace, name, seen.uid)
         return swept
@@ -182,7 +182,7 @@ class Janitor:
         cluster = self.op.cluster
         live = {meta.uid for _, meta in cluster.clients.items()}
         live |= {str(branch["metadata"].get("uid")) for _, branch in cluster.branches.items()}
-        for (namespace, name), seen in cluster.secrets.items():
+        for (namespace, name), seen in cluster.secret_meta.items():
             # As the garbage collector would: a managed Secret all of whose owners are gone.
             if not is_managed(seen.labels) or not seen.owner_uids or set(seen.owner_uids) & live:
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..contract import (
+from ...consent_state.contract import (
     CALLBACK_PATH,
     CONSENT_API_PATH,
     HEALTHZ_PATH,

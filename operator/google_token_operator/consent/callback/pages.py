@@ -10,8 +10,8 @@ import dataclasses
 import string
 from collections.abc import Mapping
 
+from ...consent_state.contract import ClientRef, ConsentAnswer, Outcome
 from ...html_templates import escaped, template
-from ..contract import ClientRef, ConsentAnswer, Outcome
 
 # How long a person is asked to wait before reloading a page the callback refused for load.
 RETRY_AFTER_SECONDS = 5

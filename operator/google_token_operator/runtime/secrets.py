@@ -134,7 +134,7 @@ class SecretWriter:
 
     async def _lookup(self, key: Key) -> tuple[SecretMeta | None, SecretView | None]:
         if self.view is not None:
-            return self.view.secrets.get(key), self.view.managed.get(key)
+            return self.view.secret_meta.get(key), self.view.managed.get(key)
         current = await self.kube.get_secret(*key)
         if current is None:
             return None, None

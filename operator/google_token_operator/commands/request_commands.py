@@ -1,7 +1,7 @@
 """`google-token-operator refresh|reauthorize|revoke NAME -n NS`: ask the operator by annotation,
 wait until it acknowledges the request in status.handledRequests, report the outcome.
 
-The annotation is the whole interface (see requested.py): these commands only write it with a
+The annotation is the whole interface (see day2.py): these commands only write it with a
 fresh value and watch, so `kubectl annotate` does the same. `decide` works out, from one reading
 of the GoogleClient, what to print and whether to stop.
 """
@@ -16,11 +16,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ..conditions import AUTHORIZED, READY, Reason, find_condition
+from ..day2 import Request, ack_of
+from ..kube import Kube
 from . import waiting
 from .authorize import consent_url_lines, read_status
-from .conditions import AUTHORIZED, READY, Reason, find_condition
-from .kube import Kube
-from .requested import Request, ack_of
 from .waiting import Body, Step, format_elapsed
 
 

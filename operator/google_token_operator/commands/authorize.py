@@ -18,11 +18,11 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO
 
+from ..conditions import AUTHORIZED, READY, Reason, find_condition
+from ..kube import Kube
+from ..naming import default_token_secret_name
+from ..timeutil import format_rfc3339, parse_rfc3339
 from . import waiting
-from .conditions import AUTHORIZED, READY, Reason, find_condition
-from .kube import Kube
-from .naming import default_token_secret_name
-from .timeutil import format_rfc3339, parse_rfc3339
 from .waiting import format_elapsed
 
 # The operator publishes a URL within a second or so; only a longer wait needs explaining.

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..conditions import AUTHORIZED, READY, find_condition
+from ..day2 import open_requests
+from ..kube import Kube
+from ..timeutil import format_rfc3339, parse_rfc3339
 from . import waiting
 from .authorize import read_status
-from .conditions import AUTHORIZED, READY, find_condition
-from .kube import Kube
-from .requested import open_requests
-from .timeutil import format_rfc3339, parse_rfc3339
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .consent.contract import CONSENT_PORT
-from .settings import Settings, SettingsError
+from ..consent_state.contract import CONSENT_PORT
+from ..settings import Settings, SettingsError
 
 
 def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
     )
     run.add_argument("--verbose", action="store_true", help="log at DEBUG")
 
-    from .consent.callback import cli as callback_cli
+    from ..consent.callback import serve as callback_cli
 
     callback_cli.configure_parser(
         commands.add_parser(
@@ -48,8 +48,8 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
         )
     )
 
+    from ..day2 import Request
     from . import authorize, request_commands, status_command
-    from .requested import Request
 
     authorize.configure_parser(
         commands.add_parser(
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"google-token-operator: invalid setting: {error}", file=sys.stderr)
         return 2
     if args.command == "callback":
-        from .consent.callback import cli as callback_cli
+        from ..consent.callback import serve as callback_cli
 
         return callback_cli.run(args)
     if args.command == "authorize":
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return status_command.run(args)
     if args.command == "run":
-        from . import runner
+        from .. import runner
 
         return runner.run(args, settings)
     raise AssertionError(f"unhandled command {args.command}")

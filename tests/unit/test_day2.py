@@ -6,10 +6,10 @@ import datetime as dt
 
 from test_clients import T0, access, observe, record
 
-from google_token_operator import clients, requested
+from google_token_operator import clients, day2
 from google_token_operator.clients import ActionKind, Reason
-from google_token_operator.consent import pending
-from google_token_operator.requested import Request
+from google_token_operator.consent_state import pending
+from google_token_operator.day2 import Request
 
 REFRESH = "google-token-operator.dev/refresh-requested-at"
 REAUTHORIZE = "google-token-operator.dev/reauthorize-requested-at"
@@ -18,48 +18,48 @@ REVOKE = "google-token-operator.dev/revoke-requested-at"
 
 def test_the_annotation_names_are_the_contract():
     assert {kind.annotation for kind in Request} == {REFRESH, REAUTHORIZE, REVOKE}
-    assert {REFRESH, REAUTHORIZE, REVOKE} == requested.ANNOTATIONS
+    assert {REFRESH, REAUTHORIZE, REVOKE} == day2.ANNOTATIONS
 
 
 def test_a_request_is_open_until_its_value_is_acknowledged():
     annotations = {REFRESH: "t1", REVOKE: "t2", "other/annotation": "x"}
-    assert requested.open_requests(annotations, None) == {
+    assert day2.open_requests(annotations, None) == {
         Request.REFRESH: "t1",
         Request.REVOKE: "t2",
     }
-    assert requested.open_requests(annotations, {"refresh": "t1"}) == {Request.REVOKE: "t2"}
+    assert day2.open_requests(annotations, {"refresh": "t1"}) == {Request.REVOKE: "t2"}
     # The same value again is nothing new; a new value is a new request.
-    assert requested.open_requests({REFRESH: "t1"}, {"refresh": "t1"}) == {}
-    assert requested.open_requests({REFRESH: "t3"}, {"refresh": "t1"}) == {Request.REFRESH: "t3"}
+    assert day2.open_requests({REFRESH: "t1"}, {"refresh": "t1"}) == {}
+    assert day2.open_requests({REFRESH: "t3"}, {"refresh": "t1"}) == {Request.REFRESH: "t3"}
     # An empty value asks nothing; a handledRequests written by hand as garbage is no ack.
-    assert requested.open_requests({REFRESH: ""}, None) == {}
-    assert requested.open_requests({REFRESH: "t1"}, "garbage") == {Request.REFRESH: "t1"}
+    assert day2.open_requests({REFRESH: ""}, None) == {}
+    assert day2.open_requests({REFRESH: "t1"}, "garbage") == {Request.REFRESH: "t1"}
 
 
 def test_a_long_value_is_acknowledged_by_its_digest():
     long = "x" * 10_000
-    ack = requested.ack_of(long)
+    ack = day2.ack_of(long)
     assert ack.startswith("sha256:") and len(ack) < 100
-    assert requested.open_requests({REFRESH: long}, {"refresh": ack}) == {}
-    assert requested.ack_of("2026-11-26T23:00:00Z") == "2026-11-26T23:00:00Z"
+    assert day2.open_requests({REFRESH: long}, {"refresh": ack}) == {}
+    assert day2.ack_of("2026-11-26T23:00:00Z") == "2026-11-26T23:00:00Z"
 
 
 def test_acknowledging_keeps_earlier_acks_and_adds_only_what_was_handled():
     opened = {Request.REFRESH: "t2", Request.REVOKE: "t3"}
     handled = {"refresh": "t1", "reauthorize": "r1", "bogus": "x", "revoke": 7}
-    assert requested.acknowledged(handled, opened, frozenset({Request.REFRESH})) == {
+    assert day2.acknowledged(handled, opened, frozenset({Request.REFRESH})) == {
         "refresh": "t2",
         "reauthorize": "r1",
     }
-    assert requested.acknowledged(None, {}, frozenset()) is None
+    assert day2.acknowledged(None, {}, frozenset()) is None
 
 
 def test_a_requested_refresh_waits_a_minute_after_the_last_token_and_the_last_request():
     issued = T0
-    assert requested.requested_refresh_at(None, None) is None
-    assert requested.requested_refresh_at(issued, None) == T0 + dt.timedelta(seconds=60)
+    assert day2.requested_refresh_at(None, None) is None
+    assert day2.requested_refresh_at(issued, None) == T0 + dt.timedelta(seconds=60)
     later = T0 + dt.timedelta(seconds=30)
-    assert requested.requested_refresh_at(issued, later) == later + dt.timedelta(seconds=60)
+    assert day2.requested_refresh_at(issued, later) == later + dt.timedelta(seconds=60)
 
 
 def with_requests(observation, *kinds, refresh_at=None):

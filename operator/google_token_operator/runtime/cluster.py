@@ -1,7 +1,7 @@
 """The operator's picture of the cluster: four list-and-watch caches, and who to wake when
 something a pass depends on changes.
 
-- `secrets`: every Secret in the watched namespaces, metadata only (whose is it, which
+- `secret_meta`: every Secret in the watched namespaces, metadata only (whose is it, which
   version) — the credentials Secrets, and anything that sits under a name the operator wants;
 - `managed`: the Secrets carrying the managed-by label, with a digest of their data (and the
   data of each live GoogleClient's private Secret, nothing else: views.owned_private); it
@@ -103,7 +103,7 @@ class ClusterView:
         secret_namespaces = (
             sorted({*watch_namespaces, operator_namespace}) if watch_namespaces else []
         )
-        self.secrets: Informer[SecretMeta] = Informer(
+        self.secret_meta: Informer[SecretMeta] = Informer(
             kube,
             "Secrets (metadata)",
             collection_paths(secret_namespaces, True, "secrets"),
@@ -139,7 +139,7 @@ class ClusterView:
 
     @property
     def informers(self) -> tuple[Informer[Any], ...]:
-        return (self.secrets, self.managed, self.branches, self.clients)
+        return (self.secret_meta, self.managed, self.branches, self.clients)
 
     async def run(self) -> None:
         others = (informer.run() for informer in self.informers if informer is not self.managed)
@@ -192,7 +192,7 @@ class ClusterView:
             self._forget_old_changes()
 
     def _shows_own_write(self, key: Key) -> bool:
-        views = [view for view in (self.secrets.get(key), self.managed.get(key)) if view]
+        views = [view for view in (self.secret_meta.get(key), self.managed.get(key)) if view]
         return bool(views) and all(self.own_write(key, view.resource_version) for view in views)
 
     def _forget_old_changes(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ... import serving
-from ..contract import (
+from ...consent_state.contract import (
     CALLBACK_PATH,
     CALLBACK_PORT,
     DEFAULT_OPERATOR_URL,

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TextIO, TypeVar
 
-from .kube import ConfigError, Kube, KubeConfig, KubeError, load_config
-from .timeutil import is_ascii_number
+from ..kube import ConfigError, Kube, KubeConfig, KubeError, load_config
+from ..timeutil import is_ascii_number
 
 POLL_INTERVAL = 1.0
 # The exit statuses every waiting command shares (each may add its own).

@@ -91,7 +91,7 @@ class Operator:
         """(resourceVersion, decoded data) of a credentials Secret; a GET only when the watch
         shows a version this process has not read yet."""
         if self.view is not None:
-            seen = self.view.secrets.get(key)
+            seen = self.view.secret_meta.get(key)
             if seen is None:
                 return "", None
             cached = self._credentials.get(key)
