@@ -1,5 +1,5 @@
 """Kubernetes-style status conditions as plain data (pure functions), and their vocabulary:
-the condition types and reasons of both kinds (each reason is explained in the README)."""
+the condition types and reasons of both kinds (each reason is explained in docs/reference/conditions.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ READY = "Ready"  # GoogleClient and Branch: a valid token is in the consumer Sec
 
 
 class Reason:
-    """Condition reasons: CamelCase words a person can search the README for."""
+    """Condition reasons: CamelCase words a person can search the docs for (docs/reference/conditions.md)."""
 
     # GoogleClient
     AUTHORIZED = "Authorized"

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 
-# The promise to consumers (README, "Reading the token in your pods"): while Google answers,
+# The promise to consumers (docs/guides/consuming-tokens.md): while Google answers,
 # a consumer Secret never holds a token with less than this left. A refresh window of a third
 # of a 1 h token (20 min) leaves 10 min of retries before the promise is at risk.
 PROMISED_REMAINING_FRACTION = 1 / 6

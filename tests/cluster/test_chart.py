@@ -361,7 +361,7 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     before = inventory(fresh_plane)
     release = ["--namespace", OPERATOR_NS]
 
-    # Install as the README says: the chart's CRDs first, then its objects.
+    # Install as docs/guides/install.md says: the chart's CRDs first, then its objects.
     installed = timed(
         lambda: helm.run(
             "install", RELEASE, str(CHART), *release, "--create-namespace", kubeconfig=kubeconfig
