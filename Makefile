@@ -33,7 +33,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(WHEEL_STAMP): $(STAMP) $(PACKAGE_SOURCES)
-	rm -rf dist
+	# build/ too: setuptools keeps copying a module that was moved or removed from there.
+	rm -rf dist build sandbox/build
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
 	$(BIN)/pip install --quiet --force-reinstall --no-deps dist/*.whl
 	touch $@

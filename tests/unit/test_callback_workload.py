@@ -1,7 +1,7 @@
 import argparse
 
 from google_token_operator.consent import workload as callback_workload
-from google_token_operator.consent.callback import cli as callback_cli
+from google_token_operator.consent.callback import serve as callback_cli
 from google_token_operator.settings import Settings
 
 

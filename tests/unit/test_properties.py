@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from google_token_operator import (
     branches,
     clients,
+    day2,
     election,
     google_types,
     policy,
-    requested,
     tokens,
 )
 from google_token_operator.conditions import find_condition
@@ -314,7 +314,7 @@ def test_the_client_decisions_take_any_stored_state(
 
 
 request_annotations = st.dictionaries(
-    st.sampled_from([kind.annotation for kind in requested.Request]) | st.text(max_size=8),
+    st.sampled_from([kind.annotation for kind in day2.Request]) | st.text(max_size=8),
     json_values,
     max_size=4,
 )
@@ -325,8 +325,8 @@ request_annotations = st.dictionaries(
 def test_requests_by_annotation_are_read_whatever_the_status_holds(
     annotations: dict[str, Any], handled: Any
 ) -> None:
-    opened = requested.open_requests(annotations, handled)
-    requested.acknowledged(handled, opened, frozenset(opened))
+    opened = day2.open_requests(annotations, handled)
+    day2.acknowledged(handled, opened, frozenset(opened))
 
 
 BRANCH_SPEC_KEYS = ("clientRef", "accountId", "locationId", "tokenSecretName")
