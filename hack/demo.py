@@ -309,7 +309,10 @@ def walk_through(
         f"{token['location_name']}: {reviews.get('totalReviewCount')} reviews, average "
         f"{reviews.get('averageRating')}"
     )
-    info("Pods mount that Secret as a volume and re-read token.json (see docs/guides/consuming-tokens.md).")
+    info(
+        "Pods mount that Secret as a volume and re-read token.json "
+        "(see docs/guides/consuming-tokens.md)."
+    )
     if interactive:
         info(
             f"Everything keeps running: KUBECONFIG={demo.plane.kubeconfig} kubectl get "

@@ -30,7 +30,8 @@ def content_hash(data: Mapping[str, str]) -> str:
 
 
 def consumer_data(access: AccessToken, location: BranchLocation | None) -> dict[str, str]:
-    """The keys of a consumer Secret (docs/reference/secrets.md): never a refresh token or client secret."""
+    """The keys of a consumer Secret (docs/reference/secrets.md): never a refresh token or
+    client secret."""
     fields = {
         "access_token": access.value,
         "expiry": format_rfc3339(access.expires_at),

@@ -1,5 +1,6 @@
 """Kubernetes-style status conditions as plain data (pure functions), and their vocabulary:
-the condition types and reasons of both kinds (each reason is explained in docs/reference/conditions.md)."""
+the condition types and reasons of both kinds (each reason is explained in
+docs/reference/conditions.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ READY = "Ready"  # GoogleClient and Branch: a valid token is in the consumer Sec
 
 
 class Reason:
-    """Condition reasons: CamelCase words a person can search the docs for (docs/reference/conditions.md)."""
+    """Condition reasons: CamelCase words a person can search for in
+    docs/reference/conditions.md."""
 
     # GoogleClient
     AUTHORIZED = "Authorized"

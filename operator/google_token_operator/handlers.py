@@ -3,7 +3,8 @@
 - One daemon per GoogleClient is the only actor that calls Google for it: it sleeps until
   the pure policy says the next refresh is due, or until something it depends on changes
   (its spec, its Branches, its Secrets or its credentials Secret: see runtime.cluster).
-  See docs/design/2026-11-26-daemon-per-client.md for why a daemon with a computed sleep rather than a fixed-interval timer.
+  See docs/design/2026-11-26-daemon-per-client.md for why a daemon with a computed sleep
+  rather than a fixed-interval timer.
 - Branches and Secrets are not kopf's: the operator's own watches (runtime.cluster) keep a
   compact view of them, so kopf never holds a body per Secret of the cluster.
 """

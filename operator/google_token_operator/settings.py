@@ -1,6 +1,7 @@
 """Operator settings: read once from the environment into one typed, validated object.
 
-Every variable is documented in docs/reference/settings.md; each default below says why it is what it is.
+Every variable is documented in docs/reference/settings.md; each default below says why it is
+what it is.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from fixtures.operator import Cluster, OperatorFactory, authorized_client, wait_
 from google_token_operator.election import LeaseTimings
 from google_token_operator.timeutil import parse_rfc3339
 
-# Documented in docs/design/2026-11-26-own-lease-election.md: a standby takes over within the Lease duration plus two retries
-# (it may see the last renewal one retry late), and a pass takes a moment more.
+# Documented in docs/design/2026-11-26-own-lease-election.md: a standby takes over within the
+# Lease duration plus two retries (it may see the last renewal one retry late), and a pass takes
+# a moment more.
 TAKEOVER_LIMIT = LeaseTimings().takeover_bound.total_seconds() + 3
 
 

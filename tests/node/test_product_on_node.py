@@ -50,8 +50,9 @@ CLIENT = "acme"
 BRANCH_SECRET = "old-town-google-token"
 TOKEN_DIR = "/var/run/secrets/google-token"
 FINALIZER = "google-token-operator.dev/finalizer"
-# docs/design/2026-11-26-own-lease-election.md: a standby leads at most lease + 2 x retry = 19 s after the leader stopped renewing;
-# a leader stopped cleanly releases the Lease, and a standby then leads within one retry (2 s).
+# docs/design/2026-11-26-own-lease-election.md: a standby leads at most lease + 2 x retry = 19 s
+# after the leader stopped renewing; a leader stopped cleanly releases the Lease, and a standby
+# then leads within one retry (2 s).
 TAKEOVER_BOUND_SECONDS = 19.0
 # The sandbox's tokens live 300 s (node overlay); node-examples refreshes them 150 s before
 # expiry, minus up to 10 % jitter: the next refresh is at most ~165 s after the last.
