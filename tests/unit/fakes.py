@@ -11,8 +11,8 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, NoReturn
 
 from google_token_operator.google_types import (
     ApiError,
@@ -47,7 +47,8 @@ class Clock:
 class FakeKube:
     """Secrets and custom resources in memory, with uids, resourceVersions and the API's
     refusals (409 on a name taken, a failed precondition or test). Every change is shown at
-    once to the watches of `view`, as if the watch never lagged."""
+    once to the watches of `view`, as if the watch never lagged; nothing lists or watches it
+    (raw requests, watches and workload applies are refused)."""
 
     def __init__(self, namespaces: Iterable[str] = ("team", "gto")) -> None:
         self.namespaces = set(namespaces)
@@ -73,6 +74,17 @@ class FakeKube:
         if self.view is not None:
             informer = self.view.branches if plural == "branches" else self.view.clients
             informer.apply(kind, copy.deepcopy(body))
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> NoReturn:
+        raise AssertionError(f"FakeKube serves no raw {method} {path}")
+
+    def watch(
+        self, path: str, params: Mapping[str, str], accept: str = "application/json"
+    ) -> AsyncIterator[dict[str, Any]]:
+        raise AssertionError(f"FakeKube feeds its watches itself, not {path}")
+
+    async def apply_object(self, desired: Mapping[str, Any]) -> NoReturn:
+        raise AssertionError("FakeKube applies no workload")
 
     # Secrets ---------------------------------------------------------------------------------
 
@@ -281,14 +293,14 @@ def operator_with_fakes(
     settings = settings or Settings(operator_namespace="gto")
     clock = Clock()
     kube, google, events = FakeKube(), FakeGoogle(clock), RecordedEvents()
-    view = ClusterView(kube, [], settings.operator_namespace)  # type: ignore[arg-type]
+    view = ClusterView(kube, [], settings.operator_namespace)
     for informer in view.informers:
         informer.synced.set()
     kube.view = view
     op = Operator(
         settings,
-        kube,  # type: ignore[arg-type]
-        google,  # type: ignore[arg-type]
+        kube,
+        google,
         Metrics(),
         view=view,
         clock=clock,

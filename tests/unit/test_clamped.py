@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from fakes import LOG, operator_with_fakes
+from fakes import LOG, FakeKube, operator_with_fakes
 from test_passes import (
     CLIENT_ID,
     NS,
@@ -193,7 +193,7 @@ def test_an_object_the_informer_fails_on_is_left_out_and_the_watch_goes_on(
             raise RuntimeError("what-the-object-holds")
         told.append(key[1])
 
-    informer = Informer(None, "things", ["/things"], reduce, on_change=on_change)  # type: ignore[arg-type]
+    informer = Informer(FakeKube(), "things", ["/things"], reduce, on_change=on_change)
     for name in ("first", "bad-view", "bad-listener", "last"):
         informer.apply("ADDED", {"metadata": {"namespace": NS, "name": name}})
 
@@ -222,14 +222,14 @@ def test_a_lifetime_in_other_digits_is_an_invalid_answer(expires_in: str) -> Non
 
 def no_pending_states() -> Admission:
     """The consent API's gate with no state issued (its watch is not run by these tests)."""
-    return Admission(pending_states(None, "gto"), "gto", Throttle())  # type: ignore[arg-type]
+    return Admission(pending_states(FakeKube(), "gto"), "gto", Throttle())
 
 
 @pytest.mark.parametrize("presented", ["clé", "ключ", "\u2603" * 40, "the-kéy"])
 async def test_a_non_ascii_consent_api_key_is_refused_with_401(presented: str) -> None:
     op, kube, _, _, _ = operator_with_fakes()
     kube.put_secret("gto", KEY_SECRET, {KEY_FIELD: "the-key"})
-    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())  # type: ignore[arg-type]
+    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())
     async with TestClient(TestServer(app)) as client:
         refused = await client.post(
             CONSENT_API_PATH, json={}, headers={"Authorization": f"Bearer {presented}"}
@@ -244,7 +244,7 @@ async def test_a_non_ascii_consent_api_key_is_refused_with_401(presented: str) -
 async def test_a_state_with_a_lone_surrogate_is_an_invalid_state_not_a_500() -> None:
     op, kube, _, _, _ = operator_with_fakes()
     kube.put_secret("gto", KEY_SECRET, {KEY_FIELD: "the-key"})
-    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())  # type: ignore[arg-type]
+    app = create_app(ConsentService(op), KeyCheck(kube, "gto"), admission=no_pending_states())
     async with TestClient(TestServer(app)) as client:
         answer = await client.post(
             CONSENT_API_PATH,

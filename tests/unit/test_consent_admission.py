@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from fakes import FakeKube
 
 from google_token_operator import MANAGED_BY
 from google_token_operator.consent import api
@@ -39,7 +40,7 @@ def consent_meta(state: str, expires: str = str(int(NOW) + 900), **labels: str) 
 
 
 def admission(*pending: dict[str, Any], burst: int = 0) -> Admission:
-    states = pending_states(None, NAMESPACE)  # type: ignore[arg-type] - never run here
+    states = pending_states(FakeKube(), NAMESPACE)  # never run here
     for body in pending:
         states.apply("ADDED", body)
     return Admission(states, NAMESPACE, Throttle(rate=0.0, burst=burst), clock=lambda: NOW)

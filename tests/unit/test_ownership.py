@@ -58,7 +58,7 @@ def test_only_the_private_name_is_reserved() -> None:
 
 async def test_the_writer_never_writes_reads_or_deletes_a_private_secret_as_a_consumer() -> None:
     kube = FakeKube()
-    writer = SecretWriter(kube, None, Metrics())  # type: ignore[arg-type]
+    writer = SecretWriter(kube, None, Metrics())
     assert (await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)).outcome is (
         Written.WROTE
     )
@@ -80,8 +80,8 @@ async def test_a_write_not_yet_watched_keeps_its_role() -> None:
     """The watch lags behind this process's own create: what it remembers of the write
     (not the role a later caller asks for) decides."""
     kube = FakeKube()  # its changes never reach the view below: a watch that lags
-    view = ClusterView(kube, [], "gto")  # type: ignore[arg-type]
-    writer = SecretWriter(kube, view, Metrics())  # type: ignore[arg-type]
+    view = ClusterView(kube, [], "gto")
+    writer = SecretWriter(kube, view, Metrics())
     await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)
     before = kube.plain(NS, "acme-google-oauth")
 

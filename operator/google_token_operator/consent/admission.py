@@ -18,9 +18,8 @@ from typing import Any
 
 from .. import MANAGED_BY
 from ..consent_state import pending
-from ..kube import Kube
 from ..kube.api import secret_path
-from ..kube.informer import Informer
+from ..kube.informer import Informer, WatchApi
 from ..naming import MANAGED_BY_LABEL, ROLE_CONSENT, ROLE_LABEL
 from .apikey import Throttle
 
@@ -39,7 +38,7 @@ def pending_expiry(body: dict[str, Any]) -> int:
     return int(expires[:12])  # far beyond any real expiry, and no huge integer to parse
 
 
-def pending_states(kube: Kube, namespace: str) -> Informer[int]:
+def pending_states(kube: WatchApi, namespace: str) -> Informer[int]:
     return Informer(
         kube,
         "pending consent states",

@@ -17,8 +17,9 @@ from typing import Any
 
 from .. import MANAGED_BY
 from ..consent_state.contract import KEY_FIELD, KEY_SECRET
-from ..kube import Kube, KubeError
+from ..kube import KubeError
 from ..naming import MANAGED_BY_LABEL, ROLE_LABEL
+from ..runtime.secrets import SecretApi
 
 KEY_BYTES = 32
 ROLE_CALLBACK_KEY = "callback-key"
@@ -41,7 +42,7 @@ def key_secret(namespace: str, key: str) -> dict[str, Any]:
     }
 
 
-async def ensure_key(kube: Kube, namespace: str) -> None:
+async def ensure_key(kube: SecretApi, namespace: str) -> None:
     """Create the key Secret unless it exists (whoever made it: it is never overwritten)."""
     if await kube.get_secret(namespace, KEY_SECRET) is not None:
         return
@@ -65,7 +66,7 @@ class KeyCheck:
     """Does a presented key match the Secret's? Reads the Secret, never the other way round."""
 
     def __init__(
-        self, kube: Kube, namespace: str, clock: Callable[[], float] = time.monotonic
+        self, kube: SecretApi, namespace: str, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.kube = kube
         self.namespace = namespace

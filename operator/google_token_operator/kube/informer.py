@@ -13,13 +13,13 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from .. import policy
 from ..naming import Key
 from ..unforeseen import unexpected
-from .api import Kube, KubeError
+from .api import KubeError
 
 V = TypeVar("V")
 logger = logging.getLogger(__name__)
@@ -36,6 +36,31 @@ METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,a
 OnChange = Callable[[Key, Any, Any], None]
 
 
+class Requests(Protocol):
+    """One call to the API server (kube.Kube.request)."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        time_limit: dt.timedelta | None = None,
+        guarded: bool = True,
+    ) -> dict[str, Any]: ...
+
+
+class WatchApi(Requests, Protocol):
+    """What an informer lists and watches through (kube.Kube)."""
+
+    def watch(
+        self, path: str, params: Mapping[str, str], accept: str = "application/json"
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class _Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
 
@@ -48,7 +73,7 @@ def object_key(body: dict[str, Any]) -> Key:
 class Informer(Generic[V]):
     def __init__(
         self,
-        kube: Kube,
+        kube: WatchApi,
         name: str,
         paths: Sequence[str],
         reduce: Callable[[dict[str, Any]], V],

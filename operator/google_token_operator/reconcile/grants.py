@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import kopf
 
-from ..google_http import GoogleHttp
 from ..google_types import ErrorKind, GoogleError
+from ..runtime.edges import GoogleApi
 
 
-async def revoke_grant(google: GoogleHttp, refresh_token: str, logger: kopf.Logger) -> None:
+async def revoke_grant(google: GoogleApi, refresh_token: str, logger: kopf.Logger) -> None:
     """Revoke at Google. A retryable failure propagates (the caller tries again later); Google
     refusing for good is logged and let go: waiting cannot make that revoke succeed."""
     try:

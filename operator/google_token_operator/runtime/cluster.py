@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import GROUP, MANAGED_BY, VERSION
-from ..kube import Kube
-from ..kube.informer import FULL_SECRET_PAGE_SIZE, Informer
+from ..kube.informer import FULL_SECRET_PAGE_SIZE, Informer, WatchApi
 from ..naming import MANAGED_BY_LABEL, Key
 from ..views import (
     ObjectMeta,
@@ -76,7 +75,7 @@ class ClusterView:
 
     def __init__(
         self,
-        kube: Kube,
+        kube: WatchApi,
         watch_namespaces: Sequence[str],
         operator_namespace: str,
         on_branch_change: Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]

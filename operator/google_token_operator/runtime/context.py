@@ -9,13 +9,12 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..google_http import GoogleHttp
-from ..kube import Kube
 from ..metrics import Metrics
 from ..naming import Key
 from ..settings import Settings
 from ..tokens import decode_data
 from .cluster import ClusterView
+from .edges import GoogleApi, KubeApi
 from .events import EventSink, KubeEvents
 from .secrets import SecretWriter
 
@@ -54,8 +53,8 @@ class Operator:
     def __init__(
         self,
         settings: Settings,
-        kube: Kube,
-        google: GoogleHttp,
+        kube: KubeApi,
+        google: GoogleApi,
         metrics: Metrics,
         view: ClusterView | None = None,
         clock: Clock | None = None,

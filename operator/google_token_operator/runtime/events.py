@@ -12,7 +12,8 @@ import kopf
 
 from ..builders import event_object
 from ..conditions import WARNING_REASONS, changed_reasons
-from ..kube import Kube, KubeError
+from ..kube import KubeError
+from ..kube.informer import Requests
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class KubeEvents:
     WORKERS = 2
     QUEUE = 10_000
 
-    def __init__(self, kube: Kube, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, kube: Requests, clock: Callable[[], dt.datetime]) -> None:
         self.kube = kube
         self.clock = clock
         self._queue: asyncio.Queue[dict[str, Any]] | None = None

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ..builders import content_hash
-from ..kube import Kube, KubeError
+from ..kube import KubeError
 from ..metrics import Metrics
 from ..naming import ROLE_LABEL, Key, Owner
 from ..ownership import Claim, claim
@@ -49,8 +49,24 @@ class _Memory:
     role: str
 
 
+class SecretApi(Protocol):
+    """What the writer asks of the Kubernetes API (kube.Kube)."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_secret(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
+
+    async def delete_secret(
+        self, namespace: str, name: str, *, uid: str, resource_version: str | None = None
+    ) -> bool: ...
+
+
 class SecretWriter:
-    def __init__(self, kube: Kube, view: ClusterView | None, metrics: Metrics) -> None:
+    def __init__(self, kube: SecretApi, view: ClusterView | None, metrics: Metrics) -> None:
         self.kube = kube
         self.view = view
         self.metrics = metrics
