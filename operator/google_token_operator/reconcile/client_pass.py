@@ -26,7 +26,6 @@ from ..runtime.events import post_transitions
 from ..runtime.secrets import Written
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
-from ..views import secret_meta
 from .branch_pass import BranchFanOut
 from .grants import revoke_grant
 
@@ -265,13 +264,8 @@ class ClientPass:
         known yet when it was seen): read by GET once per version, judged on what was read."""
         if memory.private_read is not None and memory.private_read[0] == version:
             return memory.private_read[1]
-        current = await self.op.kube.get_secret(*private_key)
-        record = None
-        if current is not None:
-            verdict = claim(secret_meta(current), owner, ROLE_PRIVATE, private_key[1])
-            if verdict.claim is Claim.OURS:
-                record = record_from_data(current.get("data") or {})
-        seen = str(((current or {}).get("metadata") or {}).get("resourceVersion") or "")
+        seen, data = await self.op.secrets.read_owned_at(private_key, owner, ROLE_PRIVATE)
+        record = record_from_data(data)
         memory.private_read = (seen, record)
         return record
 

@@ -123,12 +123,20 @@ class SecretWriter:
     async def read_owned(self, key: Key, owner: Owner, role: str) -> Mapping[str, str] | None:
         """The Secret's data as the API server has it now (not as watched), if it is
         `owner`'s in `role`; None otherwise."""
+        return (await self.read_owned_at(key, owner, role))[1]
+
+    async def read_owned_at(
+        self, key: Key, owner: Owner, role: str
+    ) -> tuple[str, Mapping[str, str] | None]:
+        """(the resourceVersion read, "" when there is no such Secret; its data as read_owned
+        gives it), for a caller that reads again only once the version changed."""
         current = await self.kube.get_secret(*key)
         if current is None:
-            return None
+            return "", None
+        version = str(current["metadata"].get("resourceVersion") or "")
         if claim(secret_meta(current), owner, role, key[1]).claim is not Claim.OURS:
-            return None
-        return dict(current.get("data") or {})
+            return version, None
+        return version, dict(current.get("data") or {})
 
     def forget(self, key: Key) -> None:
         self._memory.pop(key, None)
