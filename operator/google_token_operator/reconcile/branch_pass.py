@@ -19,7 +19,7 @@ from ..conditions import READY, Condition, Reason, merge_conditions
 from ..google_types import ApiError, location_title
 from ..kube import KubeError, StatusConflict, WriteFenced
 from ..naming import ROLE_CONSUMER, Key, Owner
-from ..ownership import Claim, claim, conflict_message
+from ..ownership import Claim, conflict_message
 from ..runtime.context import Operator, StatusBase
 from ..runtime.events import post_transitions
 from ..runtime.secrets import Written
@@ -144,7 +144,7 @@ async def reconcile_branch(
     key = (spec.namespace, spec.token_secret_name)
     access = client.access
     conflict = ""
-    verdict = claim(op.cluster.secret_meta.get(key), owner, ROLE_CONSUMER, spec.token_secret_name)
+    verdict = await op.secrets.judge(key, owner, ROLE_CONSUMER)
     if verdict.claim is Claim.FOREIGN:  # said at once, token or not
         conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
     elif client.withdrawn:

@@ -20,7 +20,7 @@ from ..day2 import Request
 from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
 from ..naming import ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
-from ..ownership import Claim, claim, conflict_message, reserved_name_problem
+from ..ownership import Claim, conflict_message, reserved_name_problem
 from ..runtime.context import Operator, StatusBase, status_base
 from ..runtime.events import post_transitions
 from ..runtime.secrets import Written
@@ -90,9 +90,7 @@ class ClientPass:
 
         version, data = await op.credentials_data(credentials_key)
         credentials = clients.credentials_from_secret(spec.credentials_secret, data)
-        private_verdict = claim(
-            cluster.secret_meta.get(private_key), owner, ROLE_PRIVATE, private_key[1]
-        )
+        private_verdict = await op.secrets.judge(private_key, owner, ROLE_PRIVATE)
         private_conflict = ""
         stored: TokenRecord | None = None
         record = None
@@ -150,9 +148,7 @@ class ClientPass:
 
         # Secrets first, status after: Ready=True is only ever seen with the token in place.
         access = observation.record.access if observation.record else None
-        consumer_verdict = claim(
-            cluster.secret_meta.get(consumer_key), owner, ROLE_CONSUMER, spec.token_secret_name
-        )
+        consumer_verdict = await op.secrets.judge(consumer_key, owner, ROLE_CONSUMER)
         # Said at once, token or not, and before the Secret's own verdict: the private name
         # is refused even while no private Secret exists yet.
         consumer_conflict = reserved_name_problem(spec.token_secret_name, spec.name)

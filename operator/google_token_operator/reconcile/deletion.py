@@ -27,7 +27,7 @@ from ..naming import (
     is_managed,
     private_secret_name,
 )
-from ..ownership import Claim, claim
+from ..ownership import Claim
 from ..runtime.cluster import client_of
 from ..runtime.context import Operator
 from ..tokens import record_from_data
@@ -52,7 +52,7 @@ async def delete_client(
     private_key = (namespace, private_secret_name(name))
     view = op.cluster.managed.get(private_key)
     # Only its own private Secret's grant is revoked, not one placed under that name by another.
-    own = claim(op.cluster.secret_meta.get(private_key), owner, ROLE_PRIVATE, private_key[1])
+    own = await op.secrets.judge(private_key, owner, ROLE_PRIVATE)
     if spec.get("revokeOnDelete") is True and view is not None and own.claim is Claim.OURS:
         data = view.private_data
         if data is None:  # the watch keeps no data of it: read it (only if it is the client's)

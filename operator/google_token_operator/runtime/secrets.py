@@ -16,11 +16,12 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .. import MANAGED_BY
 from ..builders import content_hash
 from ..kube import KubeError
 from ..metrics import Metrics
-from ..naming import ROLE_LABEL, Key, Owner
-from ..ownership import Claim, claim
+from ..naming import MANAGED_BY_LABEL, ROLE_LABEL, Key, Owner
+from ..ownership import Claim, Verdict, claim
 from ..views import SecretMeta, SecretView, managed_secret_view, secret_meta
 from .cluster import ClusterView
 
@@ -81,11 +82,7 @@ class SecretWriter:
         key = (str(meta["namespace"]), str(meta["name"]))
         want = content_hash(desired.get("data") or {})
         seen, view = await self._lookup(key)
-        memory = self._memory.get(key)
-        if seen is None and memory is not None:  # created by this process; not yet watched
-            # In the role it was written in, not the one asked for now.
-            labels = {**dict(meta.get("labels") or {}), ROLE_LABEL: memory.role}
-            seen = SecretMeta(memory.uid, memory.version_after, labels, (owner.uid,))
+        seen = self._or_written(key, seen, owner, meta.get("labels") or {})
         verdict = claim(seen, owner, role, key[1])
         if verdict.claim is Claim.FOREIGN:
             return WriteResult(Written.CONFLICT, verdict.why)
@@ -102,6 +99,12 @@ class SecretWriter:
             return await self._judge_again(key, desired, owner, role, want)
         self._remember(key, "", created, want, role)
         return WriteResult(Written.WROTE)
+
+    async def judge(self, key: Key, owner: Owner, role: str) -> Verdict:
+        """Is the Secret `owner`'s in `role`, as a write or delete would judge it now?"""
+        seen, _ = await self._lookup(key)
+        labels = {MANAGED_BY_LABEL: MANAGED_BY}
+        return claim(self._or_written(key, seen, owner, labels), owner, role, key[1])
 
     async def delete_owned(self, namespace: str, name: str, owner: Owner, role: str) -> bool:
         """Delete the Secret if it is `owner`'s in `role` (uid precondition); True if this
@@ -155,6 +158,17 @@ class SecretWriter:
         return view is None or view.resource_version != memory.version_after
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _or_written(
+        self, key: Key, seen: SecretMeta | None, owner: Owner, labels: Mapping[str, str]
+    ) -> SecretMeta | None:
+        """What is seen of the Secret, or what this process created there when the watch has
+        not shown it yet: in the role it was written in, not the one asked for now."""
+        memory = self._memory.get(key)
+        if seen is not None or memory is None:
+            return seen
+        written = {**dict(labels), ROLE_LABEL: memory.role}
+        return SecretMeta(memory.uid, memory.version_after, written, (owner.uid,))
 
     async def _lookup(self, key: Key) -> tuple[SecretMeta | None, SecretView | None]:
         if self.view is not None:
