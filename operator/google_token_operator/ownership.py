@@ -1,7 +1,9 @@
 """Whose is a Secret? The operator writes, patches and deletes only Secrets it created for
 that very object and in the role it was created for: the managed-by label, an ownerReference
-carrying the object's uid, and the role label. Anything else under a wanted name is a
-conflict, reported and never touched (pure)."""
+carrying the object's uid, and the role label. A consent Secret lives in the operator's
+namespace, where no ownerReference can name its GoogleClient: its labels name it (uid
+included). Anything else under a wanted name is a conflict, reported and never touched
+(pure)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import dataclasses
 import enum
 
 from . import MANAGED_BY
+from .consent_state.pending import is_state_of
 from .naming import (
     BRANCH_LABEL,
     CLIENT_LABEL,
     MANAGED_BY_LABEL,
+    ROLE_CONSENT,
     ROLE_CONSUMER,
     ROLE_LABEL,
     ROLE_PRIVATE,
@@ -51,6 +55,10 @@ def claim(meta: SecretMeta | None, owner: Owner, role: str, name: str) -> Verdic
         return Verdict(Claim.ABSENT)
     if meta.labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
         return Verdict(Claim.FOREIGN, "it exists and was not created by google-token-operator")
+    if role == ROLE_CONSENT:
+        if is_state_of(meta.labels, owner.namespace, owner.name, owner.uid):
+            return Verdict(Claim.OURS)
+        return Verdict(Claim.FOREIGN, f"it is not a consent state of this {owner.kind}")
     if owner.uid and owner.uid in meta.owner_uids:
         held = secret_role(meta, owner, name)
         if held == role:

@@ -19,7 +19,7 @@ from ..consent_state import pending as consent
 from ..day2 import Request
 from ..google_types import ApiError, ClientCredentials, GoogleError
 from ..kube import KubeError
-from ..naming import ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
+from ..naming import ROLE_CONSENT, ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import Claim, conflict_message, reserved_name_problem
 from ..runtime.context import Operator, StatusBase, status_base
 from ..runtime.events import post_transitions
@@ -182,6 +182,7 @@ class ClientPass:
 
         reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
         published, consent_problem = await self._publish_consent(
+            owner,
             observation,
             action,
             last_status,
@@ -313,6 +314,7 @@ class ClientPass:
 
     async def _publish_consent(
         self,
+        owner: Owner,
         observation: ClientObservation,
         action: Action,
         last_status: Mapping[str, Any],
@@ -334,7 +336,7 @@ class ClientPass:
         )
         if not wanted or isinstance(credentials, CredentialsProblem):
             if published is not None:
-                await self._retire_state(spec, published.secret_name)
+                await self._retire_state(owner, published.secret_name)
             return None, ""
         request = consent.ConsentRequest(
             client_namespace=spec.namespace,
@@ -353,25 +355,24 @@ class ClientPass:
         )
         if plan.write is not None:
             try:
-                await op.kube.create_secret(plan.write)
+                written = await op.secrets.ensure(plan.write, owner, ROLE_CONSENT)
             except KubeError as error:
                 if error.status != 404:
                     raise
                 return None, clients.operator_namespace_missing(namespace)
-            op.metrics.secret_writes.labels("consent").inc()
+            if written.outcome is Written.CONFLICT:  # a fresh random name: not expected
+                return None, conflict_message(
+                    plan.published.secret_name, written.why, "consent state"
+                )
         if plan.obsolete_secret:
-            await self._retire_state(spec, plan.obsolete_secret)
+            await self._retire_state(owner, plan.obsolete_secret)
         return plan.published, ""
 
-    async def _retire_state(self, spec: clients.ClientSpec, secret_name: str) -> None:
+    async def _retire_state(self, owner: Owner, secret_name: str) -> None:
         """Delete a consent Secret, only if its labels name this very client (the name comes
         from status, which is not trusted for a delete on its own)."""
         namespace = self.op.settings.operator_namespace
-        seen = self.op.cluster.secret_meta.get((namespace, secret_name))
-        if seen is not None and consent.is_state_of(
-            seen.labels, spec.namespace, spec.name, spec.uid
-        ):
-            await self.op.kube.delete_secret(namespace, secret_name, uid=seen.uid)
+        await self.op.secrets.delete_owned(namespace, secret_name, owner, ROLE_CONSENT)
 
     async def _write_status(
         self,

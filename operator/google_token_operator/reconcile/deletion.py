@@ -19,6 +19,7 @@ from .. import branches
 from ..consent_state import pending as consent
 from ..kube import KubeError, WriteFenced
 from ..naming import (
+    ROLE_CONSENT,
     ROLE_CONSUMER,
     ROLE_PRIVATE,
     Key,
@@ -64,11 +65,9 @@ async def delete_client(
     await op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
     published = consent.published_from_status(status.get("authorization"))
     if published is not None and published.secret_name:
-        seen = op.cluster.secret_meta.get((op.settings.operator_namespace, published.secret_name))
-        if seen is not None and consent.is_state_of(seen.labels, namespace, name, owner.uid):
-            await op.kube.delete_secret(
-                op.settings.operator_namespace, published.secret_name, uid=seen.uid
-            )
+        await op.secrets.delete_owned(
+            op.settings.operator_namespace, published.secret_name, owner, ROLE_CONSENT
+        )
     op.metrics.forget("GoogleClient", namespace, name)
     op.cluster.forget_client((namespace, name))
     # Its Branches have no client now: say so (they keep their last token until it expires).
