@@ -1,5 +1,9 @@
 """One GoogleClient: refresh when due, write its private and consumer Secrets, keep a consent
-URL published while consent is needed, write status, then bring its Branches in line."""
+URL published while consent is needed, write status, then bring its Branches in line.
+
+A pass runs in phases: gather (read the client's Secrets and consent state into plain data),
+decide (client_plan.calls: which Google calls), act (make them), decide again (client_plan.plan:
+what to write, pure), write (Secrets through the Secret writer, status, Branches)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from typing import Any
 
 import kopf
 
-from .. import branches, clients, day2
-from ..builders import consumer_secret, private_secret
-from ..clients import Action, ActionKind, ClientObservation, CredentialsProblem, RefreshOutcome
+from .. import branches, client_plan, clients
+from ..client_plan import ClientPlan, Gathered
+from ..clients import ClientObservation, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
 from ..consent_state import pending as consent
 from ..day2 import Request
@@ -28,12 +32,6 @@ from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from .branch_pass import BranchFanOut
 from .grants import revoke_grant
-
-# Even with nothing scheduled, look again now and then: level-based, not only edge-based.
-SAFETY_RECHECK = dt.timedelta(minutes=10)
-# A consent URL that could not be published (its namespace is missing) is tried again soon:
-# creating a namespace wakes nothing here.
-UNPUBLISHED_RECHECK = dt.timedelta(seconds=15)
 
 
 @dataclasses.dataclass
@@ -67,11 +65,10 @@ class ClientPass:
             return await self._run(memory)
 
     async def _run(self, memory: ClientMemory) -> dt.datetime:
-        op, cluster = self.op, self.op.cluster
+        op = self.op
         now = op.clock()
         base = status_base(self.body, StatusBase(memory.status, memory.version))
         memory.status, memory.version = base.status, base.version
-        last_status = base.status
         try:
             spec = clients.parse_client_spec(self.body, op.settings)
         except clients.SpecError as error:
@@ -81,19 +78,26 @@ class ClientPass:
                 {"observedGeneration": clients.generation_of(self.body)},
                 now,
             )
-            return now + SAFETY_RECHECK
-        client_key = (spec.namespace, spec.name)
-        owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
-        credentials_key = (spec.namespace, spec.credentials_secret)
-        private_key = (spec.namespace, private_secret_name(spec.name))
-        consumer_key = (spec.namespace, spec.token_secret_name)
+            return now + client_plan.SAFETY_RECHECK
+        gathered = await self._gather(spec, memory)
+        done = client_plan.calls(gathered, now)
+        observation = await self._act(gathered, done, memory, now)
+        if done.refresh:
+            now = op.clock()  # Google took its time: the status and the plan say when it answered
+        plan = client_plan.plan(gathered, done, observation, op.settings, now, consent.draw_fresh())
+        return await self._write(plan, memory, now)
 
-        version, data = await op.credentials_data(credentials_key)
-        credentials = clients.credentials_from_secret(spec.credentials_secret, data)
+    async def _gather(self, spec: clients.ClientSpec, memory: ClientMemory) -> Gathered:
+        """Read what the pass needs: the credentials, the private Secret's record and whose it
+        is, whose the consumer Secret's name is, and what became of the published consent."""
+        op = self.op
+        owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
+        last_status = memory.status
+        private_key = (spec.namespace, private_secret_name(spec.name))
+        version, data = await op.credentials_data((spec.namespace, spec.credentials_secret))
         private_verdict = await op.secrets.judge(private_key, owner, ROLE_PRIVATE)
         private_conflict = ""
-        stored: TokenRecord | None = None
-        record = None
+        stored = record = None
         if private_verdict.claim is Claim.FOREIGN:
             private_conflict = conflict_message(
                 private_key[1], private_verdict.why, "name for this GoogleClient"
@@ -106,122 +110,99 @@ class ClientPass:
             stored = record = record_from_data(
                 await op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
             )
-        opened = day2.open_requests(
-            self.body["metadata"].get("annotations") or {}, last_status.get("handledRequests")
-        )
-        authorized = find_condition(last_status.get("conditions"), AUTHORIZED)
-        observation = ClientObservation(
-            spec=spec,
-            credentials=credentials,
-            credentials_version=version,
-            record=record,
-            failure=clients.failure_from_status(last_status),
-            previous_authorized_reason=consent.previous_reason(
-                consent_state, str(authorized.get("reason", ""))
-            ),
-            private_conflict=private_conflict,
-            requests=frozenset(opened),
-            requested_refresh_at=day2.requested_refresh_at(
-                record.access.issued_at if record and record.access else None,
-                memory.requested_refresh,
-            ),
-        )
-        revoked = Request.REVOKE in opened and not private_conflict
-        if revoked:
-            await self._revoke(observation.record, owner, private_key)
-            observation = clients.after_revoke(observation)
-            stored = memory.record = None
-        action = clients.next_action(observation, now)
-        refreshed = action.kind is ActionKind.REFRESH
-        if refreshed and isinstance(credentials, ClientCredentials):
-            if Request.REFRESH in opened:
-                memory.requested_refresh = now
-            observation = await self._refresh(observation, credentials)
-            now = op.clock()
-            action = clients.next_action(observation, now)
-            # Kept before any write: if the writes fail (API server away), the next pass
-            # stores this token instead of asking Google for another.
-            memory.record = observation.record
-
-        if observation.record is not None and observation.record != stored:
-            await op.secrets.ensure(private_secret(owner, observation.record), owner, ROLE_PRIVATE)
-
-        # Secrets first, status after: Ready=True is only ever seen with the token in place.
-        access = observation.record.access if observation.record else None
-        consumer_verdict = await op.secrets.judge(consumer_key, owner, ROLE_CONSUMER)
         # Said at once, token or not, and before the Secret's own verdict: the private name
         # is refused even while no private Secret exists yet.
         consumer_conflict = reserved_name_problem(spec.token_secret_name, spec.name)
-        withdrawn = clients.tokens_withdrawn(action)
+        consumer_key = (spec.namespace, spec.token_secret_name)
+        consumer_verdict = await op.secrets.judge(consumer_key, owner, ROLE_CONSUMER)
         if not consumer_conflict and consumer_verdict.claim is Claim.FOREIGN:
             consumer_conflict = conflict_message(
                 spec.token_secret_name, consumer_verdict.why, "spec.tokenSecretName"
             )
-        if withdrawn and not consumer_conflict:
+        return Gathered(
+            spec=spec,
+            last_status=last_status,
+            annotations=self.body["metadata"].get("annotations") or {},
+            credentials=clients.credentials_from_secret(spec.credentials_secret, data),
+            credentials_version=version,
+            stored=stored,
+            record=record,
+            private_conflict=private_conflict,
+            consumer_conflict=consumer_conflict,
+            consent_state=consent_state,
+            requested_refresh=memory.requested_refresh,
+        )
+
+    async def _act(
+        self, gathered: Gathered, done: client_plan.Calls, memory: ClientMemory, now: dt.datetime
+    ) -> ClientObservation:
+        """Make the Google calls `done` asks for; the observation with their answers."""
+        observation = done.observation
+        if done.revoke:
+            await self._revoke(gathered.record, gathered.owner)
+            memory.record = None
+        credentials = gathered.credentials
+        if done.refresh and isinstance(credentials, ClientCredentials):
+            if Request.REFRESH in gathered.opened:
+                memory.requested_refresh = now
+            observation = await self._refresh(observation, credentials)
+            # Kept before any write: if the writes fail (API server away), the next pass
+            # stores this token instead of asking Google for another.
+            memory.record = observation.record
+        return observation
+
+    async def _write(self, plan: ClientPlan, memory: ClientMemory, now: dt.datetime) -> dt.datetime:
+        """Write what `plan` says: Secrets first, status after (Ready=True is only ever seen
+        with the token in place), then the Branches; returns when to look again."""
+        op, gathered = self.op, plan.gathered
+        spec, owner = gathered.spec, gathered.owner
+        if plan.private is not None:
+            await op.secrets.ensure(plan.private, owner, ROLE_PRIVATE)
+        if plan.delete_consumer:
             await op.secrets.delete_owned(
                 spec.namespace, spec.token_secret_name, owner, ROLE_CONSUMER
             )
+        consumer_conflict = gathered.consumer_conflict
+        access = plan.observation.record.access if plan.observation.record else None
         if access is None:
             op.metrics.token_gone(spec.namespace, spec.name)
-        elif not private_conflict and not consumer_conflict:
+        elif plan.consumer is not None:
             op.metrics.token_expiration.labels(spec.namespace, spec.name).set(
                 access.expires_at.timestamp()
             )
-            written = await op.secrets.ensure(
-                consumer_secret(owner, spec.token_secret_name, spec.name, access),
-                owner,
-                ROLE_CONSUMER,
-            )
+            written = await op.secrets.ensure(plan.consumer, owner, ROLE_CONSUMER)
             if written.outcome is Written.CONFLICT:
                 consumer_conflict = conflict_message(
                     spec.token_secret_name, written.why, "spec.tokenSecretName"
                 )
-        previous = last_status.get("tokenSecretName")
-        if isinstance(previous, str) and previous and previous != spec.token_secret_name:
-            await op.secrets.delete_owned(spec.namespace, previous, owner, ROLE_CONSUMER)
-
-        reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
-        published, consent_problem = await self._publish_consent(
-            owner,
-            observation,
-            action,
-            last_status,
-            consent_state,
-            now,
-            reconsent="" if reconsented else opened.get(Request.REAUTHORIZE, ""),
-        )
-        conditions = clients.desired_conditions(
-            observation, action, now, consent_problem, consumer_conflict
-        )
-        done = clients.handled_requests(
-            observation, action, refreshed=refreshed, revoked=revoked, reconsented=reconsented
-        )
-        handled = day2.acknowledged(last_status.get("handledRequests"), opened, done)
-        fields = clients.desired_status(observation, action, published, handled)
-        if consumer_conflict or withdrawn:
-            fields["tokenSecretName"] = None
+        if plan.old_consumer:
+            await op.secrets.delete_owned(spec.namespace, plan.old_consumer, owner, ROLE_CONSUMER)
+        published, consent_problem = await self._publish_consent(plan, owner)
+        conditions, fields = plan.status(consumer_conflict, published, consent_problem, now)
         await self._write_status(memory, conditions, fields, now)
-        memory.record = observation.record
+        memory.record = plan.observation.record
 
         ready = find_condition(memory.status.get("conditions"), READY)
         client_state = branches.ClientState(
             exists=True,
             ready=ready.get("status") == "True",
             reason=str(ready.get("reason", "")),
-            access=access if not private_conflict else None,
-            withdrawn=withdrawn,
+            access=access if not gathered.private_conflict else None,
+            withdrawn=plan.withdrawn,
         )
         fan_out = await BranchFanOut(op, self.logger, memory.branch_failures).run(
             spec, client_state, now
         )
-        depends: set[Key] = {credentials_key, private_key, consumer_key, *fan_out.secrets}
+        depends: set[Key] = {
+            (spec.namespace, spec.credentials_secret),
+            (spec.namespace, private_secret_name(spec.name)),
+            (spec.namespace, spec.token_secret_name),
+            *fan_out.secrets,
+        }
         if published is not None:
             depends.add((op.settings.operator_namespace, published.secret_name))
-        cluster.depend(client_key, depends)
-        retry_publish = now + UNPUBLISHED_RECHECK if consent_problem else None
-        # When the token runs out without a new one, Ready must say so then, not later.
-        expiry = access.expires_at if access is not None and access.expires_at > now else None
-        return _earliest(now, action, published, fan_out.wake, retry_publish, expiry)
+        op.cluster.depend((spec.namespace, spec.name), depends)
+        return plan.next_pass(now, published, consent_problem, fan_out.wake)
 
     def _consent_state(self, spec: clients.ClientSpec, last_status: Mapping[str, Any]) -> str:
         """What became of the published consent: PENDING, an outcome label, or MISSING."""
@@ -266,11 +247,12 @@ class ClientPass:
         memory.private_read = (seen, record)
         return record
 
-    async def _revoke(self, record: TokenRecord | None, owner: Owner, private_key: Key) -> None:
+    async def _revoke(self, record: TokenRecord | None, owner: Owner) -> None:
         """Revoke on request: at Google first (a retryable failure ends the pass, which is
         tried again), then the refresh token goes with the private Secret."""
         if record is not None and record.refresh_token:
             await revoke_grant(self.op.google, record.refresh_token, self.logger)
+        private_key = (owner.namespace, private_secret_name(owner.name))
         await self.op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
 
     async def _refresh(
@@ -313,60 +295,29 @@ class ClientPass:
         return dataclasses.replace(record, account_email=account.email)
 
     async def _publish_consent(
-        self,
-        owner: Owner,
-        observation: ClientObservation,
-        action: Action,
-        last_status: Mapping[str, Any],
-        published_state: str,
-        now: dt.datetime,
-        reconsent: str,
+        self, plan: ClientPlan, owner: Owner
     ) -> tuple[consent.PublishedConsent | None, str]:
-        """Keep a usable consent URL while consent is needed or a re-consent (`reconsent`,
-        the open request) is asked for; drop the state otherwise.
-
-        Returns the URL to publish and, when none can be, the reason why (a condition message).
-        """
-        op, spec = self.op, observation.spec
-        namespace = op.settings.operator_namespace
-        published = consent.published_from_status(last_status.get("authorization"))
-        credentials = observation.credentials
-        wanted = action.kind is ActionKind.CONSENT or (
-            reconsent and action.kind is not ActionKind.BLOCKED
-        )
-        if not wanted or isinstance(credentials, CredentialsProblem):
-            if published is not None:
-                await self._retire_state(owner, published.secret_name)
+        """Write the consent state `plan` asks for; the URL to publish and, when none can be,
+        the reason why (a condition message)."""
+        if plan.retire_consent:
+            await self._retire_state(owner, plan.retire_consent)
+        if plan.consent_plan is None:
             return None, ""
-        request = consent.ConsentRequest(
-            client_namespace=spec.namespace,
-            client_name=spec.name,
-            client_uid=spec.uid,
-            client_id=credentials.client_id,
-            redirect_uri=spec.redirect_uri,
-            scopes=spec.scopes,
-            login_hint=spec.login_hint,
-            auth_uri=op.settings.google.auth_uri,
-            ttl=op.settings.consent_ttl,
-            reconsent=reconsent,
-        )
-        plan = consent.plan_consent(
-            request, published, published_state, now, consent.draw_fresh(), namespace
-        )
-        if plan.write is not None:
+        namespace = self.op.settings.operator_namespace
+        if plan.consent_plan.write is not None:
             try:
-                written = await op.secrets.ensure(plan.write, owner, ROLE_CONSENT)
+                written = await self.op.secrets.ensure(plan.consent_plan.write, owner, ROLE_CONSENT)
             except KubeError as error:
                 if error.status != 404:
                     raise
                 return None, clients.operator_namespace_missing(namespace)
             if written.outcome is Written.CONFLICT:  # a fresh random name: not expected
                 return None, conflict_message(
-                    plan.published.secret_name, written.why, "consent state"
+                    plan.consent_plan.published.secret_name, written.why, "consent state"
                 )
-        if plan.obsolete_secret:
-            await self._retire_state(owner, plan.obsolete_secret)
-        return plan.published, ""
+        if plan.consent_plan.obsolete_secret:
+            await self._retire_state(owner, plan.consent_plan.obsolete_secret)
+        return plan.consent_plan.published, ""
 
     async def _retire_state(self, owner: Owner, secret_name: str) -> None:
         """Delete a consent Secret, only if its labels name this very client (the name comes
@@ -409,17 +360,3 @@ class ClientPass:
         post_transitions(
             self.op.events, self.body, last_status.get("conditions"), merged, self.logger
         )
-
-
-def _earliest(
-    now: dt.datetime,
-    action: Action,
-    published: consent.PublishedConsent | None,
-    *wakes: dt.datetime | None,
-) -> dt.datetime:
-    """When the pass should run again: the first of what is scheduled, at the latest in
-    SAFETY_RECHECK."""
-    candidates = [now + SAFETY_RECHECK, action.until, *wakes]
-    if published is not None:
-        candidates.append(published.expires_at)
-    return min(moment for moment in candidates if moment is not None)
