@@ -7,13 +7,20 @@ import datetime as dt
 from fakes import T0, FakeKube
 
 from google_token_operator.builders import consumer_secret, private_secret
+from google_token_operator.consent_state import pending as consent
 from google_token_operator.metrics import Metrics
-from google_token_operator.naming import ROLE_CONSUMER, ROLE_PRIVATE, Owner, labels_for
+from google_token_operator.naming import (
+    ROLE_CONSENT,
+    ROLE_CONSUMER,
+    ROLE_PRIVATE,
+    Owner,
+    labels_for,
+)
 from google_token_operator.ownership import Claim, claim, reserved_name_problem
 from google_token_operator.runtime.cluster import ClusterView
 from google_token_operator.runtime.secrets import SecretWriter, Written
 from google_token_operator.tokens import AccessToken, TokenRecord
-from google_token_operator.views import SecretMeta
+from google_token_operator.views import SecretMeta, secret_meta
 
 NS = "team"
 OWNER = Owner("GoogleClient", "acme", NS, "uid-acme")
@@ -91,3 +98,27 @@ async def test_a_write_not_yet_watched_keeps_its_role() -> None:
     assert kube.plain(NS, "acme-google-oauth") == before
     assert await writer.delete_owned(NS, "acme-google-oauth", OWNER, ROLE_PRIVATE)
     assert kube.plain(NS, "acme-google-oauth") is None
+
+
+def test_a_consent_state_is_ours_only_when_its_labels_name_the_very_client() -> None:
+    """A consent Secret lives in the operator's namespace, with no ownerReference: its
+    labels name its GoogleClient, uid included, and only they make it this client's."""
+    fresh = consent.Fresh("state", "verifier")
+    mine = consent.consent_secret("gto", fresh.state, pending_for(OWNER.uid))
+    theirs = consent.consent_secret("gto", fresh.state, pending_for("uid-of-a-recreated-acme"))
+
+    name = consent.consent_secret_name(fresh.state)
+    assert claim(secret_meta(mine), OWNER, ROLE_CONSENT, name).claim is Claim.OURS
+    other = claim(secret_meta(theirs), OWNER, ROLE_CONSENT, name)
+    assert other.claim is Claim.FOREIGN and "not a consent state of this" in other.why
+    # The consent role is never a way into another role's Secret, nor theirs into it.
+    assert claim(owned(ROLE_PRIVATE), OWNER, ROLE_CONSENT, name).claim is Claim.FOREIGN
+    assert claim(secret_meta(mine), OWNER, ROLE_CONSUMER, name).claim is Claim.FOREIGN
+    unmanaged = SecretMeta("uid-x", "1", {}, ())
+    assert claim(unmanaged, OWNER, ROLE_CONSENT, name).claim is Claim.FOREIGN
+
+
+def pending_for(uid: str) -> consent.PendingConsent:
+    return consent.PendingConsent(
+        "hash", NS, "acme", uid, "verifier", "https://cb", ("openid",), "fp", T0
+    )

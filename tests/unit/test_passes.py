@@ -582,3 +582,42 @@ async def test_a_branch_the_operator_fails_on_says_so_and_its_siblings_go_on(
     assert token not in middle["message"]
     assert token not in caplog.text
     assert "b-middle" in caplog.text
+
+
+async def test_the_consent_state_is_written_through_the_secret_writer_and_wakes_nobody() -> None:
+    """The consent Secret is the pass's own write like the others: remembered by the writer
+    (so the watch showing it calls for no second pass) and counted under its role."""
+    op, kube, _, _, _ = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+
+    status = await run_pass(op, kube)
+
+    key = ("gto", status["authorization"]["stateSecretName"])
+    assert op.secrets.wrote(key, kube.secrets[key]["metadata"]["resourceVersion"])
+    written = op.metrics.registry.get_sample_value(
+        "google_token_operator_secret_writes_total", {"role": "consent"}
+    )
+    assert written == 1
+    assert not op.cluster.wakeups.event((NS, "acme")).is_set()
+
+
+async def test_a_forged_state_secret_name_never_retires_another_clients_consent() -> None:
+    """status.authorization.stateSecretName is not trusted: a consent state whose labels
+    name another client (here a GoogleClient of the same name, recreated) is left alone."""
+    op, kube, _, _, _ = operator_with_fakes()
+    theirs = consent.PendingConsent(
+        "hash", NS, "acme", "uid-of-another-acme", "v", "https://cb", ("openid",), "fp",
+        op.clock() + dt.timedelta(minutes=5),
+    )  # fmt: skip
+    body = consent.consent_secret("gto", "their-state", theirs)
+    await kube.create_secret(body)
+    name = body["metadata"]["name"]
+    authorized(kube)
+    forged = {"url": "https://x", "expiresAt": "2099-01-01T00:00:00Z", "stateSecretName": name}
+    kube.resource("googleclients", NS, "acme")["status"] = {"authorization": forged}
+
+    status = await run_pass(op, kube)
+
+    assert "authorization" not in status  # a grant is held: no consent URL is wanted
+    assert ("gto", name) in kube.secrets
