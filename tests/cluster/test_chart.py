@@ -171,7 +171,7 @@ def without_helm_labels(doc: Doc) -> Doc:
         assert labels.pop(label, None) == value, f"{where} lacks the label {label}={value}"
     metadata = {**doc["metadata"], "labels": labels}
     if doc["kind"] == "CustomResourceDefinition":
-        annotations = dict(metadata.pop("annotations"))
+        annotations = dict(metadata.pop("annotations", None) or {})
         assert annotations.pop(KEEP) == "keep", f"{where}: {KEEP} is not keep"
         metadata.update({"annotations": annotations} if annotations else {})
     return {**doc, "metadata": metadata}
