@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools chart-lint browser chaos-tools unit chaos test lint run demo bench clean
+.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools unit chaos test lint run demo bench clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -52,7 +52,12 @@ chart-lint: go-tools ## helm lint --strict the chart: defaults, and every option
 	helm="$$($(DEVKIT) $(BIN)/python -m devkit.gotools helm)"; \
 	"$$helm" lint --strict $(CHART); \
 	"$$helm" lint --strict $(CHART) --set-json 'watchNamespaces=["reviews"]' \
-	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true
+	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true \
+	  --set podDisruptionBudget.enabled=true,serviceAccount.annotations.team=reviews \
+	  --set-json 'extraArgs=["--verbose"]' --set crds.keep=false
+
+chart-readme: $(WHEEL_STAMP) ## Write the chart's README.md from its values.yaml (tests/unit/test_chart_readme.py)
+	$(BIN)/python hack/chart_readme.py
 
 browser: ## Install Debian's chromium for the browser tests (apt-get; needs root)
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -8,7 +8,8 @@ The chart and kustomize cannot produce byte-identical YAML (comments, key order,
 the comparison is of parsed objects, keyed by kind, namespace and name, after two documented
 normalizations:
 - Helm's own labels (helm.sh/chart, app.kubernetes.io/managed-by, app.kubernetes.io/instance)
-  are checked, then stripped;
+  are checked, then stripped, and so is the CRDs' annotation helm.sh/resource-policy: keep
+  (crds.keep, which kustomize has no use for);
 - container env lists are compared sorted by name: kustomize's strategic merge puts the
   entries an overlay patches first, the chart writes them in a fixed order, and no entry
   refers to another ($(VAR)), so the order means nothing.
@@ -20,9 +21,11 @@ so `helm uninstall` cannot delete the namespace with what the operator keeps in 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import difflib
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -67,6 +70,7 @@ HELM_LABELS = {
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/instance": RELEASE,
 }
+KEEP = "helm.sh/resource-policy"
 
 # Chart values -> the kustomize components that give the same install on top of the
 # production overlay.
@@ -165,7 +169,12 @@ def without_helm_labels(doc: Doc) -> Doc:
     where = f"{doc['kind']}/{doc['metadata']['name']}"
     for label, value in HELM_LABELS.items():
         assert labels.pop(label, None) == value, f"{where} lacks the label {label}={value}"
-    return {**doc, "metadata": {**doc["metadata"], "labels": labels}}
+    metadata = {**doc["metadata"], "labels": labels}
+    if doc["kind"] == "CustomResourceDefinition":
+        annotations = dict(metadata.pop("annotations", None) or {})
+        assert annotations.pop(KEEP) == "keep", f"{where}: {KEEP} is not keep"
+        metadata.update({"annotations": annotations} if annotations else {})
+    return {**doc, "metadata": metadata}
 
 
 def env_sorted(doc: Doc) -> Doc:
@@ -221,6 +230,13 @@ def test_values_schema_refuses_what_the_chart_cannot_use(helm: Helm, tmp_path: P
         ({"callback": {"imagePullSecrets": ["Reg_Cred"]}}, "does not match pattern"),
         ({"callback": {"resources": {"request": {"cpu": "1"}}}}, "additional properties"),
         ({"callback": {"tolerations": [{"key": "k", "colour": "red"}]}}, "additional properties"),
+        ({"crds": {"install": True}}, "additional properties 'install' not allowed"),
+        ({"podLabels": {"app.kubernetes.io/component": "x"}}, "'not' failed"),
+        ({"extraArgs": ["verbose"]}, "does not match pattern"),
+        ({"serviceAccount": {"name": "Operator"}}, "does not match pattern"),
+        ({"podDisruptionBudget": {"minAvailable": True}}, "got boolean, want integer or string"),
+        ({"fullnameOverride": "Reviews"}, "does not match pattern"),
+        ({"callback": {"idle": "5 minutes"}}, "does not match pattern"),
     ):
         path = values_file(tmp_path, values)
         result = helm.run("template", RELEASE, str(CHART), "--values", str(path), check=False)
@@ -240,6 +256,8 @@ def test_callback_values_reach_the_callback_pods_through_the_operators_settings(
             "tolerations": [toleration],
             "priorityClassName": "consent-critical",
             "trustProxy": True,
+            "alwaysOn": True,
+            "idle": "1h30m",
         }
     }
     [deployment] = [
@@ -258,6 +276,91 @@ def test_callback_values_reach_the_callback_pods_through_the_operators_settings(
     [callback] = spec["containers"]
     assert callback["resources"] == {"requests": {"cpu": "0.05", "memory": "64Mi"}}
     assert "--trust-proxy" in callback["args"]
+    assert settings.callback_always_on
+    assert settings.callback_idle == dt.timedelta(hours=1, minutes=30)
+
+
+def test_the_values_users_know_from_other_charts_reach_the_objects(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """serviceAccount.*, nameOverride/fullnameOverride, pod labels and annotations,
+    topologySpreadConstraints, extraArgs, the PodDisruptionBudget and crds.*."""
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
+    }
+    values = {
+        "fullnameOverride": "tokens",
+        "serviceAccount": {"create": False, "name": "workload-identity"},
+        "podAnnotations": {"example.com/scrape": "no"},
+        "podLabels": {"team": "reviews"},
+        "topologySpreadConstraints": [spread],
+        "extraArgs": ["--verbose"],
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
+        "crds": {"enabled": False},
+        "watchNamespaces": ["reviews"],
+    }
+    docs = helm.template(values_file(tmp_path, values))
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert not any(kind == "CustomResourceDefinition" for kind, _ in names)
+    # The chart's own objects carry the override; what the operator finds by name does not.
+    assert {
+        ("Deployment", "tokens"),
+        ("ClusterRole", "tokens"),
+        ("ClusterRole", "tokens-watched"),
+        ("ClusterRoleBinding", "tokens"),
+        ("Role", "tokens"),
+        ("RoleBinding", "tokens"),
+        ("RoleBinding", "tokens-watched"),
+        ("PodDisruptionBudget", "tokens"),
+        ("NetworkPolicy", "tokens"),
+        ("Service", OPERATOR),
+        ("ServiceAccount", "google-token-operator-callback"),
+    } <= names, sorted(names)
+    assert [n for kind, n in names if kind == "ServiceAccount"] == [
+        "google-token-operator-callback"
+    ]
+    bindings = [doc for doc in docs if doc["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    assert {s["name"] for b in bindings for s in b["subjects"]} == {"workload-identity"}
+
+    template = pick(docs, "Deployment", "tokens")["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"example.com/scrape": "no"}
+    assert template["metadata"]["labels"] == {
+        "app.kubernetes.io/name": OPERATOR,
+        "app.kubernetes.io/component": "operator",
+        "team": "reviews",
+    }
+    assert template["spec"]["serviceAccountName"] == "workload-identity"
+    assert template["spec"]["topologySpreadConstraints"] == [spread]
+    assert container(template, "operator")["args"] == ["run", "--leader-election", "--verbose"]
+    budget = pick(docs, "PodDisruptionBudget", "tokens")["spec"]
+    selector = {"app.kubernetes.io/name": OPERATOR, "app.kubernetes.io/component": "operator"}
+    assert budget == {"maxUnavailable": "50%", "selector": {"matchLabels": selector}}
+
+    # A created ServiceAccount takes the annotations; nameOverride suffixes another release.
+    values = {"serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "a@b.c"}}}
+    other = helm.run(
+        "template",
+        "reviews",
+        str(CHART),
+        "--values",
+        str(values_file(tmp_path, values)),
+        "--set",
+        "nameOverride=tokens",
+    )
+    docs = [doc for doc in yaml.safe_load_all(other.stdout) if doc]
+    account = pick(docs, "ServiceAccount", "reviews-tokens")
+    assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "a@b.c"}
+    assert pick(docs, "Deployment", "reviews-tokens")
+
+    # The CRDs are the release's (crds.enabled, the default), kept on uninstall unless told.
+    for keep, wanted in ((True, {KEEP: "keep"}), (False, None)):
+        path = values_file(tmp_path, {"crds": {"keep": keep}})
+        crds = [doc for doc in helm.template(path) if doc["kind"] == "CustomResourceDefinition"]
+        assert len(crds) == len(list((REPO / "crds").glob("*.yaml")))
+        assert all(crd["metadata"].get("annotations") == wanted for crd in crds), keep
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
@@ -270,13 +373,7 @@ def test_chart_renders_the_kustomize_objects_for_the_same_settings(
     assert [n["metadata"]["name"] for n in namespaces] == [OPERATOR_NS]
     expected = keyed([doc for doc in kustomized if doc["kind"] != "Namespace"])
     charted = helm.template(values_file(tmp_path, values))
-    # The CRDs come from crds/ (Helm's crds/ folder, never templated, carries no labels).
-    got = keyed(
-        [
-            doc if doc["kind"] == "CustomResourceDefinition" else without_helm_labels(doc)
-            for doc in charted
-        ]
-    )
+    got = keyed([without_helm_labels(doc) for doc in charted])
     assert got == expected, differences(expected, got)
     kinds = sorted(key.split()[0] for key in got)
     print(f"\n{setting}: {len(got)} objects equal ({', '.join(kinds)})")
@@ -285,10 +382,11 @@ def test_chart_renders_the_kustomize_objects_for_the_same_settings(
 def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
     helm: Helm, tmp_path: Path
 ) -> None:
-    """crds/ and files/prometheusrule.yaml are links to crds/ and the alerts component (one
-    source each); `helm package` stores their content, so the published chart needs no link
-    and renders the same objects."""
-    assert (CHART / "crds").is_symlink() and (CHART / "crds").resolve() == REPO / "crds"
+    """files/crds and files/prometheusrule.yaml are links to crds/ and the alerts component
+    (one source each); `helm package` stores their content, so the published chart needs no
+    link and renders the same objects."""
+    crds = CHART / "files" / "crds"
+    assert crds.is_symlink() and crds.resolve() == REPO / "crds"
     rules = CHART / "files" / "prometheusrule.yaml"
     assert rules.is_symlink()
     assert rules.resolve() == COMPONENTS / "alerts" / "prometheusrule.yaml"
@@ -298,13 +396,13 @@ def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
         for source in sorted((REPO / "crds").glob("*.yaml")):
-            member = members[f"google-token-operator/crds/{source.name}"]
+            member = members[f"google-token-operator/files/crds/{source.name}"]
             stored = tar.extractfile(member)
             assert member.isfile() and stored is not None
             assert stored.read() == source.read_bytes(), source.name
         stored = tar.extractfile(members["google-token-operator/files/prometheusrule.yaml"])
         assert stored is not None and stored.read() == rules.read_bytes()
-        assert "google-token-operator/crds/Kustomization" not in members  # .helmignore
+        assert "google-token-operator/files/crds/Kustomization" not in members  # .helmignore
     everything = values_file(tmp_path, {k: v for s in SETTINGS.values() for k, v in s[0].items()})
     assert helm.template(everything, archive) == helm.template(everything)
 
@@ -360,13 +458,27 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     kubeconfig = fresh_plane.kubeconfig
     before = inventory(fresh_plane)
     release = ["--namespace", OPERATOR_NS]
+    # An older chart: the same, but its GoogleClient CRD lacks the printer columns (a CRD
+    # change that the upgrade below must bring, as crds.enabled promises).
+    older = tmp_path / "older"
+    shutil.copytree(CHART, older)  # the links' content, as `helm package` stores it
+    older_crd = older / "files" / "crds" / "googleclients.yaml"
+    crd = yaml.safe_load(older_crd.read_text())
+    current_columns = crd["spec"]["versions"][0].pop("additionalPrinterColumns")
+    older_crd.write_text(yaml.safe_dump(crd))
 
-    # Install as docs/guides/install.md says: the chart's CRDs first, then its objects.
+    def printer_columns() -> Any:
+        stored = fresh_plane.kubectl(
+            "get", "crd", "googleclients.google-token-operator.dev", "-o", "json"
+        )
+        return json.loads(stored.stdout)["spec"]["versions"][0].get("additionalPrinterColumns")
+
     installed = timed(
         lambda: helm.run(
-            "install", RELEASE, str(CHART), *release, "--create-namespace", kubeconfig=kubeconfig
+            "install", RELEASE, str(older), *release, "--create-namespace", kubeconfig=kubeconfig
         )
     )
+    assert printer_columns() is None
     fresh_plane.kubectl(
         "label", "namespace", OPERATOR_NS, "pod-security.kubernetes.io/enforce=restricted"
     )
@@ -379,8 +491,8 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
         "name",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}),
     )
-    # Every object of the release (the CRDs are not part of it: Helm keeps them apart).
-    assert len(stored.stdout.split()) == len(manifest) == 10, stored.stdout
+    # Every object of the release, the CRDs included (crds.enabled).
+    assert len(stored.stdout.split()) == len(manifest) == 12, stored.stdout
     for crd in ("googleclients", "branches"):
         fresh_plane.kubectl(
             "wait",
@@ -444,10 +556,12 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
         helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
     )
     assert (status["info"]["status"], status["version"]) == ("deployed", 2)
+    # The CRD as crds/ has it now: `helm upgrade` upgraded it.
+    assert printer_columns() == current_columns
 
     uninstalled = timed(lambda: helm.run("uninstall", RELEASE, *release, kubeconfig=kubeconfig))
-    # Nothing is left but what Helm leaves by design: the CRDs (crds/ is never deleted), with
-    # the APIService the API server registers for their group, and the namespaces (created by
+    # Nothing is left but what Helm leaves by design: the CRDs (crds.keep), with the
+    # APIService the API server registers for their group, and the namespaces (created by
     # --create-namespace and by this test).
     left = inventory(fresh_plane) - before
     assert left == {
@@ -459,8 +573,9 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     }, sorted(left)
     assert before <= inventory(fresh_plane)
     print(
-        f"\nhelm install {installed:.1f} s ({len(manifest)} objects + 2 CRDs), "
-        f"upgrade {upgraded:.1f} s, uninstall {uninstalled:.1f} s; left: CRDs and namespaces"
+        f"\nhelm install {installed:.1f} s ({len(manifest)} objects, 2 of them CRDs), "
+        f"upgrade {upgraded:.1f} s (a CRD changed), uninstall {uninstalled:.1f} s; "
+        "left: CRDs and namespaces"
     )
 
 
@@ -476,7 +591,8 @@ def install_chart(
 ) -> Iterator[ChartInstaller]:
     """Install the chart on the session's API server in place of the kustomize install (the
     object names are the same); uninstall it afterwards. Later kustomize tests apply theirs
-    again, as each of them does."""
+    again, as each of them does. The CRDs stay kustomize's (crds.enabled false), as every
+    other test of the session uses them."""
     kubeconfig = control_plane.kubeconfig
     release = ["--namespace", OPERATOR_NS]
 
@@ -503,7 +619,7 @@ def install_chart(
             str(CHART),
             *release,
             "--values",
-            str(values_file(tmp_path, values)),
+            str(values_file(tmp_path, {**values, "crds": {"enabled": False}})),
             kubeconfig=kubeconfig,
         )
         # The operator starts right away, and no 403 is allowed: its rights must be in force.

@@ -9,6 +9,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
+{{/*
+The name of the objects only the chart refers to (the Deployment, the operator's
+ServiceAccount and RBAC, the PodDisruptionBudget, the operator's NetworkPolicy, the Prometheus
+objects), built as most charts build it: fullnameOverride, else the release name, suffixed with
+nameOverride (or the chart name) unless it already holds it. Release google-token-operator:
+google-token-operator. The names the operator and its callback find each other by (the Service
+google-token-operator, the google-token-operator-callback objects, the Lease) and the pods'
+labels never change.
+*/}}
+{{- define "google-token-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := .Values.nameOverride | default .Chart.Name }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's ServiceAccount: the chart's, or one the user manages (create: false). */}}
+{{- define "google-token-operator.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "google-token-operator.fullname" .) }}
+{{- end }}
+
 {{/* The operator's pods; also the Deployment's selector, which must never change. */}}
 {{- define "google-token-operator.operatorSelector" -}}
 app.kubernetes.io/name: google-token-operator
