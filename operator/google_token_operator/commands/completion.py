@@ -12,6 +12,7 @@ import dataclasses
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -77,22 +78,19 @@ def bash_script(program: str, parser: argparse.ArgumentParser) -> str:
             elif option.takes_value:
                 patterns = "|".join(f"{name}:{flag}" for flag in option.flags)
                 cases.append(f"        {patterns}) return;;")
-    words = {
-        "": [flag for option in top for flag in option.flags] + [c.name for c in commands],
-        **{
-            c.name: [flag for option in c.options for flag in option.flags] + list(c.words)
-            for c in commands
-        },
-    }
+    # Flags when the word starts with "-", else the commands or the argument's values.
+    offers = [("", top, [c.name for c in commands])]
+    offers += [(c.name, c.options, list(c.words)) for c in commands]
     listing = "\n".join(
-        f"                {shlex.quote(name)}) words={shlex.quote(' '.join(found))};;"
-        for name, found in words.items()
+        f"                {shlex.quote(name)}) flags={_words(f for o in options for f in o.flags)}"
+        f" words={_words(plain)};;"
+        for name, options, plain in offers
     )
     function = function_name(program)
     return f"""# {program} completion for bash: source <({program} completion bash)
 {function}() {{
     local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
-    local command="" words="" i=1
+    local command="" flags="" words="" i=1
     # The command is the first word that is neither a flag nor a flag's value.
     while [ "$i" -lt "$COMP_CWORD" ]; do
         case "${{COMP_WORDS[i]}}" in
@@ -107,12 +105,17 @@ def bash_script(program: str, parser: argparse.ArgumentParser) -> str:
         *)
             case "$command" in
 {listing}
-            esac;;
+            esac
+            case "$cur" in -*) words="$flags";; esac;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }}
 complete -F {function} {program}
 """
+
+
+def _words(words: Iterable[str]) -> str:
+    return shlex.quote(" ".join(words))
 
 
 def zsh_script(program: str, parser: argparse.ArgumentParser) -> str:
