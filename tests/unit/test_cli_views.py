@@ -242,6 +242,10 @@ def test_the_detail_view_of_a_new_client_says_what_is_not_there_yet() -> None:
     assert [s["role"] for s in view["secrets"]] == ["private", "token"]
 
 
-def test_the_status_parser_takes_a_name_and_the_formats() -> None:
+def test_the_status_parser_takes_a_name_and_the_formats(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     args = build_parser().parse_args(["status", "acme", "-o", "yaml", "--watch"])
     assert (args.name, args.output, args.watch) == ("acme", "yaml", True)
+    assert main(["-A", "status", "acme"]) == 2
+    assert "-n, not -A" in capsys.readouterr().err

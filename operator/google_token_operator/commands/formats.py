@@ -35,27 +35,29 @@ WATCH_INTERVAL = 2.0
 # Clears a terminal and puts the cursor home: a watched table is redrawn in place.
 CLEAR = "\x1b[H\x1b[2J"
 
-WIDE_CLIENT_COLUMNS = (
-    "NAME",
-    "ACCOUNT",
-    "AUTHORIZED",
-    "READY",
-    "REASON",
-    "TIME LEFT",
-    "EXPIRES AT",
-    "NEXT REFRESH",
-    "SECRET",
-    "MESSAGE",
+Cell = Callable[[Any, dt.datetime], str]
+# -o wide: every column, each read from a row (ClientRow, BranchRow), the messages whole.
+WIDE_CLIENT_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("NAME", lambda row, now: row.name),
+    ("ACCOUNT", lambda row, now: row.account),
+    ("AUTHORIZED", lambda row, now: row.authorized),
+    ("READY", lambda row, now: row.ready),
+    ("REASON", lambda row, now: row.reason),
+    ("TIME LEFT", lambda row, now: time_left(row.seconds_left)),
+    ("EXPIRES AT", lambda row, now: row.expires_at),
+    ("NEXT REFRESH", lambda row, now: next_refresh_in(row.next_refresh, now)),
+    ("SECRET", lambda row, now: row.token_secret),
+    ("MESSAGE", lambda row, now: row.message),
 )
-WIDE_BRANCH_COLUMNS = (
-    "NAME",
-    "CLIENT",
-    "LOCATION",
-    "TITLE",
-    "READY",
-    "REASON",
-    "SECRET",
-    "MESSAGE",
+WIDE_BRANCH_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("NAME", lambda row, now: row.name),
+    ("CLIENT", lambda row, now: row.client),
+    ("LOCATION", lambda row, now: row.location),
+    ("TITLE", lambda row, now: row.title),
+    ("READY", lambda row, now: row.ready),
+    ("REASON", lambda row, now: row.reason),
+    ("SECRET", lambda row, now: row.token_secret),
+    ("MESSAGE", lambda row, now: row.message),
 )
 
 
@@ -91,58 +93,36 @@ def render_wide(
     now: dt.datetime,
     all_namespaces: bool,
 ) -> list[str]:
-    """The table with every column, the messages whole."""
     if not client_rows and not branch_rows:
         return render_table(client_rows, branch_rows, now, all_namespaces)
-    lines: list[str] = []
+    parts: list[list[str]] = []
     if client_rows:
-        cells = [
-            (
-                row.namespace,
-                [
-                    row.name,
-                    row.account or "-",
-                    row.authorized,
-                    row.ready,
-                    row.reason or "-",
-                    time_left(row.seconds_left),
-                    row.expires_at or "-",
-                    next_refresh_in(row.next_refresh, now),
-                    row.token_secret or "-",
-                    row.message or "-",
-                ],
-            )
+        notes = [
+            f"  {row.name}: {label}: {text}"
             for row in client_rows
-        ]
-        lines += _section("GoogleClients:", WIDE_CLIENT_COLUMNS, cells, all_namespaces)
-        for row in client_rows:
-            if row.last_failure:
-                lines.append(f"  {row.name}: last failure: {_short(row.last_failure, 200)}")
-            if row.open_requests:
-                lines.append(f"  {row.name}: waiting for {', '.join(row.open_requests)}")
-            if row.consent_url:
-                lines.append(f"  {row.name}: consent URL: {row.consent_url}")
-    if branch_rows:
-        cells = [
-            (
-                row.namespace,
-                [
-                    row.name,
-                    row.client,
-                    row.location,
-                    row.title or "-",
-                    row.ready,
-                    row.reason or "-",
-                    row.token_secret or "-",
-                    row.message or "-",
-                ],
+            for label, text in (
+                ("last failure", _short(row.last_failure, 200)),
+                ("waiting for", ", ".join(row.open_requests)),
+                ("consent URL", row.consent_url),
             )
-            for row in branch_rows
+            if text
         ]
-        lines += ([""] if lines else []) + _section(
-            "Branches:", WIDE_BRANCH_COLUMNS, cells, all_namespaces
-        )
-    return lines
+        table = _wide("GoogleClients:", WIDE_CLIENT_COLUMNS, client_rows, now, all_namespaces)
+        parts.append(table + notes)
+    if branch_rows:
+        parts.append(_wide("Branches:", WIDE_BRANCH_COLUMNS, branch_rows, now, all_namespaces))
+    return [line for index, part in enumerate(parts) for line in ([""] * bool(index) + part)]
+
+
+def _wide(
+    title: str,
+    columns: Sequence[tuple[str, Cell]],
+    rows: Sequence[ClientRow] | Sequence[BranchRow],
+    now: dt.datetime,
+    all_namespaces: bool,
+) -> list[str]:
+    cells = [(row.namespace, [cell(row, now) or "-" for _, cell in columns]) for row in rows]
+    return _section(title, [header for header, _ in columns], cells, all_namespaces)
 
 
 def dump(output: str, document: Any) -> str:

@@ -280,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
     from . import detail, formats
 
     if args.name:
+        if args.all_namespaces:
+            waiting.complain("status", f"{args.name} is looked up in one namespace: -n, not -A")
+            return 2
         return detail.run(args)
 
     async def work(kube: Kube, namespace: str) -> int:
