@@ -15,6 +15,7 @@ import yaml
 from google_token_operator.commands import about, detail, formats, selection
 from google_token_operator.commands.cli import build_parser, main
 from google_token_operator.commands.status_command import branch_row, client_row
+from google_token_operator.kube import KubeError
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 BLOCKED = "Secret reviews/acme-oauth (spec.credentialsSecretRef) does not exist: create it"
@@ -236,10 +237,15 @@ def test_the_detail_view_holds_conditions_token_times_secrets_branches_events() 
 
 def test_the_detail_view_of_a_new_client_says_what_is_not_there_yet() -> None:
     bare = {"metadata": {"name": "new", "namespace": "reviews"}, "spec": {}}
-    view = detail.describe(bare, {}, [], [], NOW)
+    view = detail.describe(bare, {"new-google-oauth": None}, [], [], NOW)
     text = "\n".join(detail.render(view, NOW))
     assert "(none reported yet)" in text and "Events:\n  (none)" in text
     assert [s["role"] for s in view["secrets"]] == ["private", "token"]
+    assert "private  new-google-oauth  missing" in text
+    # What RBAC hides (kubectl's view role reads no Secret, maybe no Event) is said so.
+    assert "token    new-google-token  not readable" in text
+    hidden = detail.render(detail.describe(bare, {}, [], None, NOW), NOW)
+    assert hidden[-1] == f"  {detail.NOT_READABLE}"
 
 
 def test_the_status_parser_takes_a_name_and_the_formats(
@@ -249,3 +255,13 @@ def test_the_status_parser_takes_a_name_and_the_formats(
     assert (args.name, args.output, args.watch) == ("acme", "yaml", True)
     assert main(["-A", "status", "acme"]) == 2
     assert "-n, not -A" in capsys.readouterr().err
+
+
+async def test_a_refusal_by_rbac_is_told_apart_from_a_failure() -> None:
+    async def answer(status: int) -> dict[str, Any]:
+        raise KubeError(status, "Forbidden" if status == 403 else "InternalError")
+
+    with pytest.raises(detail.Forbidden):
+        await detail.allowed(answer(403))
+    with pytest.raises(KubeError):
+        await detail.allowed(answer(500))

@@ -3,25 +3,30 @@ certificate`: its conditions, token times, consent, the Secrets it reads and wri
 Branches and its Events, in one place.
 
 `describe` turns what was read into plain data (the json and yaml outputs); `render` turns
-that into text. Of a Secret only its name, keys and ownership are shown, never a value.
+that into text. Of a Secret only its name, keys and ownership are shown, never a value. What
+this user may not read (kubectl's `view` role reads no Secret) is shown as not readable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from ..kube import Kube
+from ..kube import Kube, KubeError
 from ..naming import is_managed, private_secret_name
 from ..timeutil import format_rfc3339
 from . import formats, waiting
 from .authorize import read_status
 from .status_command import branch_row, client_row, next_refresh_in, time_left
 
+T = TypeVar("T")
 EVENTS_SHOWN = 10
+NOT_READABLE = "(not readable with this kubeconfig's rights)"
+SECRET_STATES = {False: "missing", None: "not readable"}
 Body = Mapping[str, Any]
 
 
@@ -36,7 +41,11 @@ def secret_names(body: Body) -> dict[str, str]:
     }
 
 
-def describe_secret(role: str, name: str, secret: Body | None) -> dict[str, Any]:
+def describe_secret(role: str, name: str, secrets: Mapping[str, Body | None]) -> dict[str, Any]:
+    """`secrets`: those read, None for absent; a name not in it could not be read."""
+    if name not in secrets:
+        return {"role": role, "name": name, "exists": None}
+    secret = secrets[name]
     if secret is None:
         return {"role": role, "name": name, "exists": False}
     meta = secret.get("metadata") or {}
@@ -70,13 +79,15 @@ def describe(
     body: Body,
     secrets: Mapping[str, Body | None],
     branches: Sequence[Body],
-    events: Sequence[Body],
+    events: Sequence[Body] | None,  # None: not readable
     now: dt.datetime,
 ) -> dict[str, Any]:
     row = client_row(body, now)
     status = body.get("status") or {}
     authorization = status.get("authorization") or {}
-    shown_events = sorted((describe_event(event) for event in events), key=lambda e: e["time"])
+    shown_events = sorted(
+        (describe_event(event) for event in events or ()), key=lambda e: e["time"]
+    )
     return {
         "time": format_rfc3339(now),
         "namespace": row.namespace,
@@ -107,7 +118,7 @@ def describe(
         },
         "openRequests": list(row.open_requests),
         "secrets": [
-            describe_secret(role, name, secrets.get(name))
+            describe_secret(role, name, secrets)
             for role, name in secret_names(body).items()
             if name
         ],
@@ -120,7 +131,7 @@ def describe(
             }
             for branch in sorted((branch_row(b) for b in branches), key=lambda b: b.name)
         ],
-        "events": shown_events[-EVENTS_SHOWN:],
+        "events": None if events is None else shown_events[-EVENTS_SHOWN:],
     }
 
 
@@ -165,7 +176,7 @@ def render(view: Mapping[str, Any], now: dt.datetime) -> list[str]:
                 [
                     s["role"],
                     s["name"],
-                    ("managed" if s["managed"] else "present") if s["exists"] else "missing",
+                    SECRET_STATES[s["exists"]] if not s["exists"] else _owner(s),
                     ", ".join(s.get("keys", [])) or "-",
                 ]
                 for s in view["secrets"]
@@ -186,12 +197,16 @@ def render(view: Mapping[str, Any], now: dt.datetime) -> list[str]:
             ("LAST SEEN", "TYPE", "REASON", "COUNT", "MESSAGE"),
             [
                 [e["time"], e["type"], e["reason"], str(e["count"]), e["message"]]
-                for e in view["events"]
+                for e in view["events"] or ()
             ],
-            "(none)",
+            "(none)" if view["events"] is not None else NOT_READABLE,
         ),
     ]
     return lines
+
+
+def _owner(secret: Mapping[str, Any]) -> str:
+    return "managed" if secret["managed"] else "present"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> list[str]:
@@ -208,6 +223,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> 
 # -- I/O ------------------------------------------------------------------------------------
 
 
+class Forbidden(Exception):
+    pass
+
+
+async def allowed(call: Awaitable[T]) -> T:
+    """The answer, or Forbidden for a 403 (RBAC) rather than a failed command."""
+    try:
+        return await call
+    except KubeError as error:
+        if error.status == 403:
+            raise Forbidden() from None
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     async def work(kube: Kube, namespace: str) -> int:
         async def read() -> formats.Frame:
@@ -217,16 +246,18 @@ def run(args: argparse.Namespace) -> int:
                 return missing or formats.Frame(
                     waiting.not_found(namespace, args.name), exit=waiting.FAILED
                 )
-            names = secret_names(body)
-            secrets = {
-                name: await kube.get_secret(namespace, name) for name in names.values() if name
-            }
+            secrets = {}
+            for name in filter(None, secret_names(body).values()):
+                with contextlib.suppress(Forbidden):
+                    secrets[name] = await allowed(kube.get_secret(namespace, name))
             branches = [
                 branch
                 for branch in await kube.list_resources("branches", namespace)
                 if ((branch.get("spec") or {}).get("clientRef") or {}).get("name") == args.name
             ]
-            events = await kube.list_events(namespace, "GoogleClient", args.name)
+            events: list[dict[str, Any]] | None = None
+            with contextlib.suppress(Forbidden):
+                events = await allowed(kube.list_events(namespace, "GoogleClient", args.name))
             now = waiting.utc_now()
             view = describe(body, secrets, branches, events, now)
             if args.output in ("json", "yaml"):
@@ -240,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                     for s in secrets.values()
                 ),
                 tuple(b["metadata"].get("resourceVersion") for b in branches),
-                tuple(e["metadata"].get("resourceVersion") for e in events),
+                tuple(e["metadata"].get("resourceVersion") for e in events or ()),
             )
             return formats.Frame(text, change)
 
