@@ -80,6 +80,18 @@ def test_kubeconfig_and_context_go_before_or_after_the_command() -> None:
     assert build_parser().parse_args(["-A", "status"]).all_namespaces
 
 
+def test_the_operator_commands_take_their_flags_after_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["-n", "reviews", "run"], ["--kubeconfig", "k", "callback"], ["-A", "run"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        assert "came before it" in capsys.readouterr().err
+    args = build_parser().parse_args(["run", "-n", "a", "-n", "b"])
+    assert (args.namespace, args.all_namespaces) == (["a", "b"], False)
+
+
 def test_the_plugin_offers_only_the_user_commands(capsys: pytest.CaptureFixture[str]) -> None:
     plugin = build_parser("kubectl google-token")
     with pytest.raises(SystemExit):

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..consent_state.contract import CONSENT_PORT
 from ..settings import Settings, SettingsError
@@ -27,9 +28,16 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
     parser.add_argument("--version", action="version", version=about.version_text())
     add_kube_arguments(parser, None)
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", default=None, help="the namespace of the command")
     scope.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="every namespace (status)"
+        "-n", "--namespace", action=BeforeCommand, help="the namespace of the command"
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action=BeforeCommand,
+        nargs=0,
+        default=False,
+        help="every namespace (status)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if prog != PLUGIN:
@@ -104,16 +112,34 @@ def user_command(
     return parser
 
 
+class BeforeCommand(argparse.Action):
+    """A flag before the command: kept (nargs=0: True), and remembered as given there, for
+    `run` and `callback` take theirs after them only (their own -n would override it)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        namespace.before_command = [*getattr(namespace, "before_command", []), option_string]
+
+
 def add_kube_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    action: type[argparse.Action] | str = BeforeCommand if default is None else "store"
     group = parser.add_argument_group("cluster")
     group.add_argument(
         "--kubeconfig",
+        action=action,
         default=default,
         metavar="FILE",
         help="the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
     )
     group.add_argument(
         "--context",
+        action=action,
         default=default,
         help="the kubeconfig context (default: its current context)",
     )
@@ -130,6 +156,9 @@ def program_name(argv0: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(program_name(sys.argv[0]))
     args = parser.parse_args(argv)
+    if args.command in ("run", "callback") and getattr(args, "before_command", None):
+        flags = ", ".join(args.before_command)
+        parser.error(f"{args.command} takes its flags after it ({flags} came before it)")
     if args.command == "version":
         return about.run(args)
     if args.command == "completion":
