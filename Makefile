@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools unit chaos test lint run demo bench clean
+.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools shells unit chaos test lint run demo bench clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -71,6 +71,12 @@ chaos-tools: ## Install Debian's faketime for the clock-skew run (apt-get; needs
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
 	fi
 
+shells: ## Install Debian's zsh and fish for the completion tests (apt-get; needs root)
+	@if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "the completion tests need zsh and fish: run 'sudo apt-get install zsh fish'" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zsh fish >/dev/null; \
+	fi
+
 unit: $(WHEEL_STAMP) ## Fast tests: pure code, sandbox Google, callback app (no cluster, no browser)
 	$(BIN)/pytest -q tests/unit tests/sandbox tests/callback
 
@@ -79,7 +85,7 @@ chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, f
 	$(BIN)/pytest -q -s tests/chaos
 	$(BIN)/python hack/check_leftovers.py
 
-test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
+test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools shells $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
 	$(BIN)/python hack/check_leftovers.py --sweep-stale
 	$(BIN)/pytest -q -raP
 	$(BIN)/python hack/check_leftovers.py

@@ -160,3 +160,32 @@ def test_a_user_with_only_a_username_and_password_is_refused_by_name(tmp_path: P
     with pytest.raises(ConfigError, match=r"user 'me' .*basic auth is not supported") as refused:
         load_config(env)
     assert "hunter2-secret" not in str(refused.value)
+
+
+def test_a_named_kubeconfig_and_context_win_over_the_environment_and_the_pod(
+    tmp_path: Path,
+) -> None:
+    account = serviceaccount(tmp_path)
+    document = {
+        "clusters": [
+            {"name": "a", "cluster": {"server": "http://127.0.0.1:1"}},
+            {"name": "b", "cluster": {"server": "http://127.0.0.1:2"}},
+        ],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "one", "context": {"cluster": "a", "user": "me"}},
+            {"name": "two", "context": {"cluster": "b", "user": "me", "namespace": "reviews"}},
+        ],
+        "current-context": "one",
+    }
+    named = tmp_path / "named.yaml"
+    named.write_text(yaml.safe_dump(document))
+    pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", **kubeconfig(tmp_path, {"token": "env"})}
+    chosen = load_config(pod, account, kubeconfig=str(named))
+    assert (chosen.server, chosen.token) == ("http://127.0.0.1:1", "t")
+    other = load_config(pod, account, kubeconfig=str(named), context="two")
+    assert (other.server, other.default_namespace) == ("http://127.0.0.1:2", "reviews")
+    # --context alone picks from $KUBECONFIG, even in a pod; an unknown one is named.
+    with pytest.raises(ConfigError, match="has no context 'three'"):
+        load_config(pod, account, context="three")
+    assert load_config(pod, account, context="x").token == "env"

@@ -253,4 +253,5 @@ def run(args: argparse.Namespace) -> int:
         args.namespace,
         work,
         lambda namespace: f"cannot read GoogleClient {namespace}/{args.name}",
+        **waiting.kube_flags(args),
     )

@@ -1,5 +1,5 @@
 """The `google-token-operator` command (also `kubectl google-token`): run, callback,
-authorize, refresh, reauthorize, revoke, status."""
+authorize, refresh, reauthorize, revoke, status, version, completion."""
 
 from __future__ import annotations
 
@@ -7,18 +7,71 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..consent_state.contract import CONSENT_PORT
 from ..settings import Settings, SettingsError
+from . import about
+
+PLUGIN = "kubectl google-token"
 
 
 def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser:
+    """As a kubectl plugin only the user commands (no `run`, no `callback`). The kubeconfig
+    options and -n are taken before the command too, as kubectl takes them
+    (`kubectl google-token -n NS status`)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Keeps Google OAuth access tokens fresh in Kubernetes Secrets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version keeps its lines
+    )
+    parser.add_argument("--version", action="version", version=about.version_text())
+    add_kube_arguments(parser, None)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action=BeforeCommand, help="the namespace of the command"
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action=BeforeCommand,
+        nargs=0,
+        default=False,
+        help="every namespace (status)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if prog != PLUGIN:
+        add_operator_commands(commands)
 
+    from ..day2 import Request
+    from . import authorize, completion, request_commands, status_command
+
+    authorize.configure_parser(
+        user_command(
+            commands,
+            "authorize",
+            "print a GoogleClient's consent URL and wait until it is authorized",
+        )
+    )
+    for kind in Request:
+        request_commands.configure_parser(
+            user_command(commands, kind.value, request_commands.HELP[kind]), kind
+        )
+    status_command.configure_parser(
+        user_command(
+            commands, "status", "show GoogleClients and Branches at a glance, or one in detail"
+        )
+    )
+    about.configure_parser(
+        commands.add_parser("version", help="print the version, the API version and the build")
+    )
+    completion.configure_parser(
+        commands.add_parser("completion", help="print a shell completion script (bash|zsh|fish)")
+    )
+    return parser
+
+
+def add_operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the operator (kopf) against the current cluster")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
@@ -48,34 +101,70 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
         )
     )
 
-    from ..day2 import Request
-    from . import authorize, request_commands, status_command
 
-    authorize.configure_parser(
-        commands.add_parser(
-            "authorize", help="print a GoogleClient's consent URL and wait until it is authorized"
-        )
-    )
-    for kind in Request:
-        request_commands.configure_parser(
-            commands.add_parser(kind.value, help=request_commands.HELP[kind]), kind
-        )
-    status_command.configure_parser(
-        commands.add_parser("status", help="show GoogleClients and Branches at a glance")
-    )
+def user_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+) -> argparse.ArgumentParser:
+    """A command that talks to the cluster: the kubeconfig options after it too. Its own
+    defaults are suppressed so that what came before the command is kept."""
+    parser = commands.add_parser(name, help=help)
+    add_kube_arguments(parser, argparse.SUPPRESS)
     return parser
+
+
+class BeforeCommand(argparse.Action):
+    """A flag before the command: kept (nargs=0: True), and remembered as given there, for
+    `run` and `callback` take theirs after them only (their own -n would override it)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        namespace.before_command = [*getattr(namespace, "before_command", []), option_string]
+
+
+def add_kube_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    action: type[argparse.Action] | str = BeforeCommand if default is None else "store"
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "--kubeconfig",
+        action=action,
+        default=default,
+        metavar="FILE",
+        help="the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    group.add_argument(
+        "--context",
+        action=action,
+        default=default,
+        help="the kubeconfig context (default: its current context)",
+    )
 
 
 def program_name(argv0: str) -> str:
     """As a kubectl plugin (an executable named kubectl-google_token) the command is
     `kubectl google-token`."""
     if os.path.basename(argv0).startswith("kubectl-"):
-        return "kubectl google-token"
+        return PLUGIN
     return "google-token-operator"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(program_name(sys.argv[0])).parse_args(argv)
+    parser = build_parser(program_name(sys.argv[0]))
+    args = parser.parse_args(argv)
+    if args.command in ("run", "callback") and getattr(args, "before_command", None):
+        flags = ", ".join(args.before_command)
+        parser.error(f"{args.command} takes its flags after it ({flags} came before it)")
+    if args.command == "version":
+        return about.run(args)
+    if args.command == "completion":
+        from . import completion
+
+        return completion.run(args, build_parser())
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -89,6 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import authorize
 
         return authorize.run(args)
+    if args.command in ("refresh", "reauthorize"):
+        from . import selection
+
+        if problem := selection.check(args):
+            parser.error(f"{args.command}: {problem}")
+        if not args.name:
+            return selection.run(args)
     if args.command in ("refresh", "reauthorize", "revoke"):
         from . import request_commands
 

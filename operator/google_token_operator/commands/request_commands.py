@@ -189,7 +189,9 @@ def configure_parser(parser: argparse.ArgumentParser, kind: Request) -> None:
         "operator acknowledges it in status.handledRequests). Exit status: 0 done, 1 not found "
         "or Kubernetes unreachable, 3 handled but not done (the message says why), 4 timed out."
     )
-    waiting.add_target_arguments(parser, DEFAULT_TIMEOUT_SECONDS[kind])
+    waiting.add_target_arguments(
+        parser, DEFAULT_TIMEOUT_SECONDS[kind], several=kind is not Request.REVOKE
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,4 +200,5 @@ def run(args: argparse.Namespace) -> int:
         args.namespace,
         lambda kube, namespace: ask_and_wait(kube, namespace, args),
         lambda namespace: f"cannot ask GoogleClient {namespace}/{args.name}",
+        **waiting.kube_flags(args),
     )

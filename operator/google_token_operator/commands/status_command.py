@@ -1,8 +1,10 @@
-"""`google-token-operator status [-n NS | -A] [-o json]`: GoogleClients and Branches at a
-glance: account, time left, next refresh, last failure, open requests.
+"""`google-token-operator status [NAME] [-n NS | -A] [-o table|wide|json|yaml] [-w]`:
+GoogleClients and Branches at a glance: account, time left, next refresh, last failure, open
+requests.
 
 `client_row` and `branch_row` read one object each (pure, the clock passed in); the renderers
-turn rows into a table or JSON; only `run` talks to the API server.
+turn rows into a table or JSON (formats.py adds wide and yaml; detail.py the view of one
+GoogleClient); only `run` talks to the API server.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -251,41 +252,68 @@ def to_json(
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Show GoogleClients (account, Ready, time left on the token, next refresh, last "
-        "failure, open requests, consent URL) and Branches (client, location, Ready, Secret)."
+        "failure, open requests, consent URL) and Branches (client, location, Ready, Secret); "
+        "with NAME, one GoogleClient in detail: conditions, token times, Secrets, Branches "
+        "and Events."
     )
+    parser.add_argument("name", metavar="NAME", nargs="?", help="one GoogleClient in detail")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
         "--namespace",
-        default=None,
+        default=argparse.SUPPRESS,  # a -n before `status` stays
         help="this namespace (default: the kubeconfig context's namespace, else default)",
     )
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    parser.add_argument(
-        "-o", "--output", choices=("table", "json"), default="table", help="table or json"
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="every namespace",
     )
+    from . import formats  # it renders these rows: imported once this module is
+
+    formats.add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import detail, formats
+
+    if args.name:
+        if args.all_namespaces:
+            waiting.complain("status", f"{args.name} is looked up in one namespace: -n, not -A")
+            return 2
+        return detail.run(args)
+
     async def work(kube: Kube, namespace: str) -> int:
         where = None if args.all_namespaces else namespace
-        client_bodies = await kube.list_resources("googleclients", where)
-        branch_bodies = await kube.list_resources("branches", where)
-        now = waiting.utc_now()
-        client_rows = sorted(
-            (client_row(body, now) for body in client_bodies),
-            key=lambda row: (row.namespace, row.name),
-        )
-        branch_rows = sorted(
-            (branch_row(body) for body in branch_bodies),
-            key=lambda row: (row.namespace, row.name),
-        )
-        if args.output == "json":
-            json.dump(to_json(client_rows, branch_rows, now), sys.stdout, indent=2)
-            print()
-        else:
-            print("\n".join(render_table(client_rows, branch_rows, now, args.all_namespaces)))
-        return 0
+
+        async def read() -> formats.Frame:
+            client_bodies = await kube.list_resources("googleclients", where)
+            branch_bodies = await kube.list_resources("branches", where)
+            if where and not client_bodies and not branch_bodies:
+                missing = await formats.missing_namespace(kube, where)
+                if missing:
+                    return missing
+            now = waiting.utc_now()
+            client_rows = sorted(
+                (client_row(body, now) for body in client_bodies),
+                key=lambda row: (row.namespace, row.name),
+            )
+            branch_rows = sorted(
+                (branch_row(body) for body in branch_bodies),
+                key=lambda row: (row.namespace, row.name),
+            )
+            text = formats.render_list(
+                args.output, client_rows, branch_rows, now, args.all_namespaces
+            )
+            versions = [
+                (body["metadata"].get("uid"), body["metadata"].get("resourceVersion"))
+                for body in (*client_bodies, *branch_bodies)
+            ]
+            return formats.Frame(text, tuple(sorted(map(str, versions))))
+
+        return await formats.show(read, args.output, args.watch, out=sys.stdout)
 
     return waiting.run_with_kube(
         "status",
@@ -295,4 +323,5 @@ def run(args: argparse.Namespace) -> int:
             "cannot list GoogleClients and Branches"
             + ("" if args.all_namespaces else f" in namespace {namespace}")
         ),
+        **waiting.kube_flags(args),
     )

@@ -93,8 +93,22 @@ def format_elapsed(duration: dt.timedelta) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def add_target_arguments(parser: argparse.ArgumentParser, default_timeout: int) -> None:
-    parser.add_argument("name", metavar="NAME", help="the GoogleClient")
+def add_target_arguments(
+    parser: argparse.ArgumentParser, default_timeout: int, *, several: bool = False
+) -> None:
+    """`several`: NAME may be left out for --all or -l SELECTOR (see selection.py)."""
+    if several:
+        parser.add_argument(
+            "name", metavar="NAME", nargs="?", help="the GoogleClient (or --all, or -l)"
+        )
+        parser.add_argument(
+            "--all", action="store_true", help="every GoogleClient in the namespace"
+        )
+        parser.add_argument(
+            "-l", "--selector", default="", help="the GoogleClients this label selector matches"
+        )
+    else:
+        parser.add_argument("name", metavar="NAME", help="the GoogleClient")
     add_namespace_argument(parser)
     parser.add_argument(
         "--timeout",
@@ -109,7 +123,8 @@ def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n",
         "--namespace",
-        default=None,
+        # A -n before the command (kubectl's place) stays unless one follows it.
+        default=argparse.SUPPRESS,
         help="its namespace (default: the kubeconfig context's namespace, else default)",
     )
 
@@ -125,11 +140,15 @@ def run_with_kube(
     namespace: str | None,
     work: Callable[[Kube, str], Awaitable[int]],
     failure: Callable[[str], str],
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> int:
-    """Load the kubeconfig, run `work(kube, namespace)`; a Kubernetes error becomes exit 1
-    with `failure(namespace)` saying what could not be done."""
+    """Load the kubeconfig (`kubeconfig`, `context`: as kubectl's flags), run
+    `work(kube, namespace)`; a Kubernetes error becomes exit 1 with `failure(namespace)`
+    saying what could not be done."""
     try:
-        config = load_config()
+        config = load_config(kubeconfig=kubeconfig, context=context)
     except ConfigError as error:
         complain(command, f"{error}; set KUBECONFIG or run in a pod")
         return FAILED
@@ -151,6 +170,11 @@ async def _with_kube(
         return await work(kube, namespace)
     finally:
         await kube.close()
+
+
+def kube_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    """--kubeconfig and --context, for run_with_kube."""
+    return {"kubeconfig": args.kubeconfig, "context": args.context}
 
 
 def complain(command: str, message: str) -> None:

@@ -350,20 +350,42 @@ class Kube:
             params={"fieldManager": FIELD_MANAGER},
         )
 
-    async def list_resources(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Every object of a kind, in one namespace or (None) in all, listed in pages."""
+    async def list_resources(
+        self, plural: str, namespace: str | None, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind, in one namespace or (None) in all, listed in pages;
+        `selector`: only those its label selector matches."""
         path = (
             resource_path(plural, namespace) if namespace else f"/apis/{GROUP}/{VERSION}/{plural}"
         )
+        return await self._list(path, {"labelSelector": selector} if selector else {})
+
+    async def list_events(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """The Events (core/v1) about one object."""
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        return await self._list(
+            f"/api/v1/namespaces/{quote(namespace)}/events", {"fieldSelector": selector}
+        )
+
+    async def namespace_exists(self, namespace: str) -> bool | None:
+        """None: not known (this user may not read namespaces)."""
+        try:
+            return await self.maybe("GET", f"/api/v1/namespaces/{quote(namespace)}") is not None
+        except KubeError as error:
+            if error.status == 403:
+                return None
+            raise
+
+    async def _list(self, path: str, query: Mapping[str, str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        params = {"limit": "500"}
+        params = {**query, "limit": "500"}
         while True:
             page = await self.request("GET", path, params=params)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
-            params = {"limit": "500", "continue": str(token)}
+            params = {**query, "limit": "500", "continue": str(token)}
 
     # Leases (leader election) ----------------------------------------------------------------
 

@@ -123,13 +123,21 @@ class KubeConfig:
 
 
 def load_config(
-    environ: Mapping[str, str] | None = None, serviceaccount: Path = IN_CLUSTER_DIR
+    environ: Mapping[str, str] | None = None,
+    serviceaccount: Path = IN_CLUSTER_DIR,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> KubeConfig:
-    """In a pod: the ServiceAccount. Elsewhere: $KUBECONFIG (first file wins), ~/.kube/config."""
+    """In a pod: the ServiceAccount. Elsewhere: $KUBECONFIG (first file wins), ~/.kube/config.
+    As with kubectl, `kubeconfig` (a file) replaces both, and `context` replaces the
+    kubeconfig's current context; either one means a kubeconfig, even in a pod."""
     env = os.environ if environ is None else environ
-    if env.get("KUBERNETES_SERVICE_HOST") and (serviceaccount / "token").exists():
+    explicit = kubeconfig is not None or context is not None
+    if not explicit and env.get("KUBERNETES_SERVICE_HOST") and (serviceaccount / "token").exists():
         return _in_cluster(env, serviceaccount)
-    paths = [Path(p).expanduser() for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
+    listed = kubeconfig if kubeconfig is not None else env.get("KUBECONFIG", "")
+    paths = [Path(p).expanduser() for p in listed.split(os.pathsep) if p]
     if not paths:
         default = Path("~/.kube/config").expanduser()
         paths = [default] if default.exists() else []
@@ -138,7 +146,7 @@ def load_config(
             "no Kubernetes configuration: not in a pod, KUBECONFIG is not set and "
             "~/.kube/config does not exist"
         )
-    return _from_kubeconfig(paths)
+    return _from_kubeconfig(paths, context)
 
 
 def _in_cluster(env: Mapping[str, str], serviceaccount: Path) -> KubeConfig:
@@ -157,7 +165,7 @@ def _in_cluster(env: Mapping[str, str], serviceaccount: Path) -> KubeConfig:
     )
 
 
-def _from_kubeconfig(paths: list[Path]) -> KubeConfig:
+def _from_kubeconfig(paths: list[Path], context_name: str | None = None) -> KubeConfig:
     current: str | None = None
     named: dict[str, dict[str, tuple[dict[str, Any], Path]]] = {
         "contexts": {},
@@ -173,6 +181,12 @@ def _from_kubeconfig(paths: list[Path]) -> KubeConfig:
         for section, field in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
             for item in document.get(section) or []:
                 named[section].setdefault(str(item.get("name")), (item.get(field) or {}, path))
+    if context_name is not None:
+        if context_name not in named["contexts"]:
+            raise ConfigError(
+                f"the kubeconfig ({', '.join(map(str, paths))}) has no context {context_name!r}"
+            )
+        current = context_name
     if not current or current not in named["contexts"]:
         raise ConfigError(f"the kubeconfig ({', '.join(map(str, paths))}) has no current context")
     context, _ = named["contexts"][current]
