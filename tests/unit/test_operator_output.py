@@ -3,6 +3,7 @@ one clear line (exit code 2, no traceback) when it cannot start as configured.""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -63,6 +64,26 @@ def test_text_lines_start_with_a_utc_timestamp_and_carry_the_level_and_the_objec
     assert line.startswith("2023-11-14T22:13:20Z ")
     assert "WARNING" in line
     assert line.endswith("[team/downtown] location check failed")
+
+
+@pytest.mark.parametrize("log_format", ["plain", "full", "json"])
+def test_a_line_about_a_branch_from_its_clients_logger_names_the_branch(
+    log_format: str, root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure(False, log_format)
+    client = logs.Tagged(logging.getLogger("kopf.objects"), "GoogleClient", "team", "acme")
+
+    logs.tagged(client, {"metadata": {"namespace": "team", "name": "downtown"}}).info("Ready")
+
+    (line,) = capsys.readouterr().err.splitlines()
+    if log_format == "json":
+        assert json.loads(line)["object"] == {
+            "kind": "Branch",
+            "namespace": "team",
+            "name": "downtown",
+        }
+    else:
+        assert line.endswith(" [team/downtown] Ready")
 
 
 @pytest.mark.parametrize("verbose", [False, True])
