@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools shells unit chaos test lint run demo bench clean
+.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools shells unit chaos test lint run demo dev bench clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -26,6 +26,7 @@ help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
+	@echo "==> Installing the operator, the sandbox and the test tools into $(VENV) (a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet '.[test]' ./sandbox
@@ -33,6 +34,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 $(WHEEL_STAMP): $(STAMP) $(PACKAGE_SOURCES)
+	@echo "==> Building and installing the operator's and the sandbox's wheels"
 	# build/ too: setuptools keeps copying a module that was moved or removed from there.
 	rm -rf dist build sandbox/build
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
@@ -101,6 +103,9 @@ run: $(WHEEL_STAMP) ## Run the operator against the current kubeconfig (apply cr
 
 demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator, end to end, on this machine
 	$(BIN)/python hack/demo.py
+
+dev: $(WHEEL_STAMP) kube-binaries ## A local loop until Ctrl-C: control plane, sandbox Google, operator, callback, the examples
+	$(BIN)/python hack/dev.py
 
 BENCH_SIZES ?= 500,2000,5000
 BENCH_NOISE ?= 10000

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +30,7 @@ import requests
 
 from devkit import ControlPlane
 from devkit.servers import SandboxServer
-from google_token_operator.consent_state.contract import KEY_FIELD, KEY_SECRET
+from google_token_operator.consent_state.contract import CALLBACK_PATH, KEY_FIELD, KEY_SECRET
 from google_token_sandbox.demo_data import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_NAME,
@@ -41,6 +43,8 @@ from google_token_sandbox.state import SandboxState
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
+# The consent API's key in a file: in a cluster it is mounted into the callback pod.
+KEY_FILE = "consent-api-key"
 # Short tokens so a refresh happens while you watch (refreshed ~10 s before expiry).
 TOKEN_LIFETIME = 30
 T = TypeVar("T")
@@ -82,7 +86,9 @@ def demo_objects() -> list[dict[str, Any]]:
 
 
 def step(message: str) -> None:
-    print(f"\n\033[1m==> {message}\033[0m", flush=True)
+    """A heading; bold on a terminal only, so a piped log holds no escape codes."""
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"\n{bold}==> {message}{plain}", flush=True)
 
 
 def info(message: str) -> None:
@@ -109,25 +115,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclasses.dataclass(frozen=True)
+class Ports:
+    callback: int
+    consent: int
+
+    @property
+    def callback_base(self) -> str:
+        return f"http://127.0.0.1:{self.callback}"
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.callback_base}{CALLBACK_PATH}"
+
+
 class Demo:
-    def __init__(self, plane: ControlPlane, sandbox: SandboxServer, workdir: Path) -> None:
+    def __init__(
+        self, plane: ControlPlane, sandbox: SandboxServer, workdir: Path, ports: Ports
+    ) -> None:
         self.plane = plane
         self.sandbox = sandbox
         self.workdir = workdir
+        self.ports = ports
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return self.plane.kubectl(*args, input=stdin).stdout
 
-    def resource(self, plural: str, name: str) -> dict[str, Any]:
-        text = self.kubectl("get", plural, name, "-n", NAMESPACE, "-o", "json")
+    def resource(self, plural: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        text = self.kubectl("get", plural, name, "-n", namespace, "-o", "json")
         result: dict[str, Any] = json.loads(text)
         return result
 
-    def secret_field(self, name: str, key: str) -> str | None:
-        """One decoded value of a Secret in the demo namespace; None while it is not there."""
+    def secret_field(self, name: str, key: str, namespace: str = NAMESPACE) -> str | None:
+        """One decoded value of a Secret; None while it is not there."""
         result = self.plane.kubectl(
-            "get", "secret", name, "-n", NAMESPACE, "-o", f"jsonpath={{.data.{key}}}", check=False
+            "get", "secret", name, "-n", namespace, "-o", f"jsonpath={{.data.{key}}}", check=False
         )
         return base64.b64decode(result.stdout).decode() if result.returncode == 0 else None
 
@@ -166,35 +189,41 @@ class Demo:
 def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     interactive = sys.stdin.isatty() and not args.auto
-    with tempfile.TemporaryDirectory(prefix="gto-demo-") as scratch:
-        workdir = Path(scratch)
-        step("Starting a local control plane: real etcd + kube-apiserver")
-        with ControlPlane() as plane:
-            info(f"API server {plane.server}; kubeconfig {plane.kubeconfig}")
-            callback_port, consent_port = free_port(), free_port()
-            callback_url = f"http://127.0.0.1:{callback_port}/oauth2/callback"
-            state = SandboxState()
-            state.token_lifetime = TOKEN_LIFETIME
-            state.auto_approve = not interactive
-            state.register_client(
-                DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, [callback_url], DEMO_CLIENT_NAME
-            )
-            step("Starting the sandbox Google (it stands in for accounts.google.com and friends)")
-            with SandboxServer(state) as sandbox:
-                info(f"sandbox Google at {sandbox.url}; tokens live {TOKEN_LIFETIME}s")
-                demo = Demo(plane, sandbox, workdir)
-                try:
-                    walk_through(demo, callback_url, callback_port, consent_port, interactive)
-                finally:
-                    step("Stopping the operator, the callback, the sandbox and the control plane")
-                    demo.stop()
+
+    def demo_google(state: SandboxState, callback_url: str) -> None:
+        state.token_lifetime = TOKEN_LIFETIME
+        state.auto_approve = not interactive
+        state.register_client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, [callback_url], DEMO_CLIENT_NAME)
+
+    with local_stack(demo_google) as demo:
+        info(f"tokens live {TOKEN_LIFETIME}s")
+        walk_through(demo, interactive)
     step(f"Done in {time.monotonic() - started:.0f}s. Nothing is left running.")
 
 
-def walk_through(
-    demo: Demo, callback_url: str, callback_port: int, consent_port: int, interactive: bool
-) -> None:
-    step("Applying the CRDs and the demo objects (a GoogleClient and two Branches)")
+@contextlib.contextmanager
+def local_stack(configure: Callable[[SandboxState, str], None]) -> Iterator[Demo]:
+    """A control plane and the sandbox Google (set up by `configure` for the callback URL);
+    whatever runs in it stops when the block ends, on Ctrl-C too."""
+    with tempfile.TemporaryDirectory(prefix="gto-demo-") as scratch:
+        step("Starting a local control plane: real etcd + kube-apiserver")
+        with ControlPlane() as plane:
+            info(f"API server {plane.server}; kubeconfig {plane.kubeconfig}")
+            ports = Ports(free_port(), free_port())
+            state = SandboxState()
+            configure(state, ports.callback_url)
+            step("Starting the sandbox Google (it stands in for accounts.google.com and friends)")
+            with SandboxServer(state) as sandbox:
+                info(f"sandbox Google at {sandbox.url}")
+                demo = Demo(plane, sandbox, Path(scratch), ports)
+                try:
+                    yield demo
+                finally:
+                    step("Stopping the operator, the callback, the sandbox and the control plane")
+                    demo.stop()
+
+
+def apply_crds(demo: Demo) -> None:
     demo.kubectl("apply", "-f", str(REPO / "crds"))
     demo.kubectl(
         "wait",
@@ -203,61 +232,72 @@ def walk_through(
         "crd/googleclients.google-token-operator.dev",
         "crd/branches.google-token-operator.dev",
     )
-    manifest = "\n---\n".join(json.dumps(item) for item in demo_objects())
-    print(demo.kubectl("apply", "-f", "-", stdin=manifest), end="")
 
-    step("Starting the operator and the callback as local processes")
+
+def start_operator_and_callback(
+    demo: Demo, operator_namespace: str, *scope: str
+) -> tuple[Path, Path]:
+    """The operator (watching `scope`) and the callback as local processes: their logs."""
     env = {
         **demo.sandbox.env,
         "KUBECONFIG": str(demo.plane.kubeconfig),
-        "OPERATOR_NAMESPACE": NAMESPACE,
-        "CALLBACK_URL": callback_url,
+        "OPERATOR_NAMESPACE": operator_namespace,
+        "CALLBACK_URL": demo.ports.callback_url,
         "CALLBACK_IDLE": "5s",
         "PYTHONUNBUFFERED": "1",
     }
     operator_log = demo.spawn(
         "operator",
         "run",
-        "-n",
-        NAMESPACE,
+        *scope,
         "--consent-port",
-        str(consent_port),
+        str(demo.ports.consent),
         "--metrics-port",
         "0",
         "--liveness-port",
         "0",
         env=env,
     )
-    # In a cluster the key is mounted into the callback pod; here it is copied into a file.
-    key_file = demo.workdir / "consent-api-key"
-    demo.spawn(
+    callback_log = demo.spawn(
         "callback",
         "callback",
         "--host",
         "127.0.0.1",
         "--port",
-        str(callback_port),
+        str(demo.ports.callback),
         "--operator-url",
-        f"http://127.0.0.1:{consent_port}",
+        f"http://127.0.0.1:{demo.ports.consent}",
         "--api-key-file",
-        str(key_file),
+        str(demo.workdir / KEY_FILE),
         env=env,
     )
+    return operator_log, callback_log
+
+
+def hand_key_to_callback(demo: Demo, operator_namespace: str) -> None:
+    """In a cluster the key is mounted into the callback pod; here it is copied into a file,
+    once the operator made it."""
+    key = wait(
+        lambda: demo.secret_field(KEY_SECRET, KEY_FIELD, operator_namespace),
+        30,
+        "the callback's key",
+    )
+    (demo.workdir / KEY_FILE).write_text(key)
+
+
+def walk_through(demo: Demo, interactive: bool) -> None:
+    step("Applying the CRDs and the demo objects (a GoogleClient and two Branches)")
+    apply_crds(demo)
+    manifest = "\n---\n".join(json.dumps(item) for item in demo_objects())
+    print(demo.kubectl("apply", "-f", "-", stdin=manifest), end="")
+
+    step("Starting the operator and the callback as local processes")
+    operator_log, _ = start_operator_and_callback(demo, NAMESPACE, "-n", NAMESPACE)
     info(f"operator log: {operator_log}")
 
     step("Waiting for the operator to publish a consent URL in the GoogleClient's status")
-    url: str = wait(
-        lambda: (
-            demo.resource("googleclients", "acme")
-            .get("status", {})
-            .get("authorization", {})
-            .get("url")
-        ),
-        60,
-        "the consent URL",
-    )
-    key = wait(lambda: demo.secret_field(KEY_SECRET, KEY_FIELD), 30, "the callback's key")
-    key_file.write_text(key)
+    url = consent_url(demo, "acme", NAMESPACE)
+    hand_key_to_callback(demo, NAMESPACE)
     print(demo.kubectl("get", "googletokens", "-n", NAMESPACE), end="")
     info("Consent URL (status.authorization.url):")
     print(f"\n    {url}\n", flush=True)
@@ -265,7 +305,7 @@ def walk_through(
         info("Open it in your browser and click Allow (nothing is opened for you).")
     else:
         info("No terminal: approving through the sandbox as a browser would.")
-        wait(lambda: _reachable(f"http://127.0.0.1:{callback_port}/healthz"), 30, "callback")
+        wait(lambda: _reachable(f"{demo.ports.callback_base}/healthz"), 30, "callback")
         page = requests.get(url, timeout=30)  # sandbox -> callback -> operator
         title = page.text.split("<h1>")[1].split("</h1>")[0] if "<h1>" in page.text else ""
         info(f"callback page: HTTP {page.status_code} {title}")
@@ -323,6 +363,21 @@ def walk_through(
             signal.pause()
         except KeyboardInterrupt:
             return  # the expected way to end an interactive demo
+
+
+def consent_url(demo: Demo, name: str, namespace: str) -> str:
+    """The consent URL the operator publishes in the GoogleClient's status."""
+    url: str = wait(
+        lambda: (
+            demo.resource("googleclients", name, namespace)
+            .get("status", {})
+            .get("authorization", {})
+            .get("url")
+        ),
+        60,
+        "the consent URL",
+    )
+    return url
 
 
 def _reachable(url: str) -> bool:

@@ -8,21 +8,23 @@ import contextlib
 import importlib.metadata
 import logging
 import signal
-from collections.abc import Coroutine
+import socket
+import sys
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
 from aiohttp import web
 
-from . import GROUP, handlers, leader
+from . import GROUP, handlers, leader, logs
 from .allocator import return_large_blocks
 from .consent import api as consent_api
 from .consent.apikey import KeyCheck
 from .consent.manager import CallbackManager
 from .consent_state.contract import HEALTHZ_PATH
 from .google_http import GoogleHttp
-from .kube import Kube, KubeConfig, load_config
+from .kube import ConfigError, Kube, KubeConfig, load_config
 from .leader import LeaderElection
 from .metrics import Metrics
 from .reconcile.deletion import Janitor
@@ -39,24 +41,65 @@ KOPF_OBSERVERS = 2
 VERSION_TEXT = importlib.metadata.version("google-token-operator")
 logger = logging.getLogger(__name__)
 
-LOG_FORMATS = {
-    "plain": kopf.LogFormat.PLAIN,
-    "full": kopf.LogFormat.FULL,
-    "json": kopf.LogFormat.JSON,
-}
+
+class StartError(Exception):
+    """The operator cannot start as configured; the message names the setting or the port."""
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    configure_logging(args.verbose, settings.log_format)
-    return_large_blocks()
-    return asyncio.run(_serve(args, settings))
+    """Exit code 2, one line and no traceback when the configuration or a port is wrong."""
+    logs.configure(args.verbose, settings.log_format)
+    try:
+        config = load_config()
+    except (ConfigError, OSError) as error:
+        return _refused(f"Kubernetes configuration (KUBECONFIG): {error}")
+    try:
+        check_ports(ports(args))
+        for line in logs.banner(
+            VERSION_TEXT,
+            watched_namespaces(args, settings),
+            settings.operator_namespace,
+            ports(args),
+            settings.google,
+            args.leader_election,
+        ):
+            logger.info(line)
+        return_large_blocks()
+        return asyncio.run(_serve(args, settings, config))
+    except StartError as error:
+        return _refused(str(error))
 
 
-def configure_logging(verbose: bool, log_format: str) -> None:
-    """kopf's log handler. Each object's lines name it: `[namespace/name] ...` in the text
-    formats, an `object` field in JSON (kopf's own default; its `configure` omits the prefix
-    unless asked)."""
-    kopf.configure(verbose=verbose, log_format=LOG_FORMATS[log_format], log_prefix=None)
+def _refused(why: str) -> int:
+    print(f"google-token-operator: cannot start: {why}", file=sys.stderr, flush=True)
+    return 2
+
+
+def ports(args: argparse.Namespace) -> dict[str, int]:
+    """The ports it listens on by their option's name (0: off)."""
+    return {
+        "consent": args.consent_port,
+        "metrics": args.metrics_port,
+        "liveness": args.liveness_port,
+    }
+
+
+def check_ports(wanted: Mapping[str, int]) -> None:
+    """Each port can be listened on, tried before anything starts: kopf would otherwise fail
+    on its liveness port with a traceback, after the other servers started."""
+    for name, port in wanted.items():
+        if port:
+            with socket.socket() as probe:
+                # As the servers bind: a port in TIME_WAIT is free to them.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("0.0.0.0", port))  # noqa: S104
+                except OSError as error:
+                    raise StartError(_busy(name, port, error)) from None
+
+
+def _busy(name: str, port: int, error: OSError) -> str:
+    return f"port {port} (--{name}-port) cannot be listened on: {error.strerror or error}"
 
 
 def watched_namespaces(args: argparse.Namespace, settings: Settings) -> list[str]:
@@ -129,10 +172,12 @@ def leader_election(
     return LeaderElection(kube, settings.operator_namespace, LEASE_NAME, identity, settings.leader)
 
 
-async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+async def _serve(args: argparse.Namespace, settings: Settings, config: KubeConfig) -> int:
     metrics = Metrics()
-    metrics.serve(args.metrics_port)
-    config = load_config()
+    try:
+        metrics.serve(args.metrics_port)
+    except OSError as error:  # taken since it was checked
+        raise StartError(_busy("metrics", args.metrics_port, error)) from None
     identity = leader.default_identity()
     # The identity in every request's User-Agent: an audit log tells the replicas apart.
     user_agent = f"google-token-operator/{VERSION_TEXT} ({identity})"
@@ -152,11 +197,15 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=None,
     )
     await consent_server.setup()
-    if args.consent_port:
-        # Reached by the callback pod only (NetworkPolicy); every answer is bound to a state.
-        await web.TCPSite(consent_server, "0.0.0.0", args.consent_port).start()  # noqa: S104
     election = None
     try:
+        if args.consent_port:
+            # Reached by the callback pod only (NetworkPolicy); every answer is bound to a state.
+            site = web.TCPSite(consent_server, "0.0.0.0", args.consent_port)  # noqa: S104
+            try:
+                await site.start()
+            except OSError as error:  # taken since it was checked
+                raise StartError(_busy("consent", args.consent_port, error)) from None
         if args.leader_election:
             election = leader_election(config, settings, identity, user_agent)
             if not await _while_alive(election.acquire(), args.liveness_port):

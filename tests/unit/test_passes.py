@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from google_token_operator.consent_state import pending as consent
 from google_token_operator.consent_state.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
 from google_token_operator.kube import KubeError
+from google_token_operator.logs import Tagged
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
 from google_token_operator.settings import Settings
@@ -581,7 +583,29 @@ async def test_a_branch_the_operator_fails_on_says_so_and_its_siblings_go_on(
     token = (kube.plain(NS, "acme-google-token") or {})["access_token"]
     assert token not in middle["message"]
     assert token not in caplog.text
-    assert "b-middle" in caplog.text
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.k8s_ref["name"] for r in failed] == ["b-middle"]  # tagged with the Branch
+
+
+async def test_a_client_pass_tags_each_branch_line_with_the_branch_not_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    op, kube, _, _, _ = operator_with_fakes()
+    authorized(kube)
+    three_branches(kube)
+    body = kube.resource("googleclients", NS, "acme")
+    # As kopf's logger of the GoogleClient does: its lines carry the client's reference.
+    client_logger = Tagged(LOG, "GoogleClient", NS, "acme")
+
+    with caplog.at_level(logging.INFO):
+        await ClientPass(op, body, client_logger).run(ClientMemory(status={}))
+
+    tags = {(r.k8s_ref["kind"], r.k8s_ref["name"], r.getMessage()) for r in caplog.records}
+    branches = {(kind, name) for kind, name, line in tags if "LocationVerified" in line}
+    assert branches == {("Branch", "a-first"), ("Branch", "b-middle"), ("Branch", "c-last")}
+    assert {(kind, name) for kind, name, line in tags if "TokenValid" in line} == {
+        ("GoogleClient", "acme")
+    }
 
 
 async def test_the_consent_state_is_written_through_the_secret_writer_and_wakes_nobody() -> None:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from google_token_operator.runner import configure_logging
+from google_token_operator.logs import configure as configure_logging
 from google_token_operator.settings import ENDPOINT_VARIABLES, Settings, SettingsError
 from google_token_operator.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 

@@ -18,6 +18,7 @@ from ..builders import consumer_secret
 from ..conditions import READY, Condition, Reason, merge_conditions
 from ..google_types import ApiError, location_title
 from ..kube import KubeError, StatusConflict, WriteFenced
+from ..logs import tagged
 from ..naming import ROLE_CONSUMER, Key, Owner
 from ..ownership import Claim, conflict_message
 from ..runtime.context import Operator, StatusBase
@@ -77,13 +78,13 @@ class BranchFanOut:
                 delay = policy.backoff_delay(
                     attempt, None, policy.jitter_fraction(uid, str(attempt))
                 )
-                name = body["metadata"].get("name")
+                about = tagged(self.logger, body)
                 if isinstance(error, KubeError):
-                    self.logger.warning(f"Branch {name}: {error}; trying again in {delay}")
+                    about.warning(f"Branch not reconciled: {error}; trying again in {delay}")
                     result.kube_error = result.kube_error or error
                 else:
-                    self.logger.error(
-                        f"Branch {name}: {unexpected(error)}; trying again in {delay}"
+                    about.error(
+                        f"Branch not reconciled: {unexpected(error)}; trying again in {delay}"
                     )
                     await self._report_failure(body, error)
                 wake, secrets = now + delay, set()
@@ -103,13 +104,13 @@ class BranchFanOut:
             Reason.RECONCILE_FAILED,
             f"the operator failed on this Branch ({unexpected(error)}); see the operator's log",
         )
+        about = tagged(self.logger, body)
         try:
-            await _write_status(self.op, body, self.op.branch_status(body), {}, failed, self.logger)
+            await _write_status(self.op, body, self.op.branch_status(body), {}, failed, about)
         except WriteFenced:
             raise
         except Exception as again:
-            name = body["metadata"].get("name")
-            self.logger.error(f"Branch {name}: status not written ({unexpected(again)})")
+            about.error(f"Branch status not written ({unexpected(again)})")
 
     async def _again(
         self, body: Mapping[str, Any], state: branches.ClientState, now: dt.datetime
@@ -130,6 +131,7 @@ async def reconcile_branch(
     logger: kopf.Logger,
 ) -> tuple[dt.datetime | None, set[Key]]:
     """One Branch: (when it next needs a look, the Secrets it depends on)."""
+    logger = tagged(logger, body)  # its lines name the Branch, not the client whose pass it is
     base = op.branch_status(body)
     status = base.status
     try:

@@ -18,6 +18,7 @@ import kopf
 from .. import branches
 from ..consent_state import pending as consent
 from ..kube import KubeError, WriteFenced
+from ..logs import Tagged
 from ..naming import (
     ROLE_CONSENT,
     ROLE_CONSUMER,
@@ -132,9 +133,9 @@ class Janitor:
                 try:
                     await self._handle(old, new)
                 except KubeError as error:  # one Branch's trouble must not stop the others
-                    logger.warning(f"Branch {key[0]}/{key[1]}: {error}")
+                    Tagged(logger, "Branch", *key).warning(f"Branch not handled: {error}")
                 except Exception as error:
-                    logger.error(f"Branch {key[0]}/{key[1]}: {unexpected(error)}")
+                    Tagged(logger, "Branch", *key).error(f"Branch not handled: {unexpected(error)}")
         finally:
             sweeping.cancel()
 
