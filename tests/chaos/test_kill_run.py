@@ -15,6 +15,7 @@ import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 import requests
 
 from fixtures.chaos import FAST_LEADER, TAKEOVER_BOUND, Stage
@@ -57,6 +58,7 @@ def identity_of(process: OperatorProcess) -> str:
     return f"-{process.process.pid}"
 
 
+@pytest.mark.slow
 def test_a_hundred_kills_lose_no_token_and_serve_no_expired_one(stage: Stage) -> None:
     stage.sandbox.state.token_lifetime = LIFETIME
     ports = {"a": free_port(), "b": free_port()}

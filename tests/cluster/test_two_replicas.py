@@ -6,6 +6,8 @@ import datetime as dt
 import signal
 import time
 
+import pytest
+
 from devkit.servers import SandboxServer
 from fixtures.operator import Cluster, OperatorFactory, authorized_client, wait_for
 from google_token_operator.election import LeaseTimings
@@ -21,6 +23,7 @@ def refreshed_by(log: str) -> int:
     return log.count("Access token refreshed")
 
 
+@pytest.mark.slow
 def test_only_one_replica_acts_and_the_other_takes_over(
     cluster: Cluster,
     sandbox: SandboxServer,
