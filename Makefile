@@ -87,9 +87,12 @@ chaos: $(WHEEL_STAMP) kube-binaries chaos-tools ## Only the fault runs (kills, f
 	$(BIN)/pytest -q -s tests/chaos
 	$(BIN)/python hack/check_leftovers.py
 
-test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools shells $(NODE_PREREQUISITES) ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
+# The tests mostly wait, so more workers than cores; tests/fixtures/workers.py says what
+# stays together on one worker and what starts first. The slowest tests are listed at the end.
+TEST_WORKERS ?= 4
+test: $(WHEEL_STAMP) kube-binaries go-tools browser chaos-tools shells node-deps ## Every tier: unit, sandbox, cluster, chart, alerts, browser, fault runs, node
 	$(BIN)/python hack/check_leftovers.py --sweep-stale
-	$(BIN)/pytest -q -raP
+	$(BIN)/pytest -q -raP --numprocesses $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations 30
 	$(BIN)/python hack/check_leftovers.py
 
 lint: $(WHEEL_STAMP) ## ruff (lint + format check), mypy --strict and the import contracts (lint-imports)

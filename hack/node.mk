@@ -9,7 +9,8 @@ NODE_APT_PACKAGES := runc containernetworking-plugins buildah mmdebstrap skopeo 
 
 .PHONY: node-deps node-binaries node-images node-up node-down e2e-node
 
-# What the node tier needs before its tests run (also `make test`'s, which runs every tier).
+# What the node tier needs before its tests run (`make test` has the node tier's fixture build
+# the binaries and images, in its worker, beside the other tiers).
 NODE_PREREQUISITES := node-deps node-binaries node-images
 
 node-deps: ## Install the Debian packages the image build and the node need (apt-get; root)

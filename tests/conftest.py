@@ -7,4 +7,5 @@ pytest_plugins = [
     "fixtures.browser",
     "fixtures.callback",
     "fixtures.chaos",
+    "fixtures.workers",
 ]

@@ -365,6 +365,11 @@ class SandboxState:
             self._counts.clear()
             self._client_counts.clear()
 
+    def issued_access_tokens(self) -> list[str]:
+        """Every access token issued so far, oldest first."""
+        with self._lock:
+            return list(self._access_tokens)
+
     def issued_secrets(self) -> set[str]:
         """Every client secret, code and token ever registered or issued, to search logs for."""
         with self._lock:

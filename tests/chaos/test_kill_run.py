@@ -15,6 +15,7 @@ import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 import requests
 
 from fixtures.chaos import FAST_LEADER, TAKEOVER_BOUND, Stage
@@ -26,8 +27,10 @@ CLIENTS = 10
 BRANCHES = 3
 LIFETIME = 60
 KILLS = 100
-# A restarted replica needs a moment (Python, kopf, its first listing) before it can lead.
-STARTUP = 4.0
+# Beyond the Lease's own bound: API calls and the event loop run late on a machine that runs
+# other tests beside this one (make test runs them in parallel). A replica's start-up (Python,
+# kopf, its first listing) is not in it: it is measured from a replica competing for the Lease.
+SLACK = 4.0
 
 
 @dataclasses.dataclass
@@ -57,6 +60,7 @@ def identity_of(process: OperatorProcess) -> str:
     return f"-{process.process.pid}"
 
 
+@pytest.mark.slow
 def test_a_hundred_kills_lose_no_token_and_serve_no_expired_one(stage: Stage) -> None:
     stage.sandbox.state.token_lifetime = LIFETIME
     ports = {"a": free_port(), "b": free_port()}
@@ -82,7 +86,9 @@ def test_a_hundred_kills_lose_no_token_and_serve_no_expired_one(stage: Stage) ->
     watcher = threading.Thread(target=watch_consumers, args=(stage, consumers, seen, stop))
     watcher.start()
     rng = random.Random(20261126)
-    leaderless: list[float] = []
+    leaderless: list[float] = []  # from a replica competing for the Lease until one holds it
+    startups: list[float] = []  # from the leader's kill until a replica competes
+    runs_from = {replica: 0 for replica in replicas.values()}  # log offset of its current run
     consented = False
     try:
         for kill in range(KILLS):
@@ -90,12 +96,17 @@ def test_a_hundred_kills_lose_no_token_and_serve_no_expired_one(stage: Stage) ->
             victim_key = rng.choice(sorted(replicas))
             victim = replicas[victim_key]
             was_leader = stage.lease_holder().endswith(identity_of(victim))
+            (other,) = (replica for key, replica in replicas.items() if key != victim_key)
+            other_competes = competing(other, runs_from[other])
             killed_at = time.monotonic()
             victim.stop(signal.SIGKILL)
+            runs_from[victim] = victim.log_path.stat().st_size
             victim.start()
             if was_leader:
+                since = killed_at if other_competes else first_competing(replicas, runs_from)
                 await_a_leader(stage, list(replicas.values()))
-                leaderless.append(time.monotonic() - killed_at)
+                leaderless.append(time.monotonic() - since)
+                startups.append(since - killed_at)
             if kill == KILLS // 2 and not consented:
                 consented = consent_through_any_replica(stage, ports)
         time.sleep(2 * LIFETIME)  # the last kills' effects play out; tokens roll over twice
@@ -115,16 +126,38 @@ def test_a_hundred_kills_lose_no_token_and_serve_no_expired_one(stage: Stage) ->
         f"kill run: {KILLS} kills ({len(leaderless)} of the leader); refresh tokens lost "
         f"{len(lost)}, live grants stored nowhere {len(dangling)}; expired tokens seen "
         f"{len(seen.expired)} in {seen.reads} reads; token calls {calls} for "
-        f"{len(seen.tokens)} distinct tokens; longest without a leader "
-        f"{max(leaderless, default=0):.1f} s (bound {TAKEOVER_BOUND + STARTUP:.1f} s: "
-        f"lease + 2 retries after the other replica is up)"
+        f"{len(seen.tokens)} distinct tokens; longest without a leader once a replica "
+        f"competed {max(leaderless, default=0):.1f} s (bound {TAKEOVER_BOUND + SLACK:.1f} s: "
+        f"lease + 2 retries + slack), before that up to {max(startups, default=0):.1f} s "
+        f"for the restarted replica to start"
     )
     assert consented, "the consent in flight never completed"
     assert stored["pending"], "the consent's refresh token was lost"
     assert lost == [] and dangling == set()
     assert seen.expired == []
     assert calls <= len(seen.tokens) + KILLS
-    assert max(leaderless, default=0) <= TAKEOVER_BOUND + STARTUP
+    assert max(leaderless, default=0) <= TAKEOVER_BOUND + SLACK
+
+
+def competing(replica: OperatorProcess, run_from: int) -> bool:
+    """Whether the replica's current run (its log from byte ``run_from``) competes for the Lease."""
+    with replica.log_path.open("rb") as log:
+        log.seek(run_from)
+        text = log.read().decode(errors="replace")
+    return "Waiting to lead:" in text or "Leading:" in text
+
+
+def first_competing(
+    replicas: dict[str, OperatorProcess], runs_from: dict[OperatorProcess, int]
+) -> float:
+    """The moment (monotonic, to 0.1 s) a replica's current run first competes for the Lease."""
+    wait_for(
+        lambda: any(competing(replica, runs_from[replica]) for replica in replicas.values()),
+        60,
+        interval=0.1,
+        what="a replica competing for the Lease",
+    )
+    return time.monotonic()
 
 
 def await_a_leader(stage: Stage, replicas: list[OperatorProcess]) -> None:
@@ -132,7 +165,7 @@ def await_a_leader(stage: Stage, replicas: list[OperatorProcess]) -> None:
     identities = [identity_of(replica) for replica in replicas]
     wait_for(
         lambda: any(stage.lease_holder().endswith(identity) for identity in identities),
-        TAKEOVER_BOUND + STARTUP + 10,
+        TAKEOVER_BOUND + SLACK + 10,
         what="a new leader",
     )
 

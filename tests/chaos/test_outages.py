@@ -31,6 +31,7 @@ def refreshed_after(stage: Stage, name: str, moment: dt.datetime) -> bool:
     return isinstance(last, str) and parse_rfc3339(last) >= moment.replace(microsecond=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
 def test_a_restart_mid_refresh_heals_by_itself_without_a_storm_at_google(
     stage: Stage, component: str
@@ -68,6 +69,7 @@ def test_a_restart_mid_refresh_heals_by_itself_without_a_storm_at_google(
     assert calls <= hot_due  # the nine calm clients are not due for an hour: no call at all
 
 
+@pytest.mark.slow
 def test_a_google_outage_backs_off_reports_and_recovers(stage: Stage) -> None:
     """Google answers 503 for three token lifetimes (60 s tokens)."""
     lifetime, outage = 60, 180.0

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devkit import ControlPlane
 from fixtures.operator import REPO
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_every_phase_at_twenty_clients(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from devkit import ControlPlane
@@ -83,6 +84,7 @@ def consent_as(sandbox: SandboxServer, url: str, email: str) -> dict[str, str]:
     return redirect_query(answer)
 
 
+@pytest.mark.slow
 def test_refresh_now_acts_once_per_value_and_a_burst_is_rate_limited(
     control_plane: ControlPlane,
     cluster: Cluster,

@@ -51,6 +51,7 @@ def lease_holder(kube_api: client.ApiClient, namespace: str) -> str:
     return str(lease.spec.holder_identity or "")
 
 
+@pytest.mark.slow
 def test_twenty_namespaces_with_leader_election_keep_every_token_fresh(
     control_plane: ControlPlane,
     kube_api: client.ApiClient,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
 from devkit.servers import SandboxServer
 from fixtures.operator import (
     Cluster,
@@ -25,6 +27,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@pytest.mark.slow
 def test_sixty_second_tokens_for_five_minutes(
     cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
 ) -> None:

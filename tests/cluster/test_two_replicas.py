@@ -6,6 +6,8 @@ import datetime as dt
 import signal
 import time
 
+import pytest
+
 from devkit.servers import SandboxServer
 from fixtures.operator import Cluster, OperatorFactory, authorized_client, wait_for
 from google_token_operator.election import LeaseTimings
@@ -21,6 +23,7 @@ def refreshed_by(log: str) -> int:
     return log.count("Access token refreshed")
 
 
+@pytest.mark.slow
 def test_only_one_replica_acts_and_the_other_takes_over(
     cluster: Cluster,
     sandbox: SandboxServer,
@@ -64,6 +67,9 @@ def test_only_one_replica_acts_and_the_other_takes_over(
     observe(40)  # the standby refreshes from now on
     assert refreshed_by(standby.log()) >= 1
 
-    # No token lost, none refreshed twice: every call made a token the Secret then held.
-    assert sandbox.state.counts["token.refresh_token"] == len(tokens)
+    # No token lost, none refreshed twice: every token Google issued from the first one read
+    # on, the Secret then held (on a busy machine Ready may come after the first refresh).
+    issued = sandbox.state.issued_access_tokens()
+    first_read = min(tokens, key=lambda token: tokens[token])
+    assert issued[issued.index(first_read) :] == sorted(tokens, key=lambda token: tokens[token])
     assert "Starting Kopf" not in standby.log().split("Leading:")[0]  # idle while waiting

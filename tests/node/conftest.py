@@ -1,9 +1,9 @@
 """The node tier: one real single-node cluster (devkit.node) for the tests of a module.
 
-Every test here is marked ``node``. The node needs root and what `make e2e-node` installs and
-builds first (Debian packages, the node's binaries, the images); without them the session's
-node fixture fails with a message naming what is missing. The numbers the tier measures are
-printed at the end of the run and written to test-output/node-measurements.txt.
+Every test here is marked ``node``. The node needs root and the Debian packages `make node-deps`
+installs; the node's binaries and the images are built here first (cached; up to date in under
+a second). Without what they need, the tier fails with a message naming what is missing. The
+numbers the tier measures are printed at the end of the run (test-output/node-measurements.txt).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from node_support import Measurements, allow_node_dns, get, wait_until
 
-from devkit.binaries import BinariesMissingError
+from devkit import images
+from devkit.binaries import BinariesMissingError, ensure_netpol_binaries, ensure_node_binaries
 from devkit.images import ImageBuildError
 from devkit.node import Node, NodeError
+from fixtures.workers import MEASUREMENTS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
-OUTPUT = REPO / "test-output"
 OPERATOR_NS = "google-token-operator"
 EXAMPLES_NS = "reviews-demo"
 _MEASUREMENTS = Measurements()
@@ -35,14 +36,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.node)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _MEASUREMENTS.values:
-        return
-    terminalreporter.section("node tier measurements")
-    for line in _MEASUREMENTS.lines():
-        terminalreporter.write_line(line)
-    OUTPUT.mkdir(exist_ok=True)
-    (OUTPUT / "node-measurements.txt").write_text("\n".join(_MEASUREMENTS.lines()) + "\n")
+def pytest_sessionfinish() -> None:
+    # tests/fixtures/workers.py prints the file in the summary (the tier may run in a worker).
+    if _MEASUREMENTS.values:
+        MEASUREMENTS_FILE.parent.mkdir(exist_ok=True)
+        MEASUREMENTS_FILE.write_text("\n".join(_MEASUREMENTS.lines()) + "\n")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def node_prerequisites(request: pytest.FixtureRequest) -> None:
+    """The node's binaries and images, built (or found up to date) by the process that runs the
+    tier: under `make test` that is one worker, while the others run the cluster tests."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    try:
+        # A first build takes minutes: let its progress reach the terminal.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            ensure_node_binaries()
+            ensure_netpol_binaries()
+            images.build_all()
+    except (BinariesMissingError, ImageBuildError) as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
 
 
 @pytest.fixture(scope="session")
