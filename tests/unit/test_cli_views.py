@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from google_token_operator.commands import about, detail, formats, selection
+from google_token_operator.commands import about, detail, formats, selection, waiting
 from google_token_operator.commands.cli import build_parser, main
 from google_token_operator.commands.status_command import branch_row, client_row
 from google_token_operator.kube import KubeError
@@ -277,3 +277,41 @@ async def test_a_refusal_by_rbac_is_told_apart_from_a_failure() -> None:
         await detail.allowed(answer(403))
     with pytest.raises(KubeError):
         await detail.allowed(answer(500))
+
+
+# A tenant's message that would set the window title, clear the screen and start a sequence
+# with the one-byte C1 CSI.
+HOSTILE = "ok\x1b]0;pwned\x07\x1b[2J\r\x9b31mred\x7f"
+
+
+@pytest.mark.parametrize("output", ["table", "wide"])
+@pytest.mark.parametrize("watch", [False, True])
+def test_text_from_the_cluster_reaches_the_terminal_without_control_characters(
+    output: str, watch: bool
+) -> None:
+    shown = formats.frame_text(formats.Frame(f"acme  {HOSTILE}\nnext"), output, watch, live=False)
+    assert shown.startswith("acme  ok\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x9b31mred\\x7f\nnext")
+    assert not any((ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F for c in shown)
+
+
+def test_a_watched_terminal_is_still_cleared_and_json_keeps_its_own_escapes() -> None:
+    assert formats.frame_text(formats.Frame(HOSTILE), "table", True, live=True).startswith(
+        formats.CLEAR + "ok\\x1b"
+    )
+    document = formats.dump("json", {"message": HOSTILE})
+    assert formats.frame_text(formats.Frame(document), "json", False, live=False) == document
+    assert json.loads(document)["message"] == HOSTILE  # the JSON reader gets the real text
+
+
+def test_the_waiting_commands_print_lines_from_the_cluster_made_visible() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    console = waiting.Console(stream)
+    console.show(waiting.Step(None, lines=(f"Ready=False: {HOSTILE}",), status_line=HOSTILE))
+    console.close()
+    written = stream.getvalue()
+    assert "\x1b" not in written and "\x9b" not in written and "\x07" not in written
+    assert "Ready=False: ok\\x1b]0;pwned" in written

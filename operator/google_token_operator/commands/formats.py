@@ -29,6 +29,7 @@ from .status_command import (
     time_left,
     to_json,
 )
+from .terminal import visible
 
 FORMATS = ("table", "wide", "json", "yaml")
 WATCH_INTERVAL = 2.0
@@ -144,13 +145,14 @@ class Frame:
 def frame_text(frame: Frame, output: str, watch: bool, live: bool) -> str:
     """How a frame is printed: a watched terminal is redrawn; a watched pipe gets each
     change after the last (a YAML stream of documents, tables apart by a blank line)."""
+    text = frame.text if output in ("json", "yaml") else visible(frame.text)
     if not watch:
-        return frame.text
+        return text
     if live:
-        return CLEAR + frame.text
+        return CLEAR + text
     if output == "yaml":
-        return "---\n" + frame.text
-    return frame.text + ("\n" if output in ("table", "wide") else "")
+        return "---\n" + text
+    return text + ("\n" if output in ("table", "wide") else "")
 
 
 async def show(

@@ -15,6 +15,7 @@ from typing import Any, Generic, TextIO, TypeVar
 
 from ..kube import ConfigError, Kube, KubeConfig, KubeError, load_config
 from ..timeutil import is_ascii_number
+from .terminal import visible
 
 POLL_INTERVAL = 1.0
 # The exit statuses every waiting command shares (each may add its own).
@@ -48,11 +49,12 @@ class Console:
         if step.lines:
             self._clear_status()
             for line in step.lines:
-                print(line, file=self.stream)
+                print(visible(line), file=self.stream)
         if step.status_line and self.live:
-            padding = " " * max(0, self._status_width - len(step.status_line))
-            self.stream.write(f"\r{step.status_line}{padding}")
-            self._status_width = len(step.status_line)
+            status_line = visible(step.status_line)
+            padding = " " * max(0, self._status_width - len(status_line))
+            self.stream.write(f"\r{status_line}{padding}")
+            self._status_width = len(status_line)
         self.stream.flush()
 
     def close(self) -> None:
