@@ -11,6 +11,7 @@ from google_token_operator.metrics import Metrics
 from google_token_operator.naming import ROLE_CONSUMER, ROLE_PRIVATE, Owner, labels_for
 from google_token_operator.ownership import Claim, claim, reserved_name_problem
 from google_token_operator.runtime.cluster import ClusterView
+from google_token_operator.runtime.memory import WriteMemory
 from google_token_operator.runtime.secrets import SecretWriter, Written
 from google_token_operator.tokens import AccessToken, TokenRecord
 from google_token_operator.views import SecretMeta
@@ -58,7 +59,7 @@ def test_only_the_private_name_is_reserved() -> None:
 
 async def test_the_writer_never_writes_reads_or_deletes_a_private_secret_as_a_consumer() -> None:
     kube = FakeKube()
-    writer = SecretWriter(kube, None, Metrics())  # type: ignore[arg-type]
+    writer = SecretWriter(kube, None, Metrics(), WriteMemory())  # type: ignore[arg-type]
     assert (await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)).outcome is (
         Written.WROTE
     )
@@ -80,8 +81,9 @@ async def test_a_write_not_yet_watched_keeps_its_role() -> None:
     """The watch lags behind this process's own create: what it remembers of the write
     (not the role a later caller asks for) decides."""
     kube = FakeKube()  # its changes never reach the view below: a watch that lags
-    view = ClusterView(kube, [], "gto")  # type: ignore[arg-type]
-    writer = SecretWriter(kube, view, Metrics())  # type: ignore[arg-type]
+    memory = WriteMemory()
+    view = ClusterView(kube, [], "gto", memory)  # type: ignore[arg-type]
+    writer = SecretWriter(kube, view, Metrics(), memory)  # type: ignore[arg-type]
     await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)
     before = kube.plain(NS, "acme-google-oauth")
 
