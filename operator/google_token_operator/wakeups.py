@@ -9,10 +9,11 @@ reads; the operator's own writes, already recorded by this process, wake nobody.
   only while this process has written none to it: once it has, the pass starts from the
   status it wrote (runtime.context.status_base), whatever the watch shows. Never its
   resourceVersion alone. It wakes the client it names, and the one it named before.
-- Secret: only the clients whose pass reads it. Of the metadata-only view, what tells whose it
-  is (uid, labels, owners), and, for a Secret without the managed-by label, its version: the
-  only sign that its data (credentials, say) changed. Of a managed Secret's view, its data
-  (the metadata-only view's version adds nothing there). Never a version this process wrote.
+- Secret: only the clients whose pass reads it. Of the metadata-only view, any change: besides
+  whose it is (uid, labels, owners), a pass reads its version (a new one is all it sees of new
+  credentials; the Secret writer checks its writes against it). Of a managed Secret's view,
+  its data, not its version alone (the metadata-only view tells of that). Never a version
+  this process wrote.
 
 runtime.cluster and the kopf handlers apply these; they hold no rule of their own.
 """
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .day2 import ANNOTATIONS
-from .naming import Key, is_managed
+from .naming import Key
 from .views import SecretMeta, SecretView
 
 # What of a GoogleClient's metadata calls for a pass (see client_essence).
@@ -43,6 +44,16 @@ def client_essence(meta: Mapping[str, Any]) -> ClientEssence:
 def client_wakes(seen: ClientEssence | None, now: ClientEssence) -> bool:
     """Does a GoogleClient event showing `now` wake its pass (`seen`: the essence last seen)?"""
     return seen != now
+
+
+def only_unread_changed(
+    essence: ClientEssence, status: Mapping[str, Any], fresh: Mapping[str, Any]
+) -> bool:
+    """Has a GoogleClient, read again as `fresh`, changed since a pass began from `essence`
+    and `status` only in what no pass reads (kopf's finalizer, labels): the status the pass
+    made from them is still right."""
+    meta = fresh.get("metadata") or {}
+    return not client_wakes(essence, client_essence(meta)) and (fresh.get("status") or {}) == status
 
 
 def client_of(branch: Mapping[str, Any]) -> Key:
@@ -83,10 +94,7 @@ def secret_changed(
     if old is None or new is None:
         return old is not new
     if isinstance(old, SecretMeta) and isinstance(new, SecretMeta):
-        if (old.uid, old.labels, old.owner_uids) != (new.uid, new.labels, new.owner_uids):
-            return True
-        # Unlabelled, its data is watched nowhere else: a new version may be new data.
-        return old.resource_version != new.resource_version and not is_managed(new.labels)
+        return old != new
     if isinstance(old, SecretView) and isinstance(new, SecretView):
         return (old.uid, old.data_hash, old.data_keys, old.private_data) != (
             new.uid,

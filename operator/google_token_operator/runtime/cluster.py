@@ -183,8 +183,9 @@ class ClusterView:
 
     @contextlib.contextmanager
     def pass_running(self, client: Key) -> Iterator[None]:
-        """Around one pass of `client`: if a Secret the pass depends on at its end changed
-        after it began, wake it again (it may have read the Secret before the change)."""
+        """Around one pass of `client`: if a Secret the pass depends on at its end, or one of
+        its Branches, changed after it began (and not by its own writes), wake it again (it
+        may have read them before the change)."""
         began = self._passes[client] = self._changes
         try:
             yield
@@ -192,17 +193,23 @@ class ClusterView:
             self._passes.pop(client, None)
             depended = self._depended.get(client, ())
             changed = [key for key in depended if self._changed_at.get(key, began) > began]
-            branches = self._branches_before.pop(client, {})
-            if not all(self._shows_own_write(key) for key in changed) or any(
-                client in branch_wakes(before, now, self._own_status(now))
-                for before, now in ((old, self.branches.get(key)) for key, old in branches.items())
-            ):
+            branch_news = self._branch_news(client)
+            if branch_news or not all(self._shows_own_write(key) for key in changed):
                 self.wakeups.wake(client)
             self._forget_old_changes()
 
     def _shows_own_write(self, key: Key) -> bool:
         views = [view for view in (self.secret_meta.get(key), self.managed.get(key)) if view]
         return bool(views) and all(self._own.wrote(key, view.resource_version) for view in views)
+
+    def _branch_news(self, client: Key) -> bool:
+        """Did a Branch that changed while `client`'s pass ran change in what the pass reads?
+        Judged at the pass's end, once it has recorded the statuses it wrote."""
+        for key, before in self._branches_before.pop(client, {}).items():
+            now = self.branches.get(key)
+            if client in branch_wakes(before, now, self._own_status(now)):
+                return True
+        return False
 
     def _own_status(self, branch: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         uid = str((branch or {}).get("metadata", {}).get("uid") or "")
