@@ -8,8 +8,18 @@ from typing import Any
 
 import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
-from test_passes import CLIENT_ID, NS, authorized, branch_body, condition
+from test_passes import (
+    CLIENT_ID,
+    NS,
+    PRIVATE_LABELS,
+    authorized,
+    branch_body,
+    client_body,
+    condition,
+    owner_reference,
+)
 
+from google_token_operator import GROUP
 from google_token_operator.conditions import Reason
 from google_token_operator.kube import StatusConflict
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
@@ -147,17 +157,21 @@ def test_a_secret_change_wakes_its_readers_for_what_a_pass_reads_and_never_for_o
 # Passes, with the watches late ----------------------------------------------------------------
 
 
-async def passes_until_quiet(op: Operator, kube: FakeKube, memory: ClientMemory) -> int:
-    """Run acme's passes as its daemon does while something wakes it, the watches catching
-    up only once each pass has ended; how many ran."""
-    wake = op.cluster.wakeups.event(ACME)
-    passes = 0
-    while wake.is_set() and passes < 5:
-        wake.clear()
-        await ClientPass(op, kube.resource("googleclients", NS, "acme"), LOG).run(memory)
-        passes += 1
-        kube.deliver()
-    assert not wake.is_set(), "a wake-up is left set"
+async def passes_until_quiet(
+    op: Operator, kube: FakeKube, memories: dict[str, ClientMemory]
+) -> dict[str, int]:
+    """Run each client's passes as its daemon does while something wakes it, the watches
+    catching up only once a pass has ended; how many ran, per client."""
+    passes = dict.fromkeys(memories, 0)
+    wakes = {name: op.cluster.wakeups.event((NS, name)) for name in memories}
+    while any(wake.is_set() for wake in wakes.values()) and sum(passes.values()) < 10:
+        for name in [name for name, wake in wakes.items() if wake.is_set()]:
+            wakes[name].clear()
+            body = kube.resource("googleclients", NS, name)
+            await ClientPass(op, body, LOG).run(memories[name])
+            passes[name] += 1
+            kube.deliver()
+    assert not any(wake.is_set() for wake in wakes.values()), "a wake-up is left set"
     return passes
 
 
@@ -169,10 +183,10 @@ async def test_one_pass_per_change_and_no_wake_up_left_after_a_branch_fan_out(la
     for name, location in (("downtown", "111"), ("airport", "222"), ("harbour", "333")):
         kube.put_resource("branches", branch_body(name, location))
     kube.deliver()
-    memory = ClientMemory(status={})
+    memory = {"acme": ClientMemory(status={})}
 
     op.cluster.wakeups.wake(ACME)  # the daemon's first pass
-    assert await passes_until_quiet(op, kube, memory) == 1
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1}
     for name in ("downtown", "airport", "harbour"):
         status = kube.resource("branches", NS, name)["status"]
         assert condition(status, "Ready") == ("True", Reason.LOCATION_VERIFIED)
@@ -184,21 +198,21 @@ async def test_one_pass_per_change_and_no_wake_up_left_after_a_branch_fan_out(la
     downtown["metadata"]["generation"] += 1
     kube.put_resource("branches", downtown)
     kube.deliver()
-    assert await passes_until_quiet(op, kube, memory) == 1
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1}
     location = kube.resource("branches", NS, "downtown")["status"]["location"]
     assert location["name"] == "accounts/123/locations/444"
 
     airport = kube.secrets[(NS, "airport-google-token")]
     await kube.delete_secret(NS, "airport-google-token", uid=airport["metadata"]["uid"])
     kube.deliver()
-    assert await passes_until_quiet(op, kube, memory) == 1
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1}
     restored = kube.plain(NS, "airport-google-token") or {}
     assert restored["access_token"] == (kube.plain(NS, "acme-google-token") or {})["access_token"]
     assert restored["location_name"] == "accounts/123/locations/222"
 
     kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "rotated"})
     kube.deliver()
-    assert await passes_until_quiet(op, kube, memory) == 1
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1}
     assert google.calls["refresh"] == 1  # nothing else was due
 
 
@@ -208,11 +222,50 @@ async def test_a_change_to_another_clients_secret_wakes_no_one_here() -> None:
     authorized(kube)
     kube.deliver()
     op.cluster.wakeups.wake(ACME)
-    assert await passes_until_quiet(op, kube, ClientMemory(status={})) == 1
+    memory = {"acme": ClientMemory(status={})}
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1}
 
     kube.put_secret(NS, "other-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
     kube.deliver()
-    assert await passes_until_quiet(op, kube, ClientMemory(status={})) == 0
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 0}
+
+
+async def test_two_clients_sharing_credentials_run_one_pass_each_per_change() -> None:
+    op, kube, google, _, _ = operator_with_fakes()
+    kube.late = True
+    authorized(kube)
+    other = kube.put_resource("googleclients", client_body() | {"metadata": {"name": "other",
+                              "namespace": NS}})  # fmt: skip
+    kube.put_secret(NS, "other-google-oauth", {"refresh_token": "1//o", "client_id": CLIENT_ID,
+                    "scopes": "openid"}, labels=PRIVATE_LABELS | {f"{GROUP}/client": "other"},
+                    ownerReferences=[owner_reference(other)])  # fmt: skip
+    for name, client in (("downtown", "acme"), ("airport", "acme"), ("harbour", "other")):
+        body = branch_body(name, "111")
+        body["spec"]["clientRef"]["name"] = client
+        kube.put_resource("branches", body)
+    kube.deliver()
+    memory = {"acme": ClientMemory(status={}), "other": ClientMemory(status={})}
+    op.cluster.wakeups.wake(ACME)  # both daemons' first passes
+    op.cluster.wakeups.wake(OTHER)
+
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1, "other": 1}
+    assert google.calls["refresh"] == 2
+    for name in ("downtown", "airport", "harbour"):
+        status = kube.resource("branches", NS, name)["status"]
+        assert condition(status, "Ready") == ("True", Reason.LOCATION_VERIFIED)
+
+    # The credentials both read: one pass each. A Branch moved between them: one pass each.
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "rotated"})
+    kube.deliver()
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1, "other": 1}
+    airport = kube.resource("branches", NS, "airport")
+    airport["spec"]["clientRef"]["name"] = "other"
+    airport["metadata"]["generation"] += 1
+    kube.put_resource("branches", airport)
+    kube.deliver()
+    assert await passes_until_quiet(op, kube, memory) == {"acme": 1, "other": 1}
+    assert kube.plain(NS, "airport-google-token") is not None
+    assert google.calls["refresh"] == 2
 
 
 @pytest.mark.parametrize(
