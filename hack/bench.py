@@ -4,9 +4,9 @@ For each size (GoogleClients with 4 Branches each, pre-authorized as the tests d
 token in each private Secret, no access token yet) on a fresh control plane and the sandbox:
 
 1. first start: time until every client and Branch is Ready; CPU seconds, peak RSS, API
-   writes and reads, passes per client (1 when nothing but the start wakes a client: the
-   clients are authorized, no consent adds one); the same for a bare kopf operator (no-op
-   handlers) on the same objects;
+   writes and reads, passes per client (1 when nothing but the start wakes a client: its
+   own writes, a consent Secret included, wake nothing); the same for a bare kopf operator
+   (no-op handlers) on the same objects;
 2. idle with fresh tokens: CPU share and API requests per minute;
 3. restart: time until steady again, token calls to Google meanwhile (0 for fresh tokens);
 4. burst: every token issued in the same second and due at once, refreshed by one replica:

@@ -216,6 +216,22 @@ async def test_one_pass_per_change_and_no_wake_up_left_after_a_branch_fan_out(la
     assert google.calls["refresh"] == 1  # nothing else was due
 
 
+@pytest.mark.parametrize("late", [True, False], ids=["late watches", "watches at once"])
+async def test_a_client_waiting_for_consent_runs_one_pass(late: bool) -> None:
+    """The consent Secret its pass publishes is the Secret writer's own write: seen by the
+    watch, it wakes nobody."""
+    op, kube, _, _, _ = operator_with_fakes()
+    kube.late = late
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+    kube.deliver()
+    op.cluster.wakeups.wake(ACME)
+
+    assert await passes_until_quiet(op, kube, {"acme": ClientMemory(status={})}) == {"acme": 1}
+    status = kube.resource("googleclients", NS, "acme")["status"]
+    assert ("gto", status["authorization"]["stateSecretName"]) in kube.secrets
+
+
 async def test_a_change_to_another_clients_secret_wakes_no_one_here() -> None:
     op, kube, _, _, _ = operator_with_fakes()
     kube.late = True
