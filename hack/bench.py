@@ -4,7 +4,9 @@ For each size (GoogleClients with 4 Branches each, pre-authorized as the tests d
 token in each private Secret, no access token yet) on a fresh control plane and the sandbox:
 
 1. first start: time until every client and Branch is Ready; CPU seconds, peak RSS, API
-   writes and reads; the same for a bare kopf operator (no-op handlers) on the same objects;
+   writes and reads, passes per client (1 when nothing but the start wakes a client: its
+   own writes, a consent Secret included, wake nothing); the same for a bare kopf operator
+   (no-op handlers) on the same objects;
 2. idle with fresh tokens: CPU share and API requests per minute;
 3. restart: time until steady again, token calls to Google meanwhile (0 for fresh tokens);
 4. burst: every token issued in the same second and due at once, refreshed by one replica:
@@ -127,17 +129,29 @@ def reads(counts: dict[str, float]) -> float:
     return sum(counts.get(verb, 0.0) for verb in READ_VERBS)
 
 
+def operator_metrics(metrics_port: int) -> str:
+    """The operator's /metrics text ("" while it does not answer)."""
+    try:
+        return requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    except requests.RequestException:
+        return ""
+
+
 def ready_counts(metrics_port: int) -> dict[str, int]:
     """How many GoogleClients and Branches the operator reports Ready (its own gauges)."""
-    try:
-        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
-    except requests.RequestException:
-        return {}
     counts: dict[str, int] = collections.Counter()
-    for line in text.splitlines():
+    for line in operator_metrics(metrics_port).splitlines():
         if line.startswith("google_token_operator_ready_status{") and line.endswith(" 1.0"):
             counts[line.split('kind="', 1)[1].split('"', 1)[0]] += 1
     return dict(counts)
+
+
+def client_passes(metrics_port: int) -> float:
+    """How many passes the operator ran over GoogleClients (its own counter)."""
+    for line in operator_metrics(metrics_port).splitlines():
+        if line.startswith("google_token_operator_client_passes_total "):
+            return float(line.split()[1])
+    raise SystemExit("the operator reports no google_token_operator_client_passes_total")
 
 
 def free_port() -> int:
@@ -437,6 +451,8 @@ def measure(clients: int, noise: int, idle_seconds: float, workdir: Path) -> dic
             "api_reads": reads(api),
             "writes_per_client": writes(api) / clients,
             "google_token_calls": state.counts["token.refresh_token"] - calls_before,
+            # Counted once settled: what late watch events woke after Ready counts too.
+            "passes_per_client": client_passes(port) / clients,
         }
         say(f"first start: {result['first_start']}")
 
@@ -647,6 +663,7 @@ def figures(r: dict[str, Any]) -> dict[str, str]:
         ),
         "steady RSS / kopf-with-daemons RSS": f"{first['steady_rss_mb'] / daemons['rss_mb']:.2f}",
         "first start: API writes per client": f"{first['writes_per_client']:.1f}",
+        "first start: passes per client": f"{first['passes_per_client']:.2f}",
         "idle: CPU % of a core / API req per min": (
             f"{r['idle']['cpu_percent']:.2f} / {r['idle']['api_requests_per_minute']:.0f}"
         ),

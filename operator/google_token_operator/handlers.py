@@ -17,9 +17,8 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, policy
+from . import GROUP, VERSION, policy, wakeups
 from .consent.manager import CallbackManager
-from .day2 import ANNOTATIONS
 from .google_types import GoogleError
 from .kube import KubeError, StatusConflict, WriteFenced
 from .naming import Key
@@ -62,6 +61,7 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
             wake.clear()
             try:
                 async with op.pass_slots:  # thousands due at once take turns
+                    op.metrics.client_passes.inc()
                     current = await _read_again(op, key, body, memory) if reread else body
                     next_at = await ClientPass(op, current, logger).run(memory)
                 failures = 0
@@ -86,10 +86,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
                 reread = isinstance(error, StatusConflict)
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
 
-    # What of a GoogleClient, when it changes, calls for a pass now: its spec (generation),
-    # its deletion, and requests made by annotation. Its status (the passes' own writes)
-    # does not: a pass would only find nothing to do.
-    essences: dict[Key, tuple[Any, ...]] = {}
+    # What of a GoogleClient, when it changes, calls for a pass now: see wakeups.
+    essences: dict[Key, wakeups.ClientEssence] = {}
 
     # async: kopf runs plain functions in a thread, and the manager needs the event loop.
     @kopf.on.event(*CLIENTS, registry=registry, id="google_client_changed")
@@ -97,16 +95,10 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
         name: str, namespace: str | None, type: str, meta: kopf.Meta, status: kopf.Status, **_: Any
     ) -> None:
         key = (namespace or "", name)
-        essence = (
-            meta.get("generation"),
-            meta.get("deletionTimestamp"),
-            tuple(
-                sorted((k, v) for k, v in meta.get("annotations", {}).items() if k in ANNOTATIONS)
-            ),
-        )
+        essence = wakeups.client_essence(meta)
         if type == "DELETED":
             essences.pop(key, None)
-        elif essences.get(key) != essence:
+        elif wakeups.client_wakes(essences.get(key), essence):
             essences[key] = essence
             op.cluster.wakeups.wake(key)
         callbacks.observe(key, pending=type != "DELETED" and bool(status.get("authorization")))

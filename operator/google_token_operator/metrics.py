@@ -50,6 +50,11 @@ class Metrics:
             "1 while this replica holds the leader Lease and may act, else 0.",
             registry=self.registry,
         )
+        self.client_passes = Counter(
+            f"{PREFIX}_client_passes_total",
+            "Passes run over GoogleClients (each reads, decides and writes one client).",
+            registry=self.registry,
+        )
         self.secret_writes = Counter(
             f"{PREFIX}_secret_writes_total",
             "Secrets the operator created or updated, by role (private, consumer, consent).",

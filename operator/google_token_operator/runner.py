@@ -30,6 +30,7 @@ from .metrics import Metrics
 from .reconcile.deletion import Janitor
 from .runtime.cluster import ClusterView
 from .runtime.context import Operator
+from .runtime.memory import WriteMemory
 from .settings import Settings
 
 LEASE_NAME = "google-token-operator"
@@ -242,8 +243,9 @@ async def _lead(
         if janitor is not None:
             janitor.branch_changed(*change)
 
-    view = ClusterView(kube, namespaces, settings.operator_namespace, branch_changed)
-    op = Operator(settings, kube, google, metrics, view=view)
+    memory = WriteMemory()
+    view = ClusterView(kube, namespaces, settings.operator_namespace, memory, branch_changed)
+    op = Operator(settings, kube, google, metrics, view=view, memory=memory)
     janitor = Janitor(op, logger)
     background = [
         asyncio.create_task(view.run(), name="watches"),

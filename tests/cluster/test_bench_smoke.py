@@ -43,6 +43,8 @@ def test_the_benchmark_runs_every_phase_at_twenty_clients(
     figures = json.loads((tmp_path / "bench.json").read_text())["results"][0]
     assert figures["clients"] == 20 and figures["branches"] == 80
     assert figures["first_start"]["google_token_calls"] == 20
+    # One pass per client: its own writes wake nothing.
+    assert figures["first_start"]["passes_per_client"] <= 1.1
     assert figures["bare_kopf"]["rss_mb"] > 0 and figures["kopf_daemons"]["rss_mb"] > 0
     assert figures["restart"]["google_token_calls"] == 0
     assert figures["burst"]["google_calls_per_refresh"] == 1.0
@@ -51,3 +53,4 @@ def test_the_benchmark_runs_every_phase_at_twenty_clients(
     assert sum(figures["jitter"]["histogram_10s"]) == 20
     assert figures["noise"]["unrelated_secrets"] == 100
     assert "| first start: all Ready (s) |" in result.stdout
+    assert "| first start: passes per client |" in result.stdout

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from google_token_operator.google_types import (
@@ -22,10 +22,12 @@ from google_token_operator.google_types import (
     Userinfo,
 )
 from google_token_operator.kube import KubeError, StatusConflict
+from google_token_operator.kube.informer import Informer
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import Key, is_managed
 from google_token_operator.runtime.cluster import ClusterView
 from google_token_operator.runtime.context import Operator
+from google_token_operator.runtime.memory import WriteMemory
 from google_token_operator.settings import Settings
 from google_token_operator.tokens import AccessToken
 
@@ -47,8 +49,9 @@ class Clock:
 class FakeKube:
     """Secrets and custom resources in memory, with uids, resourceVersions and the API's
     refusals (409 on a name taken, a failed precondition or test). Every change is shown at
-    once to the watches of `view`, as if the watch never lagged; nothing lists or watches it
-    (raw requests, watches and workload applies are refused)."""
+    once to the watches of `view`, as if the watch never lagged; or, with `late` set, only
+    when `deliver` is called, as a watch that lags behind the writes. Nothing lists or watches
+    it (raw requests, watches and workload applies are refused)."""
 
     def __init__(self, namespaces: Iterable[str] = ("team", "gto")) -> None:
         self.namespaces = set(namespaces)
@@ -58,6 +61,20 @@ class FakeKube:
         self.view: ClusterView | None = None
         self.timeout = dt.timedelta(seconds=15)
         self._versions = itertools.count(1)
+        self.late = False
+        self._undelivered: list[Callable[[], None]] = []
+
+    def deliver(self) -> None:
+        """Show the watches every change held back while `late`, in order."""
+        while self._undelivered:
+            self._undelivered.pop(0)()
+
+    def _show(self, informer: Informer[Any], kind: str, body: dict[str, Any]) -> None:
+        copied = copy.deepcopy(body)
+        if self.late:
+            self._undelivered.append(lambda: informer.apply(kind, copied))
+        else:
+            informer.apply(kind, copied)
 
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         obj["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -66,14 +83,14 @@ class FakeKube:
 
     def _show_secret(self, kind: str, body: dict[str, Any]) -> None:
         if self.view is not None:
-            self.view.secret_meta.apply(kind, copy.deepcopy(body))
+            self._show(self.view.secret_meta, kind, body)
             if is_managed(body["metadata"].get("labels") or {}) or kind == "DELETED":
-                self.view.managed.apply(kind, copy.deepcopy(body))
+                self._show(self.view.managed, kind, body)
 
     def _show_resource(self, plural: str, kind: str, body: dict[str, Any]) -> None:
         if self.view is not None:
             informer = self.view.branches if plural == "branches" else self.view.clients
-            informer.apply(kind, copy.deepcopy(body))
+            self._show(informer, kind, body)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> NoReturn:
         raise AssertionError(f"FakeKube serves no raw {method} {path}")
@@ -293,7 +310,8 @@ def operator_with_fakes(
     settings = settings or Settings(operator_namespace="gto")
     clock = Clock()
     kube, google, events = FakeKube(), FakeGoogle(clock), RecordedEvents()
-    view = ClusterView(kube, [], settings.operator_namespace)
+    memory = WriteMemory()
+    view = ClusterView(kube, [], settings.operator_namespace, memory)
     for informer in view.informers:
         informer.synced.set()
     kube.view = view
@@ -305,5 +323,6 @@ def operator_with_fakes(
         view=view,
         clock=clock,
         events=events,
+        memory=memory,
     )
     return op, kube, google, clock, events

@@ -18,6 +18,7 @@ from google_token_operator.naming import (
 )
 from google_token_operator.ownership import Claim, claim, reserved_name_problem
 from google_token_operator.runtime.cluster import ClusterView
+from google_token_operator.runtime.memory import WriteMemory
 from google_token_operator.runtime.secrets import SecretWriter, Written
 from google_token_operator.tokens import AccessToken, TokenRecord
 from google_token_operator.views import SecretMeta, secret_meta
@@ -65,7 +66,7 @@ def test_only_the_private_name_is_reserved() -> None:
 
 async def test_the_writer_never_writes_reads_or_deletes_a_private_secret_as_a_consumer() -> None:
     kube = FakeKube()
-    writer = SecretWriter(kube, None, Metrics())
+    writer = SecretWriter(kube, None, Metrics(), WriteMemory())
     assert (await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)).outcome is (
         Written.WROTE
     )
@@ -87,8 +88,9 @@ async def test_a_write_not_yet_watched_keeps_its_role() -> None:
     """The watch lags behind this process's own create: what it remembers of the write
     (not the role a later caller asks for) decides."""
     kube = FakeKube()  # its changes never reach the view below: a watch that lags
-    view = ClusterView(kube, [], "gto")
-    writer = SecretWriter(kube, view, Metrics())
+    memory = WriteMemory()
+    view = ClusterView(kube, [], "gto", memory)
+    writer = SecretWriter(kube, view, Metrics(), memory)
     await writer.ensure(private_secret(OWNER, RECORD), OWNER, ROLE_PRIVATE)
     before = kube.plain(NS, "acme-google-oauth")
 

@@ -618,7 +618,7 @@ async def test_the_consent_state_is_written_through_the_secret_writer_and_wakes_
     status = await run_pass(op, kube)
 
     key = ("gto", status["authorization"]["stateSecretName"])
-    assert op.secrets.wrote(key, kube.secrets[key]["metadata"]["resourceVersion"])
+    assert op.memory.wrote(key, kube.secrets[key]["metadata"]["resourceVersion"])
     written = op.metrics.registry.get_sample_value(
         "google_token_operator_secret_writes_total", {"role": "consent"}
     )

@@ -23,7 +23,6 @@ from google_token_operator import (
 )
 from google_token_operator.conditions import find_condition
 from google_token_operator.consent_state import pending
-from google_token_operator.runtime.cluster import client_of
 from google_token_operator.settings import Settings
 from google_token_operator.timeutil import (
     EARLIEST,
@@ -34,6 +33,7 @@ from google_token_operator.timeutil import (
     parse_duration,
     parse_rfc3339,
 )
+from google_token_operator.wakeups import client_of
 
 # The same examples on every run and machine (derandomize), no example database written.
 settings.register_profile(

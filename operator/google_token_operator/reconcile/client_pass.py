@@ -15,14 +15,14 @@ from typing import Any
 
 import kopf
 
-from .. import branches, client_plan, clients
+from .. import branches, client_plan, clients, wakeups
 from ..client_plan import ClientPlan, Gathered
 from ..clients import ClientObservation, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
 from ..consent_state import pending as consent
 from ..day2 import Request
 from ..google_types import ApiError, ClientCredentials, GoogleError
-from ..kube import KubeError
+from ..kube import KubeError, StatusConflict
 from ..naming import ROLE_CONSENT, ROLE_CONSUMER, ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import Claim, conflict_message, reserved_name_problem
 from ..runtime.context import Operator, StatusBase, status_base
@@ -57,6 +57,8 @@ class ClientPass:
         self.op = operator
         self.body = body
         self.logger = logger
+        # What of the GoogleClient calls for a pass, as this one begins (kopf's body is live).
+        self.essence = wakeups.client_essence(body["metadata"])
 
     async def run(self, memory: ClientMemory) -> dt.datetime:
         """Runs the pass, updates `memory`; returns when to look again."""
@@ -353,9 +355,17 @@ class ClientPass:
         if not patch:
             memory.status = status
             return
-        version = await self.op.kube.patch_status(
-            "googleclients", str(meta["namespace"]), str(meta["name"]), patch, memory.version
-        )
+        key = (str(meta["namespace"]), str(meta["name"]))
+        try:
+            version = await self.op.kube.patch_status("googleclients", *key, patch, memory.version)
+        except StatusConflict:
+            # Changed since the pass began: if only in what no pass reads (kopf adds its
+            # finalizer while a new client's first pass runs), this status is still right.
+            fresh = await self.op.kube.get_resource("googleclients", *key)
+            if fresh is None or not wakeups.only_unread_changed(self.essence, last_status, fresh):
+                raise
+            again = str(fresh["metadata"].get("resourceVersion") or "")
+            version = await self.op.kube.patch_status("googleclients", *key, patch, again)
         memory.status, memory.version = status, version or memory.version
         post_transitions(
             self.op.events, self.body, last_status.get("conditions"), merged, self.logger

@@ -30,10 +30,10 @@ from ..naming import (
     private_secret_name,
 )
 from ..ownership import Claim
-from ..runtime.cluster import client_of
 from ..runtime.context import Operator
 from ..tokens import record_from_data
 from ..unforeseen import unexpected
+from ..wakeups import client_of
 from .branch_pass import BranchFanOut, reconcile_branch
 from .grants import revoke_grant
 

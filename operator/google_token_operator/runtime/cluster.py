@@ -9,9 +9,12 @@ something a pass depends on changes.
 - `branches`: every Branch; `clients`: every GoogleClient, metadata only (does it exist).
 
 Each pass registers the Secrets it read or wanted (`depend`); a change to any of them wakes
-that GoogleClient's daemon, and a change to a Branch wakes its client's. A pass registers at
-its end what it came to read, so a Secret that changed while the pass ran, after being read,
-wakes the pass again at its end (`pass_running`): no change is missed for being early.
+that GoogleClient's daemon, and a change to a Branch wakes its client's, as far as the
+predicates of `wakeups` let the change through (what a pass reads; not the operator's own
+writes, which `own` records). A pass registers at its end what it came to read, so a Secret
+that changed while the pass ran, after being read, wakes the pass again at its end
+(`pass_running`): no change is missed for being early. A change that comes while its client's
+pass runs is judged at the pass's end, once the pass has recorded what it wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .. import GROUP, MANAGED_BY, VERSION
 from ..kube.informer import FULL_SECRET_PAGE_SIZE, Informer, WatchApi
@@ -34,6 +37,7 @@ from ..views import (
     secret_meta,
     snapshot,
 )
+from ..wakeups import branch_wakes, client_of, secret_wakes
 
 
 class Wakeups:
@@ -60,13 +64,14 @@ def collection_paths(namespaces: Sequence[str], core: bool, plural: str) -> list
     return [f"{prefix}/namespaces/{namespace}/{plural}" for namespace in namespaces]
 
 
-def client_of(branch: dict[str, Any]) -> Key:
-    """(namespace, clientRef.name); a Branch written around its schema names no client."""
-    spec = branch.get("spec")
-    ref = spec.get("clientRef") if isinstance(spec, Mapping) else None
-    name = ref.get("name") if isinstance(ref, Mapping) else None
-    namespace = str((branch.get("metadata") or {}).get("namespace") or "")
-    return (namespace, str(name or ""))
+class OwnWrites(Protocol):
+    """What this process wrote itself (runtime.memory.WriteMemory)."""
+
+    def wrote(self, key: Key, version: str) -> bool: ...
+
+    def forget(self, key: Key) -> None: ...
+
+    def branch_status(self, uid: str) -> Mapping[str, Any] | None: ...
 
 
 class ClusterView:
@@ -78,10 +83,12 @@ class ClusterView:
         kube: WatchApi,
         watch_namespaces: Sequence[str],
         operator_namespace: str,
+        own: OwnWrites,
         on_branch_change: Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
         | None = None,
     ) -> None:
         self.wakeups = Wakeups()
+        self._own = own
         self._depends: dict[Key, set[Key]] = collections.defaultdict(set)
         self._depended: dict[Key, set[Key]] = {}
         self._branches_of: dict[Key, set[Key]] = collections.defaultdict(set)
@@ -92,11 +99,9 @@ class ClusterView:
         self._changed_at: dict[Key, int] = {}
         self._passes: dict[Key, int] = {}
         self._prune_at = self.PRUNE_MIN
-        # Set by the Secret writer: is this version of the Secret the one this process last
-        # wrote? A pass's own writes are not changes it missed.
-        self.own_write: Callable[[Key, str], bool] = lambda key, version: False
-        # Told of every Secret deleted (the Secret writer forgets what it wrote there).
-        self.secret_deleted: list[Callable[[Key], None]] = []
+        # Branch changes that came while their client's pass ran: each Branch as it was
+        # before the first of them, judged when that pass ends.
+        self._branches_before: dict[Key, dict[Key, dict[str, Any] | None]] = {}
         # Consent state lives in the operator's namespace, watched even when it is not one of
         # the namespaces the GoogleClients are in.
         secret_namespaces = (
@@ -177,8 +182,9 @@ class ClusterView:
 
     @contextlib.contextmanager
     def pass_running(self, client: Key) -> Iterator[None]:
-        """Around one pass of `client`: if a Secret the pass depends on at its end changed
-        after it began, wake it again (it may have read the Secret before the change)."""
+        """Around one pass of `client`: if a Secret the pass depends on at its end, or one of
+        its Branches, changed after it began (and not by its own writes), wake it again (it
+        may have read them before the change)."""
         began = self._passes[client] = self._changes
         try:
             yield
@@ -186,13 +192,34 @@ class ClusterView:
             self._passes.pop(client, None)
             depended = self._depended.get(client, ())
             changed = [key for key in depended if self._changed_at.get(key, began) > began]
-            if not all(self._shows_own_write(key) for key in changed):
+            branch_news = self._branch_news(client)
+            if branch_news or not all(self._shows_own_write(key) for key in changed):
                 self.wakeups.wake(client)
             self._forget_old_changes()
 
     def _shows_own_write(self, key: Key) -> bool:
         views = [view for view in (self.secret_meta.get(key), self.managed.get(key)) if view]
-        return bool(views) and all(self.own_write(key, view.resource_version) for view in views)
+        return bool(views) and all(self._own.wrote(key, view.resource_version) for view in views)
+
+    def _branch_news(self, client: Key) -> bool:
+        """Did a Branch that changed while `client`'s pass ran change in what the pass reads?
+        Judged at the pass's end, once it has recorded the statuses it wrote."""
+        for key, before in self._branches_before.pop(client, {}).items():
+            now = self.branches.get(key)
+            if client in branch_wakes(before, now, self._own_status(now)):
+                return True
+        return False
+
+    def _own_status(self, branch: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        uid = str((branch or {}).get("metadata", {}).get("uid") or "")
+        return self._own.branch_status(uid) if uid else None
+
+    def _wake_or_defer(self, client: Key, branch: Key, before: dict[str, Any] | None) -> None:
+        """Wake `client` now, or, while its pass runs, judge the Branch again at its end."""
+        if client in self._passes:
+            self._branches_before.setdefault(client, {}).setdefault(branch, before)
+        else:
+            self.wakeups.wake(client)
 
     def _forget_old_changes(self) -> None:
         if not self._passes:
@@ -212,13 +239,16 @@ class ClusterView:
         return [branch for branch in found if branch is not None]
 
     def _secret_changed(self, key: Key, old: Any, new: Any) -> None:
+        if new is None:  # gone: whatever this process wrote there is history
+            self._own.forget(key)
+        own = new is not None and self._own.wrote(key, new.resource_version)
+        if not secret_wakes(old, new, own=own):
+            return
         self._changes += 1
         if self._passes:
             self._changed_at[key] = self._changes
-        if new is None:
-            for listener in self.secret_deleted:
-                listener(key)
-        for client in list(self._depends.get(key, ())):
+        # A pass running now is woken by its end (`pass_running`), once it knows its writes.
+        for client in self._depends.get(key, set()) - self._passes.keys():
             self.wakeups.wake(client)
 
     def _branch_changed(
@@ -229,7 +259,7 @@ class ClusterView:
                 self._branches_of[client_of(view)].discard(key)
         if new is not None:
             self._branches_of[client_of(new)].add(key)
-        for client in {client_of(view) for view in (old, new) if view is not None}:
-            self.wakeups.wake(client)
+        for client in branch_wakes(old, new, self._own_status(new)):
+            self._wake_or_defer(client, key, old)
         if self._on_branch_change is not None:
             self._on_branch_change(key, old, new)

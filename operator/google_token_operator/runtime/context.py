@@ -16,6 +16,7 @@ from ..tokens import decode_data
 from .cluster import ClusterView
 from .edges import GoogleApi, KubeApi
 from .events import EventSink, KubeEvents
+from .memory import WriteMemory
 from .secrets import SecretWriter
 
 Clock = Callable[[], dt.datetime]
@@ -48,7 +49,8 @@ def status_base(body: Mapping[str, Any], written: StatusBase | None) -> StatusBa
 
 class Operator:
     """Shared state of the running operator. `view` is None where nothing is watched (the
-    consent API of a standby replica): Secrets are then read with a GET."""
+    consent API of a standby replica): Secrets are then read with a GET. `memory` is the one
+    `view` was made with (what this process wrote: its own writes wake no pass)."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class Operator:
         view: ClusterView | None = None,
         clock: Clock | None = None,
         events: EventSink | None = None,
+        memory: WriteMemory | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -67,10 +70,10 @@ class Operator:
         self.view = view
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.events = events or KubeEvents(kube, self.clock)
-        self.secrets = SecretWriter(kube, view, metrics)
+        self.memory = memory or WriteMemory()
+        self.secrets = SecretWriter(kube, view, metrics, self.memory)
         self._credentials: dict[Key, tuple[str, dict[str, str]]] = {}
         self._pass_slots: asyncio.Semaphore | None = None
-        self._branch_status: dict[str, StatusBase] = {}
 
     @property
     def pass_slots(self) -> asyncio.Semaphore:
@@ -108,14 +111,14 @@ class Operator:
 
     def branch_status(self, body: Mapping[str, Any]) -> StatusBase:
         """The Branch status this process wrote last, else what the watch shows."""
-        uid = str(body["metadata"].get("uid", ""))
-        return status_base(body, self._branch_status.get(uid))
+        written = self.memory.branch_written(str(body["metadata"].get("uid", "")))
+        return status_base(body, StatusBase(*written) if written is not None else None)
 
     def remember_branch_status(self, uid: str, written: StatusBase) -> None:
-        self._branch_status[uid] = written
+        self.memory.remember_branch(uid, written.status, written.version)
 
     def forget_branch(self, uid: str) -> None:
-        self._branch_status.pop(uid, None)
+        self.memory.forget_branch(uid)
 
     def forget_credentials(self, key: Key) -> None:
         self._credentials.pop(key, None)

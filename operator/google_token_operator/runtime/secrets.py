@@ -24,6 +24,7 @@ from ..naming import MANAGED_BY_LABEL, ROLE_LABEL, Key, Owner
 from ..ownership import Claim, Verdict, claim
 from ..views import SecretMeta, SecretView, managed_secret_view, secret_meta
 from .cluster import ClusterView
+from .memory import SecretWrite, WriteMemory
 
 
 class Written(enum.Enum):
@@ -36,18 +37,6 @@ class Written(enum.Enum):
 class WriteResult:
     outcome: Written
     why: str = ""  # for CONFLICT: why the Secret is not this object's
-
-
-@dataclasses.dataclass(frozen=True)
-class _Memory:
-    """What this process last wrote to a Secret: while the watch has not caught up, it is
-    trusted instead of writing again."""
-
-    uid: str
-    version_before: str
-    version_after: str
-    data_hash: str
-    role: str
 
 
 class SecretApi(Protocol):
@@ -67,14 +56,14 @@ class SecretApi(Protocol):
 
 
 class SecretWriter:
-    def __init__(self, kube: SecretApi, view: ClusterView | None, metrics: Metrics) -> None:
+    def __init__(
+        self, kube: SecretApi, view: ClusterView | None, metrics: Metrics, memory: WriteMemory
+    ) -> None:
         self.kube = kube
         self.view = view
         self.metrics = metrics
-        self._memory: dict[Key, _Memory] = {}
-        if view is not None:  # a Secret deleted since this process wrote it is gone for good
-            view.secret_deleted.append(self.forget)
-            view.own_write = self.wrote
+        # Shared with the view, which forgets there what was deleted and asks what is own.
+        self._memory = memory
 
     async def ensure(self, desired: Mapping[str, Any], owner: Owner, role: str) -> WriteResult:
         """Make the Secret hold `desired`'s data, if it is (or can become) `owner`'s."""
@@ -111,16 +100,16 @@ class SecretWriter:
         call did."""
         key = (namespace, name)
         seen, _ = await self._lookup(key)
-        memory = self._memory.get(key)
+        memory = self._memory.secret(key)
         if seen is None and memory is not None:  # created by this process; not yet watched
             if memory.role != role:
                 return False
-            del self._memory[key]
+            self._memory.forget(key)
             return await self.kube.delete_secret(namespace, name, uid=memory.uid)
         if claim(seen, owner, role, name).claim is not Claim.OURS:
             return False
         assert seen is not None
-        self._memory.pop(key, None)
+        self._memory.forget(key)
         return await self.kube.delete_secret(namespace, name, uid=seen.uid)
 
     async def read_owned(self, key: Key, owner: Owner, role: str) -> Mapping[str, str] | None:
@@ -141,17 +130,9 @@ class SecretWriter:
             return version, None
         return version, dict(current.get("data") or {})
 
-    def forget(self, key: Key) -> None:
-        self._memory.pop(key, None)
-
-    def wrote(self, key: Key, version: str) -> bool:
-        """Is `version` of the Secret the one this process last wrote?"""
-        memory = self._memory.get(key)
-        return memory is not None and memory.version_after == version
-
     def lags(self, key: Key) -> bool:
         """True while the watch still shows the Secret as it was before this process wrote it."""
-        memory = self._memory.get(key)
+        memory = self._memory.secret(key)
         if memory is None or self.view is None:
             return False
         view = self.view.managed.get(key)
@@ -164,7 +145,7 @@ class SecretWriter:
     ) -> SecretMeta | None:
         """What is seen of the Secret, or what this process created there when the watch has
         not shown it yet: in the role it was written in, not the one asked for now."""
-        memory = self._memory.get(key)
+        memory = self._memory.secret(key)
         if seen is not None or memory is None:
             return seen
         written = {**dict(labels), ROLE_LABEL: memory.role}
@@ -179,7 +160,7 @@ class SecretWriter:
         return secret_meta(current), managed_secret_view(current)
 
     def _unchanged(self, key: Key, seen: SecretMeta, view: SecretView | None, want: str) -> bool:
-        memory = self._memory.get(key)
+        memory = self._memory.secret(key)
         if (
             memory is not None
             and memory.uid == seen.uid
@@ -246,11 +227,14 @@ class SecretWriter:
         self, key: Key, before: str, written: Mapping[str, Any], want: str, role: str
     ) -> None:
         meta = written.get("metadata") or {}
-        self._memory[key] = _Memory(
-            uid=str(meta.get("uid") or ""),
-            version_before=before,
-            version_after=str(meta.get("resourceVersion") or ""),
-            data_hash=want,
-            role=role,
+        self._memory.remember_secret(
+            key,
+            SecretWrite(
+                uid=str(meta.get("uid") or ""),
+                version_before=before,
+                version_after=str(meta.get("resourceVersion") or ""),
+                data_hash=want,
+                role=role,
+            ),
         )
         self.metrics.secret_writes.labels(role).inc()
