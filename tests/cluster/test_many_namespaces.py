@@ -2,7 +2,8 @@
 plus kopf's) and --leader-election, a GoogleClient with 2 Branches in each, 60-second tokens
 for five minutes (5 refresh rounds; affordable since make test runs tests side by side).
 Every object Ready, no expired token ever read from a consumer Secret, the Lease never lost;
-the p99 latency of the operator's writes is printed from the API server's audit log. (Before separate pools, 8 namespaces lost the Lease.)
+the p99 latency of the operator's writes is printed from the API server's audit log. (Before
+separate pools, 8 namespaces lost the Lease.)
 """
 
 from __future__ import annotations
