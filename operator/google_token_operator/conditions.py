@@ -125,6 +125,22 @@ def merge_conditions(
     return merged
 
 
+def with_ready_failed(current: Sequence[Mapping[str, Any]] | None, message: str) -> list[Condition]:
+    """A GoogleClient's conditions when the operator failed on it: Ready=False ReconcileFailed
+    with ``message``; Authorized as it was (nothing else: a status may hold forged ones)."""
+    kept = [
+        Condition(
+            str(item.get("type")),
+            item.get("status") == "True",
+            str(item.get("reason") or ""),
+            str(item.get("message") or ""),
+        )
+        for item in _condition_items(current)
+        if item.get("type") == AUTHORIZED
+    ]
+    return [Condition(READY, False, Reason.RECONCILE_FAILED, message), *kept[:1]]
+
+
 def find_condition(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any]:
     for item in _condition_items(conditions):
         if item.get("type") == kind:

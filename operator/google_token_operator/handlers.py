@@ -22,6 +22,7 @@ from .consent.manager import CallbackManager
 from .google_types import GoogleError
 from .kube import KubeError, StatusConflict, WriteFenced
 from .naming import Key
+from .reconcile.client_failure import report_failure
 from .reconcile.client_pass import ClientMemory, ClientPass
 from .reconcile.deletion import delete_client
 from .runtime.context import Operator
@@ -82,6 +83,8 @@ def register(registry: kopf.OperatorRegistry, op: Operator, callbacks: CallbackM
                     known = isinstance(error, (KubeError, GoogleError))
                     why = str(error) if known else unexpected(error)
                     logger.warning(f"Reconciling failed, retrying in {delay}: {why}")
+                    if not known:
+                        await report_failure(op, body, memory, error, delay, logger)
                     next_at = op.clock() + delay
                 reread = isinstance(error, StatusConflict)
             await _sleep(wake, stopped, max((next_at - op.clock()).total_seconds(), 0.0))
