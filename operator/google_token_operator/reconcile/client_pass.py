@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from .. import branches, clients, day2
+from ..blockers import blocker_of
 from ..builders import consumer_secret, private_secret
 from ..clients import Action, ActionKind, ClientObservation, CredentialsProblem, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
@@ -407,6 +408,9 @@ class ClientPass:
         )
         self.op.metrics.set_authorized(
             str(meta["namespace"]), str(meta["name"]), find_condition(merged, AUTHORIZED)
+        )
+        self.op.metrics.set_blocked(
+            str(meta["namespace"]), str(meta["name"]), blocker_of({"conditions": merged})
         )
         if not patch:
             memory.status = status
