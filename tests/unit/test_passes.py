@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
@@ -13,7 +15,7 @@ from google_token_operator.consent.api import ConsentService
 from google_token_operator.consent_state import pending as consent
 from google_token_operator.consent_state.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
-from google_token_operator.kube import KubeError
+from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
 from google_token_operator.settings import Settings
@@ -582,3 +584,28 @@ async def test_a_branch_the_operator_fails_on_says_so_and_its_siblings_go_on(
     assert token not in middle["message"]
     assert token not in caplog.text
     assert "b-middle" in caplog.text
+
+
+async def test_a_denial_is_recorded_and_survives_a_pass_whose_status_write_conflicts() -> None:
+    """The consent API records the denial in status (a second writer), so the pass that the
+    denial woke may hold a stale GoogleClient and meet StatusConflict: the spent consent's
+    Secret must outlive that pass, or the next one would not know it was denied."""
+    op, kube, _, _, events = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+    memory = ClientMemory(status={})
+    published = (await run_pass(op, kube, memory))["authorization"]["url"]
+    state = dict(parse_qsl(urlsplit(published).query))["state"]
+    stale = copy.deepcopy(kube.resource("googleclients", NS, "acme"))
+
+    answer = await ConsentService(op).complete(state, "", "access_denied")
+
+    assert answer.outcome is Outcome.DENIED
+    recorded = kube.resource("googleclients", NS, "acme")["status"]["lastConsentFailure"]
+    assert recorded == {"reason": Reason.CONSENT_DENIED, "time": format_rfc3339(op.clock())}
+    assert ("acme", True, Reason.CONSENT_DENIED) in events.posted
+    with pytest.raises(StatusConflict):
+        await ClientPass(op, stale, LOG).run(memory)
+    status = await run_pass(op, kube)
+    assert condition(status, "Authorized") == ("False", Reason.CONSENT_DENIED)
+    assert status["authorization"]["url"] != published

@@ -187,7 +187,7 @@ class ClientPass:
             await op.secrets.delete_owned(spec.namespace, previous, owner, ROLE_CONSUMER)
 
         reconsented = Request.REAUTHORIZE in opened and consent_state == consent.OUTCOME_AUTHORIZED
-        published, consent_problem = await self._publish_consent(
+        published, consent_problem, spent = await self._publish_consent(
             observation,
             action,
             last_status,
@@ -207,6 +207,10 @@ class ClientPass:
             fields["tokenSecretName"] = None
         await self._write_status(memory, conditions, fields, now)
         memory.record = observation.record
+        if spent:
+            # Only now: had the status write failed, the next pass must still find what
+            # became of that consent (a denial) on its Secret.
+            await self._retire_state(spec, spent)
 
         ready = find_condition(memory.status.get("conditions"), READY)
         client_state = branches.ClientState(
@@ -330,11 +334,12 @@ class ClientPass:
         published_state: str,
         now: dt.datetime,
         reconsent: str,
-    ) -> tuple[consent.PublishedConsent | None, str]:
+    ) -> tuple[consent.PublishedConsent | None, str, str]:
         """Keep a usable consent URL while consent is needed or a re-consent (`reconsent`,
         the open request) is asked for; drop the state otherwise.
 
-        Returns the URL to publish and, when none can be, the reason why (a condition message).
+        Returns the URL to publish; when none can be, the reason why (a condition message);
+        and the state Secret a new URL replaces, to delete once the status says so.
         """
         op, spec = self.op, observation.spec
         namespace = op.settings.operator_namespace
@@ -346,7 +351,7 @@ class ClientPass:
         if not wanted or isinstance(credentials, CredentialsProblem):
             if published is not None:
                 await self._retire_state(spec, published.secret_name)
-            return None, ""
+            return None, "", ""
         request = consent.ConsentRequest(
             client_namespace=spec.namespace,
             client_name=spec.name,
@@ -368,11 +373,9 @@ class ClientPass:
             except KubeError as error:
                 if error.status != 404:
                     raise
-                return None, clients.operator_namespace_missing(namespace)
+                return None, clients.operator_namespace_missing(namespace), ""
             op.metrics.secret_writes.labels("consent").inc()
-        if plan.obsolete_secret:
-            await self._retire_state(spec, plan.obsolete_secret)
-        return plan.published, ""
+        return plan.published, "", plan.obsolete_secret
 
     async def _retire_state(self, spec: clients.ClientSpec, secret_name: str) -> None:
         """Delete a consent Secret, only if its labels name this very client (the name comes
