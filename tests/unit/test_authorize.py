@@ -215,7 +215,7 @@ def test_no_status_is_an_operator_that_has_not_looked_at_it() -> None:
     assert slow.lines[0].startswith("GoogleClient reviews/acme: no operator has reported on")
     assert late.exit is Exit.TIMED_OUT
     assert late.lines[0].startswith(
-        "Gave up after 15m00s. The operator has not acknowledged the GoogleClient for "
+        "Gave up after 15m00s. The operator has not acknowledged anything for "
         "GoogleClient reviews/acme: is it running and watching namespace reviews?"
     )
 

@@ -236,7 +236,7 @@ def timeout_message(watch: Watch, status: ClientStatus, blocker: Blocker) -> str
         ready += f" ({status.ready_message})"
     if blocker.kind is Kind.UNOBSERVED:
         return f"Gave up after {waited}. " + waiting.unacknowledged(
-            str(watch), watch.namespace, "the GoogleClient"
+            str(watch), watch.namespace, "anything"
         )
     if watch.shown is None:
         return (
