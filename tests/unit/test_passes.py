@@ -609,3 +609,20 @@ async def test_a_denial_is_recorded_and_survives_a_pass_whose_status_write_confl
     status = await run_pass(op, kube)
     assert condition(status, "Authorized") == ("False", Reason.CONSENT_DENIED)
     assert status["authorization"]["url"] != published
+
+
+async def test_a_denial_stands_when_its_record_cannot_be_written() -> None:
+    op, kube, _, _, events = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+    published = (await run_pass(op, kube))["authorization"]["url"]
+    state = dict(parse_qsl(urlsplit(published).query))["state"]
+
+    async def unreachable(*_: object) -> None:
+        raise KubeError(503, "ServiceUnavailable", "the API server is away")
+
+    kube.get_resource = unreachable  # type: ignore[method-assign]
+    answer = await ConsentService(op).complete(state, "", "access_denied")
+
+    assert answer.outcome is Outcome.DENIED
+    assert not [posted for posted in events.posted if posted[2] == Reason.CONSENT_DENIED]

@@ -130,7 +130,11 @@ class ConsentService:
                 "Open the GoogleClient's new consent URL to try again.",
                 client=client,
             )
-            body = await op.kube.get_resource("googleclients", client.namespace, client.name)
+            try:
+                body = await op.kube.get_resource("googleclients", client.namespace, client.name)
+            except KubeError as failure:  # the denial stands; only its record is missing
+                logger.warning(f"Could not record the denied consent of {client}: {failure}")
+                return answer
             if body is not None and body["metadata"].get("uid") == pending.client_uid:
                 await self._record_failure(body, Reason.CONSENT_DENIED, answer.message)
             return answer
