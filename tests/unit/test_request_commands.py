@@ -11,6 +11,8 @@ from google_token_operator.commands.request_commands import (
     Asked,
     Exit,
     decide,
+    first_ask,
+    refusal,
     request_value,
 )
 from google_token_operator.day2 import Request
@@ -189,3 +191,30 @@ def test_a_reauthorize_denied_after_it_was_asked_is_not_done() -> None:
         "(ConsentDenied): consent was denied at Google; nothing was stored. The current grant "
         "keeps working."
     )
+
+
+def test_a_consent_failure_from_before_the_ask_does_not_end_a_reauthorize() -> None:
+    """Each ask (one NAME, --all or -l) starts from the failure already recorded: only a
+    later one is its own."""
+    body = client(url=URL)
+    body["status"]["lastConsentFailure"] = {
+        "reason": "ConsentDenied",
+        "time": "2026-01-05T08:00:00Z",
+    }
+    one = first_ask(Request.REAUTHORIZE, body, "v1", START, dt.timedelta(seconds=120))
+
+    assert (str(one), one.refreshed_before) == ("reviews/acme", "2026-01-05T08:50:00Z")
+    step = decide(one, body, START + dt.timedelta(seconds=6))
+    assert step.exit is None
+    assert step.lines[0].startswith("Open this URL")
+
+
+def test_a_client_blocked_by_what_a_person_must_fix_is_not_asked_but_may_be_revoked() -> None:
+    status = client(ready=("False", "CredentialsSecretNotFound"))["status"]
+
+    for kind in (Request.REFRESH, Request.REAUTHORIZE):
+        assert refusal(kind, "reviews/acme", status).startswith(
+            "GoogleClient reviews/acme is blocked (CredentialsSecretNotFound): why."
+        )
+    assert refusal(Request.REVOKE, "reviews/acme", status) == ""
+    assert refusal(Request.REFRESH, "reviews/acme", client()["status"]) == ""

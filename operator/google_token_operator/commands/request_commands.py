@@ -79,6 +79,32 @@ def request_value(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def first_ask(
+    kind: Request, body: Mapping[str, Any], value: str, now: dt.datetime, timeout: dt.timedelta
+) -> Asked:
+    """The request about to be made of the GoogleClient `body` as it reads before asking."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return Asked(
+        kind,
+        str(meta.get("namespace") or ""),
+        str(meta["name"]),
+        value,
+        now,
+        timeout,
+        str(status.get("lastRefreshTime") or ""),
+        known_failure=consent_failure_of(status),
+    )
+
+
+def refusal(kind: Request, target: str, status: Any) -> str:
+    """Why asking could not help: what a person must fix first (a revoke is never held
+    back); "" when the request may go ahead."""
+    blocker = blocker_of(status)
+    if blocker.kind is Kind.FIX and kind is not Request.REVOKE:
+        return waiting.blocked_line(target, blocker)
+    return ""
+
+
 def decide(asked: Asked, body: Body, now: dt.datetime) -> Step[Asked]:
     if body is None:
         return Step(asked, (waiting.not_found(asked.namespace, asked.name),), exit=Exit.FAILED)
@@ -99,9 +125,9 @@ def decide(asked: Asked, body: Body, now: dt.datetime) -> Step[Asked]:
         if failure.reason in FIX_CONSENT_FAILURES:
             return Step(asked, (line,), exit=Exit.BLOCKED)
         lines, asked = (line,), dataclasses.replace(asked, known_failure=failure)
-    blocker = blocker_of(status)
-    if blocker.kind is Kind.FIX and asked.kind is not Request.REVOKE:
-        return Step(asked, (waiting.blocked_line(str(asked), blocker),), exit=Exit.BLOCKED)
+    refused = refusal(asked.kind, str(asked), status)
+    if refused:
+        return Step(asked, (refused,), exit=Exit.BLOCKED)
     elapsed = now - asked.started
     if elapsed >= asked.timeout:
         return Step(asked, (timeout_message(asked, body, now),), exit=Exit.TIMED_OUT)
@@ -211,22 +237,12 @@ async def ask_and_wait(kube: Kube, namespace: str, args: argparse.Namespace) -> 
     if body is None:
         print(waiting.not_found(namespace, args.name))
         return Exit.FAILED
-    blocker = blocker_of(body.get("status"))
-    if blocker.kind is Kind.FIX and kind is not Request.REVOKE:
-        # Asking could not help: say what comes first, and leave no request behind.
-        print(waiting.blocked_line(f"{namespace}/{args.name}", blocker))
+    refused = refusal(kind, f"{namespace}/{args.name}", body.get("status"))
+    if refused:
+        print(refused)  # asking could not help: no request is left behind
         return Exit.BLOCKED
     now = waiting.utc_now()
-    asked = Asked(
-        kind,
-        namespace,
-        args.name,
-        request_value(now),
-        now,
-        dt.timedelta(seconds=args.timeout),
-        str((body.get("status") or {}).get("lastRefreshTime") or ""),
-        known_failure=consent_failure_of(body.get("status")),
-    )
+    asked = first_ask(kind, body, request_value(now), now, dt.timedelta(seconds=args.timeout))
     if await kube.annotate("googleclients", namespace, args.name, {kind.annotation: asked.value}):
         limit = rate_limited_until(asked, body, now)
         note = f" It waits for the rate limit until {format_rfc3339(limit)}." if limit else ""
