@@ -1,7 +1,8 @@
 """What blocks a GoogleClient, as the CLI tells it, on the real API server (issue 19).
 
-One row per blocker: the `status` row names it, and `authorize`/`refresh`/`reauthorize` exit
-with its class and say it in their first line, at once for a blocker only a person can fix.
+One row per blocker: the `status` row and `status NAME` name it, and `authorize`/`refresh`/
+`reauthorize` (by NAME, or by -l) exit with its class and say it in their first line, at once
+for a blocker only a person can fix.
 Lean: one operator (plus one whose OPERATOR_NAMESPACE is missing) and one sandbox for the
 whole module, each row a GoogleClient of its own.
 """
@@ -189,21 +190,33 @@ def conflict(stage: Stage) -> tuple[Cluster, str]:
     ids=["no-credentials-secret", "credentials-missing-a-key", "namespace-missing", "conflict"],
 )
 def test_a_blocker_to_fix_is_named_and_ends_every_wait_at_once(
-    stage: Stage, make: Callable[[Stage], tuple[Cluster, str]], reason: str
+    stage: Stage,
+    control_plane: ControlPlane,
+    make: Callable[[Stage], tuple[Cluster, str]],
+    reason: str,
 ) -> None:
     cluster, name = make(stage)
     cluster.wait_condition("googleclients", name, "Ready", "False", reason)
+    blocked = f"GoogleClient {cluster.namespace}/{name} is blocked ({reason}): "
 
     assert status_row(stage, cluster, name)[1:4] == ["-", "False", reason]
+    # `status NAME`, and a refresh of the clients a label chooses (-l): named, and not asked.
+    control_plane.kubectl("label", "googleclient", name, f"blocker={name}", "-n", cluster.namespace)
+    with ThreadPoolExecutor(2) as pool:
+        detail, chosen = pool.map(
+            lambda args: run_cli(stage, *args, "-n", cluster.namespace),
+            [("status", name), ("refresh", "-l", f"blocker={name}")],
+        )
+    assert detail.code == 0 and f"  ready:          False {reason}" in detail.lines, detail.text
+    assert (chosen.code, len(chosen.lines)) == (FIX, 1), chosen.text
+    assert chosen.lines[0].startswith(blocked), chosen.text
     # One after the other: side by side, on 2 busy cores, Python's start-up alone can take 5 s.
     for command in ("authorize", "refresh", "reauthorize"):
         ran = run_cli(stage, command, name, "-n", cluster.namespace, "--timeout", "60")
         assert (ran.code, command) == (FIX, command), ran.text
-        assert ran.lines[0].startswith(
-            f"GoogleClient {cluster.namespace}/{name} is blocked ({reason}): "
-        ), ran.text
+        assert ran.lines[0].startswith(blocked), ran.text
         assert ran.seconds < TERMINAL_WITHIN, (command, ran.seconds)
-    # Asking could not help, so nothing was asked.
+    # Asking could not help, so nothing was asked (by NAME or by -l).
     annotations = (cluster.get("googleclients", name) or {})["metadata"].get("annotations") or {}
     assert not [key for key in annotations if key.endswith("-requested-at")]
 
