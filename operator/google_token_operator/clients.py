@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from . import policy
+from . import blockers, policy
 from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
 from .consent_state.pending import PublishedConsent
 from .day2 import Request
@@ -185,7 +185,11 @@ def failure_from_status(status: Mapping[str, Any]) -> FailureState:
     attempts = _small_int(status.get("failedRefreshAttempts"))
     ready = find_condition(status.get("conditions"), READY)
     rejected = ""
-    if ready.get("reason") == Reason.CLIENT_CREDENTIALS_INVALID:
+    # Google rejected the OAuth client at a refresh, or at a consent's code exchange.
+    consent_failure = blockers.consent_failure_of(status)
+    if ready.get("reason") == Reason.CLIENT_CREDENTIALS_INVALID or (
+        consent_failure is not None and consent_failure.reason == Reason.CLIENT_CREDENTIALS_INVALID
+    ):
         rejected = str(status.get("credentialsResourceVersion") or "")
     retry_at = None
     if attempts and status.get("nextRefreshTime"):
@@ -273,6 +277,15 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
     credentials = observation.credentials
     if isinstance(credentials, CredentialsProblem):
         return Action(ActionKind.BLOCKED, reason=credentials.reason, message=credentials.message)
+    failure = observation.failure
+    # Before any consent: with credentials Google rejected, a consent would fail again.
+    rejected = failure.rejected_credentials_version
+    if rejected and rejected == observation.credentials_version:
+        return Action(
+            ActionKind.BLOCKED,
+            reason=Reason.CLIENT_CREDENTIALS_INVALID,
+            message=failure.last_error,
+        )
     record = observation.record
     if record is None or not record.refresh_token:
         return Action(ActionKind.CONSENT, reason=consent_reason(observation))
@@ -281,13 +294,6 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
             ActionKind.CONSENT,
             reason=Reason.CONSENT_REQUIRED,
             message="the credentials Secret now names another OAuth client; consent again",
-        )
-    failure = observation.failure
-    if failure.rejected_credentials_version == observation.credentials_version:
-        return Action(
-            ActionKind.BLOCKED,
-            reason=Reason.CLIENT_CREDENTIALS_INVALID,
-            message=failure.last_error,
         )
     if failure.attempts and failure.retry_at and now < failure.retry_at:
         # A retry time from status is no later than a back-off could have set it.
@@ -492,6 +498,13 @@ def desired_conditions(
         ready = Condition(READY, True, Reason.TOKEN_VALID, f"access token valid{expiry_note}")
     else:
         ready = Condition(READY, False, Reason.REFRESH_DELAYED, "waiting for the first token")
+    url_published = action.kind is ActionKind.CONSENT and not consent_problem
+    if not authorized.status and not url_published and ready.reason in blockers.FIX_REASONS:
+        # Point at what comes first, not at a consent URL that does not exist.
+        authorized = dataclasses.replace(
+            authorized,
+            message=f"no consent URL until this is fixed ({ready.reason}): {ready.message}",
+        )
     return [authorized, ready]
 
 

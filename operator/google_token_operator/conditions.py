@@ -37,6 +37,11 @@ class Reason:
     GOOGLE_ANSWER_INVALID = "GoogleAnswerInvalid"
     # A person asked for the grant to be revoked (annotation revoke-requested-at).
     REVOKED_ON_REQUEST = "RevokedOnRequest"
+    # A consent's code exchange failed (status.lastConsentFailure, Event); with
+    # ClientCredentialsInvalid, ConsentDenied and the credentials reasons above.
+    CONSENT_CODE_INVALID = "ConsentCodeInvalid"
+    REDIRECT_URI_MISMATCH = "RedirectURIMismatch"
+    CONSENT_EXCHANGE_FAILED = "ConsentExchangeFailed"
     # Both kinds: a Secret under a wanted name is not the operator's for this object.
     SECRET_CONFLICT = "SecretConflict"
     # Branch

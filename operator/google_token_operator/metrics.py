@@ -8,6 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .blockers import Blocker, Kind
+
 PREFIX = "google_token_operator"
 
 
@@ -15,6 +17,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._authorized_reasons: dict[tuple[str, str], str] = {}
+        self._blocked_reasons: dict[tuple[str, str], str] = {}
         self.token_expiration = Gauge(
             f"{PREFIX}_token_expiration_timestamp_seconds",
             "When the access token in the GoogleClient's consumer Secret expires (Unix time).",
@@ -45,6 +48,13 @@ class Metrics:
             ["namespace", "name", "reason"],
             registry=self.registry,
         )
+        self.blocked = Gauge(
+            f"{PREFIX}_blocked_status",
+            "1 while something in the cluster must be fixed before the GoogleClient can work "
+            "(see reason), else 0; the same answer as `status` and the commands give.",
+            ["namespace", "name", "reason"],
+            registry=self.registry,
+        )
         self.leader = Gauge(
             f"{PREFIX}_leader",
             "1 while this replica holds the leader Lease and may act, else 0.",
@@ -69,6 +79,7 @@ class Metrics:
         if kind == "GoogleClient":
             self.token_gone(namespace, name)
             self.set_authorized(namespace, name, None)
+            self.set_blocked(namespace, name, None)
 
     def token_gone(self, namespace: str, name: str) -> None:
         """The client holds no access token (revoked on request, or never had one)."""
@@ -79,16 +90,37 @@ class Metrics:
         self, namespace: str, name: str, condition: Mapping[str, Any] | None
     ) -> None:
         """One series per client, labelled with the current reason (the previous one goes)."""
-        previous = self._authorized_reasons.pop((namespace, name), None)
-        if previous is not None:
-            self.authorized.remove(namespace, name, previous)
-        if condition is not None:
-            reason = str(condition.get("reason", ""))
-            self.authorized.labels(namespace, name, reason).set(
-                1 if condition.get("status") == "True" else 0
+        value = (
+            None
+            if condition is None
+            else (
+                str(condition.get("reason", "")),
+                1 if condition.get("status") == "True" else 0,
             )
-            self._authorized_reasons[(namespace, name)] = reason
+        )
+        _one_series(self.authorized, self._authorized_reasons, namespace, name, value)
+
+    def set_blocked(self, namespace: str, name: str, blocker: Blocker | None) -> None:
+        value = None if blocker is None else (blocker.reason, int(blocker.kind is Kind.FIX))
+        _one_series(self.blocked, self._blocked_reasons, namespace, name, value)
 
     def serve(self, port: int) -> None:
         if port:
             start_http_server(port, addr="0.0.0.0", registry=self.registry)  # noqa: S104
+
+
+def _one_series(
+    gauge: Gauge,
+    reasons: dict[tuple[str, str], str],
+    namespace: str,
+    name: str,
+    value: tuple[str, int] | None,
+) -> None:
+    """Keep one series per client of a gauge labelled with a reason: the previous reason's
+    series goes; `value` (reason, value) None removes it."""
+    previous = reasons.pop((namespace, name), None)
+    if previous is not None:
+        gauge.remove(namespace, name, previous)
+    if value is not None:
+        gauge.labels(namespace, name, value[0]).set(value[1])
+        reasons[(namespace, name)] = value[0]

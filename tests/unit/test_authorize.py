@@ -101,7 +101,9 @@ def test_waiting_for_the_url_is_explained_once_after_two_seconds() -> None:
     later = decide(slow.watch, client(), after(4))
 
     assert quick.lines == ()
-    assert quick.status_line == "waiting for a consent URL: 1s elapsed, Ready: ConsentRequired"
+    assert quick.status_line == (
+        "waiting for the operator to publish a consent URL: 1s elapsed, Ready: ConsentRequired"
+    )
     assert slow.lines == ("waiting for the operator to publish a consent URL…",)
     assert later.lines == ()
     assert later.exit is None
@@ -118,7 +120,10 @@ def test_the_url_is_printed_once_with_its_expiry() -> None:
         "",
     )
     assert again.lines == ()
-    assert again.status_line == "waiting for consent: 2s elapsed, Ready: ConsentRequired"
+    assert again.status_line == (
+        "waiting for a person to consent at the URL above (until 2026-01-05T09:15:00Z): "
+        "2s elapsed, Ready: ConsentRequired"
+    )
 
 
 def test_after_consent_the_account_and_the_secret_are_printed() -> None:
@@ -183,13 +188,72 @@ def test_a_renewed_url_is_printed_and_is_no_denial(
 
 
 def test_timeout_without_a_url_points_at_the_operator() -> None:
-    decision = decide(start(), client(ready="CredentialsSecretNotFound"), after(900))
+    decision = decide(start(), client(ready="RefreshDelayed"), after(900))
 
     assert decision.exit is Exit.TIMED_OUT
     message = decision.lines[0]
     assert "No consent URL appeared for GoogleClient reviews/acme within 15m00s" in message
     assert "operator runs and watches namespace reviews" in message
-    assert "Ready: CredentialsSecretNotFound (why)" in message
+    assert "Ready: RefreshDelayed (why)" in message
+
+
+def test_a_blocker_to_fix_ends_the_wait_at_once_naming_it() -> None:
+    decision = decide(start(), client(ready="CredentialsSecretNotFound"), after(1))
+
+    assert decision.exit is Exit.BLOCKED
+    assert decision.lines == (
+        "GoogleClient reviews/acme is blocked (CredentialsSecretNotFound): why. Waiting cannot "
+        "help; the operator goes on by itself once this is fixed.",
+    )
+
+
+def test_no_status_is_an_operator_that_has_not_looked_at_it() -> None:
+    unseen = {"metadata": {"name": "acme", "namespace": "reviews"}, "spec": {}}
+    slow = decide(start(), unseen, after(3))
+    late = decide(slow.watch, unseen, after(900))
+
+    assert slow.lines[0].startswith("GoogleClient reviews/acme: no operator has reported on")
+    assert late.exit is Exit.TIMED_OUT
+    assert late.lines[0].startswith(
+        "Gave up after 15m00s. The operator has not acknowledged anything for "
+        "GoogleClient reviews/acme: is it running and watching namespace reviews?"
+    )
+
+
+def consent_failed(reason: str, at: dt.datetime) -> dict[str, Any]:
+    return client(
+        url=URL,
+        status_extra={"lastConsentFailure": {"reason": reason, "time": at.isoformat()}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "exit", "advice"),
+    [
+        ("ClientCredentialsInvalid", Exit.BLOCKED, "fix client_id/client_secret"),
+        ("RedirectURIMismatch", Exit.BLOCKED, "match it exactly"),
+        ("ConsentDenied", Exit.DENIED, "Run this command again"),
+        ("ConsentCodeInvalid", None, "open the new consent URL"),
+    ],
+)
+def test_a_consent_failure_after_the_start_ends_the_wait_or_is_reported(
+    reason: str, exit: Exit | None, advice: str
+) -> None:
+    earlier = decide(start(), consent_failed("ConsentDenied", START), after(1))
+    same = decide(earlier.watch, consent_failed("ConsentDenied", START), after(2))
+    new = decide(earlier.watch, consent_failed(reason, after(3)), after(4))
+
+    assert (earlier.exit, earlier.lines[0]) == (None, client_url_intro())
+    assert same.exit is None and same.lines == ()
+    assert new.exit is exit
+    assert new.lines[0].startswith(
+        f"The consent for GoogleClient reviews/acme failed at 2026-01-05T09:00:03Z ({reason}): "
+    )
+    assert advice in new.lines[0]
+
+
+def client_url_intro() -> str:
+    return "Open this URL in a browser and approve access (it expires at 2026-01-05T09:15:00Z):"
 
 
 def test_timeout_after_the_url_points_at_the_consent_and_the_callback() -> None:
@@ -293,10 +357,11 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place_and_cleared() -> 
 
     assert result is Exit.FAILED
     text = out.getvalue()
-    assert "\rwaiting for consent: 0s elapsed, Ready: ConsentRequired" in text
-    assert "\rwaiting for consent: 1s elapsed, Ready: RefreshDelayed" in text
+    waiting = "waiting for a person to consent at the URL above (until 2026-01-05T09:15:00Z)"
+    assert f"\r{waiting}: 0s elapsed, Ready: ConsentRequired" in text
+    assert f"\r{waiting}: 1s elapsed, Ready: RefreshDelayed" in text
     # The progress line is wiped before the final message, which starts on a clean line.
-    assert "\r" + " " * len("waiting for consent: 1s elapsed, Ready: RefreshDelayed") in text
+    assert "\r" + " " * len(f"{waiting}: 1s elapsed, Ready: RefreshDelayed") in text
     assert text.endswith(
         "\rGoogleClient acme not found in namespace reviews; "
         "`kubectl get googleclients -n reviews` lists the ones there.\n"

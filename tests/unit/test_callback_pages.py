@@ -51,6 +51,9 @@ def test_denied_says_nothing_was_stored_and_how_to_try_again() -> None:
     assert "not granted for GoogleClient reviews/acme, so nothing was stored" in seen.text
     assert DENIED["message"] in seen.text
     assert "google-token-operator authorize acme -n reviews" in seen.text
+    # Denied during a re-consent, `authorize` would only answer "already authorized".
+    assert "already authorized and this was a new consent" in seen.text
+    assert "google-token-operator reauthorize acme -n reviews" in seen.text
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """GoogleClient decisions, with the clock passed in: no cluster, no network."""
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -235,3 +236,43 @@ def test_failure_state_survives_a_restart_through_status():
     assert failure.attempts == 2
     assert failure.retry_at == T0 + dt.timedelta(seconds=8)
     assert failure.rejected_credentials_version == "41"
+
+
+def test_a_consent_google_refused_the_client_for_blocks_until_the_secret_changes():
+    """The consent API records invalid_client at the code exchange in status; the next pass
+    publishes no URL (one would fail the same way) and says what to fix."""
+    status = {
+        "lastConsentFailure": {"reason": "ClientCredentialsInvalid", "time": "2026-01-01T12:00Z"},
+        "credentialsResourceVersion": "41",
+        "lastFailure": "Google answered HTTP 401 invalid_client: fix Secret 'acme-oauth'",
+        "conditions": [{"type": "Ready", "status": "False", "reason": "ConsentRequired"}],
+    }
+    observation = observe(None, failure=clients.failure_from_status(status))
+    action = clients.next_action(observation, T0)
+    authorized, ready = clients.desired_conditions(observation, action, T0)
+
+    assert (action.kind, action.reason) == (ActionKind.BLOCKED, Reason.CLIENT_CREDENTIALS_INVALID)
+    assert (ready.reason, ready.message) == (Reason.CLIENT_CREDENTIALS_INVALID, action.message)
+    assert authorized.message.startswith(
+        "no consent URL until this is fixed (ClientCredentialsInvalid): Google answered HTTP 401"
+    )
+    assert "status.authorization.url" not in authorized.message
+    changed = dataclasses.replace(observation, credentials_version="42")
+    assert clients.next_action(changed, T0).kind is ActionKind.CONSENT
+
+
+def test_without_a_consent_url_the_authorized_message_names_what_comes_first():
+    problem = clients.credentials_from_secret("acme-oauth", None)
+    assert isinstance(problem, CredentialsProblem)
+    observation = observe(None, problem)
+    missing = clients.desired_conditions(observation, clients.next_action(observation, T0), T0)
+    nowhere = clients.desired_conditions(
+        observe(None), clients.next_action(observe(None), T0), T0, "namespace 'gto' is missing"
+    )
+
+    assert missing[0].message.startswith(
+        "no consent URL until this is fixed (CredentialsSecretNotFound): Secret 'acme-oauth'"
+    )
+    assert nowhere[0].message == (
+        "no consent URL until this is fixed (OperatorNamespaceMissing): namespace 'gto' is missing"
+    )

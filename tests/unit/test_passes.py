@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from fakes import LOG, FakeKube, operator_with_fakes
@@ -14,7 +16,7 @@ from google_token_operator.consent.api import ConsentService
 from google_token_operator.consent_state import pending as consent
 from google_token_operator.consent_state.contract import Outcome
 from google_token_operator.google_types import ErrorKind, GoogleError
-from google_token_operator.kube import KubeError
+from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.logs import Tagged
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
@@ -645,3 +647,45 @@ async def test_a_forged_state_secret_name_never_retires_another_clients_consent(
 
     assert "authorization" not in status  # a grant is held: no consent URL is wanted
     assert ("gto", name) in kube.secrets
+
+
+async def test_a_denial_is_recorded_and_survives_a_pass_whose_status_write_conflicts() -> None:
+    """The consent API records the denial in status (a second writer), so the pass that the
+    denial woke may hold a stale GoogleClient and meet StatusConflict: the spent consent's
+    Secret must outlive that pass, or the next one would not know it was denied."""
+    op, kube, _, _, events = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+    memory = ClientMemory(status={})
+    published = (await run_pass(op, kube, memory))["authorization"]["url"]
+    state = dict(parse_qsl(urlsplit(published).query))["state"]
+    stale = copy.deepcopy(kube.resource("googleclients", NS, "acme"))
+
+    answer = await ConsentService(op).complete(state, "", "access_denied")
+
+    assert answer.outcome is Outcome.DENIED
+    recorded = kube.resource("googleclients", NS, "acme")["status"]["lastConsentFailure"]
+    assert recorded == {"reason": Reason.CONSENT_DENIED, "time": format_rfc3339(op.clock())}
+    assert ("acme", True, Reason.CONSENT_DENIED) in events.posted
+    with pytest.raises(StatusConflict):
+        await ClientPass(op, stale, LOG).run(memory)
+    status = await run_pass(op, kube)
+    assert condition(status, "Authorized") == ("False", Reason.CONSENT_DENIED)
+    assert status["authorization"]["url"] != published
+
+
+async def test_a_denial_stands_when_its_record_cannot_be_written() -> None:
+    op, kube, _, _, events = operator_with_fakes()
+    kube.put_secret(NS, "acme-oauth", {"client_id": CLIENT_ID, "client_secret": "s3cret"})
+    kube.put_resource("googleclients", client_body())
+    published = (await run_pass(op, kube))["authorization"]["url"]
+    state = dict(parse_qsl(urlsplit(published).query))["state"]
+
+    async def unreachable(*_: object) -> None:
+        raise KubeError(503, "ServiceUnavailable", "the API server is away")
+
+    kube.get_resource = unreachable  # type: ignore[method-assign]
+    answer = await ConsentService(op).complete(state, "", "access_denied")
+
+    assert answer.outcome is Outcome.DENIED
+    assert not [posted for posted in events.posted if posted[2] == Reason.CONSENT_DENIED]

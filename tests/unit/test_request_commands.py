@@ -11,6 +11,8 @@ from google_token_operator.commands.request_commands import (
     Asked,
     Exit,
     decide,
+    first_ask,
+    refusal,
     request_value,
 )
 from google_token_operator.day2 import Request
@@ -59,7 +61,7 @@ def test_request_values_differ_to_the_microsecond() -> None:
 def test_it_waits_until_its_own_value_is_acknowledged() -> None:
     step = decide(asked(Request.REFRESH), client(handled={"refresh": "older"}), START)
     assert step.exit is None
-    assert step.status_line.startswith("waiting for the operator: 0s")
+    assert step.status_line == "waiting for the operator to acknowledge the request: 0s"
 
 
 def test_a_refresh_reports_the_new_expiry() -> None:
@@ -91,7 +93,7 @@ def test_a_reauthorize_prints_the_url_once_and_reports_the_new_account() -> None
     assert step.watch.shown_url == URL
     again = decide(step.watch, client(url=URL), START + dt.timedelta(seconds=1))
     assert again.lines == ()
-    assert again.status_line.startswith("waiting for consent: 1s")
+    assert again.status_line == "waiting for a person to consent at the URL above: 1s"
     renewed = decide(step.watch, client(url=URL + "2"), START + dt.timedelta(seconds=2))
     assert renewed.lines[0].startswith("A new consent URL was published")
 
@@ -142,3 +144,77 @@ def test_as_a_kubectl_plugin_the_command_is_kubectl_google_token() -> None:
         .format_usage()
         .startswith("usage: kubectl google-token")
     )
+
+
+def test_a_refresh_inside_the_rate_limit_says_until_when_it_waits() -> None:
+    body = client(refreshed="2026-01-05T08:59:40Z")
+    step = decide(asked(Request.REFRESH, timeout=5), body, START + dt.timedelta(seconds=2))
+    late = decide(asked(Request.REFRESH, timeout=5), body, START + dt.timedelta(seconds=5))
+
+    limit = "2026-01-05T09:00:40Z"
+    assert step.status_line == (
+        f"waiting for the rate limit (one requested refresh a minute) until {limit}: 2s"
+    )
+    assert late.exit is Exit.TIMED_OUT
+    assert late.lines[0].startswith(f"Rate-limited until {limit}: a requested refresh calls")
+
+
+def test_a_refresh_nobody_acknowledges_names_the_operator() -> None:
+    late = decide(asked(Request.REFRESH, timeout=5), client(), START + dt.timedelta(seconds=5))
+
+    assert late.exit is Exit.TIMED_OUT
+    assert late.lines[0].startswith(
+        "Gave up after 5s. The operator has not acknowledged the refresh request for "
+        "GoogleClient reviews/acme: is it running and watching namespace reviews?"
+    )
+
+
+def test_a_blocked_client_ends_the_wait_at_once() -> None:
+    body = client(ready=("False", "SecretConflict"))
+    step = decide(asked(Request.REAUTHORIZE), body, START)
+
+    assert step.exit is Exit.BLOCKED
+    assert step.lines[0].startswith("GoogleClient reviews/acme is blocked (SecretConflict): why.")
+
+
+def test_a_reauthorize_denied_after_it_was_asked_is_not_done() -> None:
+    body = client(url=URL)
+    body["status"]["lastConsentFailure"] = {
+        "reason": "ConsentDenied",
+        "time": "2026-01-05T09:00:05Z",
+    }
+    step = decide(asked(Request.REAUTHORIZE), body, START + dt.timedelta(seconds=6))
+
+    assert step.exit is Exit.NOT_DONE
+    assert step.lines[0].startswith(
+        "The consent for GoogleClient reviews/acme failed at 2026-01-05T09:00:05Z "
+        "(ConsentDenied): consent was denied at Google; nothing was stored. The current grant "
+        "keeps working."
+    )
+
+
+def test_a_consent_failure_from_before_the_ask_does_not_end_a_reauthorize() -> None:
+    """Each ask (one NAME, --all or -l) starts from the failure already recorded: only a
+    later one is its own."""
+    body = client(url=URL)
+    body["status"]["lastConsentFailure"] = {
+        "reason": "ConsentDenied",
+        "time": "2026-01-05T08:00:00Z",
+    }
+    one = first_ask(Request.REAUTHORIZE, body, "v1", START, dt.timedelta(seconds=120))
+
+    assert (str(one), one.refreshed_before) == ("reviews/acme", "2026-01-05T08:50:00Z")
+    step = decide(one, body, START + dt.timedelta(seconds=6))
+    assert step.exit is None
+    assert step.lines[0].startswith("Open this URL")
+
+
+def test_a_client_blocked_by_what_a_person_must_fix_is_not_asked_but_may_be_revoked() -> None:
+    status = client(ready=("False", "CredentialsSecretNotFound"))["status"]
+
+    for kind in (Request.REFRESH, Request.REAUTHORIZE):
+        assert refusal(kind, "reviews/acme", status).startswith(
+            "GoogleClient reviews/acme is blocked (CredentialsSecretNotFound): why."
+        )
+    assert refusal(Request.REVOKE, "reviews/acme", status) == ""
+    assert refusal(Request.REFRESH, "reviews/acme", client()["status"]) == ""

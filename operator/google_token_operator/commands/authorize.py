@@ -18,6 +18,14 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO
 
+from ..blockers import (
+    FIX_CONSENT_FAILURES,
+    Blocker,
+    ConsentFailure,
+    Kind,
+    blocker_of,
+    consent_failure_of,
+)
 from ..conditions import AUTHORIZED, READY, Reason, find_condition
 from ..kube import Kube
 from ..naming import default_token_secret_name
@@ -36,6 +44,7 @@ class Exit(enum.IntEnum):
     FAILED = waiting.FAILED  # no such GoogleClient, or the Kubernetes API cannot be read
     DENIED = 3
     TIMED_OUT = waiting.TIMED_OUT
+    BLOCKED = waiting.BLOCKED  # something must be fixed first (the message says what)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +114,17 @@ class Watch:
     timeout: dt.timedelta
     shown: ShownConsent | None = None
     noticed_slow_url: bool = False
+    # status.lastConsentFailure at the first reading: a different one is this wait's.
+    read: bool = False
+    known_failure: ConsentFailure | None = None
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 
 
 Decision = waiting.Step[Watch]
+
+DENIED_ADVICE = " Run this command again for a new consent URL."
 
 
 def decide(watch: Watch, body: Mapping[str, Any] | None, now: dt.datetime) -> Decision:
@@ -120,21 +134,36 @@ def decide(watch: Watch, body: Mapping[str, Any] | None, now: dt.datetime) -> De
     status = read_status(body)
     if status.authorized:
         return Decision(watch, authorized_lines(watch, status), exit=Exit.AUTHORIZED)
+    lines: tuple[str, ...] = ()
+    failure = waiting.new_consent_failure(watch.known_failure, body)
+    if not watch.read:
+        watch = dataclasses.replace(
+            watch, read=True, known_failure=consent_failure_of(body.get("status"))
+        )
+    elif failure is not None:
+        line = waiting.consent_failure_line(str(watch), failure)
+        if failure.reason == Reason.CONSENT_DENIED:
+            return Decision(watch, (line + DENIED_ADVICE,), exit=Exit.DENIED)
+        if failure.reason in FIX_CONSENT_FAILURES:
+            return Decision(watch, (line,), exit=Exit.BLOCKED)
+        lines, watch = (line,), dataclasses.replace(watch, known_failure=failure)
     if is_new_denial(watch, status, now):
         return Decision(
             watch,
             (
-                f"Consent for GoogleClient {watch} was denied at Google; nothing was stored. "
-                "Run this command again for a new consent URL.",
+                f"Consent for GoogleClient {watch} was denied at Google; nothing was stored."
+                + DENIED_ADVICE,
             ),
             exit=Exit.DENIED,
         )
+    blocker = blocker_of(body.get("status"))
+    if blocker.kind is Kind.FIX:
+        return Decision(watch, (waiting.blocked_line(str(watch), blocker),), exit=Exit.BLOCKED)
     elapsed = now - watch.started
     if elapsed >= watch.timeout:
-        return Decision(watch, (timeout_message(watch, status),), exit=Exit.TIMED_OUT)
-    lines: tuple[str, ...] = ()
+        return Decision(watch, (timeout_message(watch, status, blocker),), exit=Exit.TIMED_OUT)
     if status.url and (watch.shown is None or status.url != watch.shown.url):
-        lines = consent_url_lines(status, renewed=watch.shown is not None)
+        lines += consent_url_lines(status, renewed=watch.shown is not None)
         shown = ShownConsent(
             status.url,
             status.url_expires_at,
@@ -143,7 +172,11 @@ def decide(watch: Watch, body: Mapping[str, Any] | None, now: dt.datetime) -> De
         )
         watch = dataclasses.replace(watch, shown=shown)
     elif watch.shown is None and not watch.noticed_slow_url and elapsed > SLOW_URL_NOTICE:
-        lines = ("waiting for the operator to publish a consent URL…",)
+        lines += (
+            f"GoogleClient {watch}: {blocker.message}; waiting…"
+            if blocker.kind is Kind.UNOBSERVED
+            else "waiting for the operator to publish a consent URL…",
+        )
         watch = dataclasses.replace(watch, noticed_slow_url=True)
     return Decision(watch, lines, status_line(watch, status, elapsed))
 
@@ -183,18 +216,28 @@ def consent_url_lines(status: ClientStatus, *, renewed: bool) -> tuple[str, ...]
 
 
 def status_line(watch: Watch, status: ClientStatus, elapsed: dt.timedelta) -> str:
-    waiting_for = "consent" if watch.shown else "a consent URL"
+    if watch.shown is None:
+        waiting_for = "the operator to publish a consent URL"
+    else:
+        until = watch.shown.expires_at
+        waiting_for = "a person to consent at the URL above" + (
+            f" (until {format_rfc3339(until)})" if until else ""
+        )
     return (
         f"waiting for {waiting_for}: {format_elapsed(elapsed)} elapsed, "
         f"Ready: {status.ready_reason or 'not reported yet'}"
     )
 
 
-def timeout_message(watch: Watch, status: ClientStatus) -> str:
+def timeout_message(watch: Watch, status: ClientStatus, blocker: Blocker) -> str:
     waited = format_elapsed(watch.timeout)
     ready = f"Ready: {status.ready_reason or 'not reported'}"
     if status.ready_message:
         ready += f" ({status.ready_message})"
+    if blocker.kind is Kind.UNOBSERVED:
+        return f"Gave up after {waited}. " + waiting.unacknowledged(
+            str(watch), watch.namespace, "anything"
+        )
     if watch.shown is None:
         return (
             f"No consent URL appeared for GoogleClient {watch} within {waited}. Check that the "
@@ -202,8 +245,9 @@ def timeout_message(watch: Watch, status: ClientStatus) -> str:
             f"waits), and the GoogleClient's conditions. {ready}."
         )
     return (
-        f"GoogleClient {watch} was not authorized within {waited}. Check that the consent URL "
-        "was opened and approved, and that Google's redirect reached the callback "
+        f"Still waiting for a person to consent: GoogleClient {watch} was not authorized "
+        f"within {waited}. Check that the consent URL was opened and approved, and that "
+        "Google's redirect reached the callback "
         "(spec.redirectURI or the operator's CALLBACK_URL must point at it); "
         f"`kubectl describe googleclient {watch.name} -n {watch.namespace}` shows the "
         f"conditions and events. {ready}."
@@ -232,7 +276,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Print the consent URL of a GoogleClient (the operator publishes it in "
         "status.authorization.url) and wait until a Google account has consented; then print "
         "the account and the Secret that holds the access token. Exit status: 0 authorized, "
-        "1 not found or Kubernetes unreachable, 3 consent denied, 4 timed out."
+        "1 not found or Kubernetes unreachable, 3 consent denied, 4 timed out, 5 blocked "
+        "(something must be fixed first; the message says what)."
     )
     waiting.add_target_arguments(parser, DEFAULT_TIMEOUT_SECONDS)
 

@@ -16,9 +16,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ..blockers import FIX_CONSENT_FAILURES, ConsentFailure, Kind, blocker_of, consent_failure_of
 from ..conditions import AUTHORIZED, READY, Reason, find_condition
-from ..day2 import Request, ack_of
+from ..day2 import Request, ack_of, requested_refresh_at
 from ..kube import Kube
+from ..timeutil import format_rfc3339, parse_rfc3339
 from . import waiting
 from .authorize import consent_url_lines, read_status
 from .waiting import Body, Step, format_elapsed
@@ -29,6 +31,7 @@ class Exit(enum.IntEnum):
     FAILED = waiting.FAILED  # no such GoogleClient, or the Kubernetes API cannot be read
     NOT_DONE = 3  # handled, but it could not be done (the message says why)
     TIMED_OUT = waiting.TIMED_OUT
+    BLOCKED = waiting.BLOCKED  # something must be fixed first (the message says what)
 
 
 # How long each command waits by default: a requested refresh may wait a minute behind the
@@ -64,6 +67,8 @@ class Asked:
     timeout: dt.timedelta
     refreshed_before: str  # status.lastRefreshTime when asked
     shown_url: str = ""
+    # status.lastConsentFailure when asked: a different one is this request's.
+    known_failure: ConsentFailure | None = None
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -74,6 +79,32 @@ def request_value(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def first_ask(
+    kind: Request, body: Mapping[str, Any], value: str, now: dt.datetime, timeout: dt.timedelta
+) -> Asked:
+    """The request about to be made of the GoogleClient `body` as it reads before asking."""
+    meta, status = body["metadata"], body.get("status") or {}
+    return Asked(
+        kind,
+        str(meta.get("namespace") or ""),
+        str(meta["name"]),
+        value,
+        now,
+        timeout,
+        str(status.get("lastRefreshTime") or ""),
+        known_failure=consent_failure_of(status),
+    )
+
+
+def refusal(kind: Request, target: str, status: Any) -> str:
+    """Why asking could not help: what a person must fix first (a revoke is never held
+    back); "" when the request may go ahead."""
+    blocker = blocker_of(status)
+    if blocker.kind is Kind.FIX and kind is not Request.REVOKE:
+        return waiting.blocked_line(target, blocker)
+    return ""
+
+
 def decide(asked: Asked, body: Body, now: dt.datetime) -> Step[Asked]:
     if body is None:
         return Step(asked, (waiting.not_found(asked.namespace, asked.name),), exit=Exit.FAILED)
@@ -81,19 +112,30 @@ def decide(asked: Asked, body: Body, now: dt.datetime) -> Step[Asked]:
     handled = status.get("handledRequests") or {}
     if isinstance(handled, dict) and handled.get(asked.kind.value) == ack_of(asked.value):
         return outcome(asked, body)
+    lines: tuple[str, ...] = ()
+    failure = waiting.new_consent_failure(asked.known_failure, body)
+    if asked.kind is Request.REAUTHORIZE and failure is not None:
+        line = waiting.consent_failure_line(str(asked), failure)
+        if failure.reason == Reason.CONSENT_DENIED:
+            return not_done(
+                asked,
+                f"{line} The current grant keeps working. For a new consent URL: "
+                f"google-token-operator reauthorize {asked.name} -n {asked.namespace}",
+            )
+        if failure.reason in FIX_CONSENT_FAILURES:
+            return Step(asked, (line,), exit=Exit.BLOCKED)
+        lines, asked = (line,), dataclasses.replace(asked, known_failure=failure)
+    refused = refusal(asked.kind, str(asked), status)
+    if refused:
+        return Step(asked, (refused,), exit=Exit.BLOCKED)
     elapsed = now - asked.started
     if elapsed >= asked.timeout:
-        return Step(asked, (timeout_message(asked),), exit=Exit.TIMED_OUT)
-    lines: tuple[str, ...] = ()
+        return Step(asked, (timeout_message(asked, body, now),), exit=Exit.TIMED_OUT)
     url = read_status(body).url
     if asked.kind is Request.REAUTHORIZE and url and url != asked.shown_url:
-        lines = consent_url_lines(read_status(body), renewed=bool(asked.shown_url))
+        lines += consent_url_lines(read_status(body), renewed=bool(asked.shown_url))
         asked = dataclasses.replace(asked, shown_url=url)
-    ready = find_condition(status.get("conditions"), READY).get("reason") or "not reported"
-    waiting_for = "consent" if asked.shown_url else "the operator"
-    return Step(
-        asked, lines, f"waiting for {waiting_for}: {format_elapsed(elapsed)}, Ready: {ready}"
-    )
+    return Step(asked, lines, f"waiting for {awaited(asked, body, now)}: {format_elapsed(elapsed)}")
 
 
 def outcome(asked: Asked, body: Mapping[str, Any]) -> Step[Asked]:
@@ -141,15 +183,48 @@ def not_done(asked: Asked, message: str) -> Step[Asked]:
     return Step(asked, (message,), exit=Exit.NOT_DONE)
 
 
-def timeout_message(asked: Asked) -> str:
+def rate_limited_until(asked: Asked, body: Body, now: dt.datetime) -> dt.datetime | None:
+    """When a requested refresh may call Google, if that is still ahead (day2.py's limit,
+    counted from the current token's issue time)."""
+    if asked.kind is not Request.REFRESH:
+        return None
+    issued = str(((body or {}).get("status") or {}).get("lastRefreshTime") or "")
+    try:
+        allowed = requested_refresh_at(parse_rfc3339(issued) if issued else None, None)
+    except ValueError:
+        return None
+    return allowed if allowed is not None and allowed > now else None
+
+
+def awaited(asked: Asked, body: Body, now: dt.datetime) -> str:
+    """What the command waits for, and until when if that is known."""
+    if asked.shown_url:
+        return "a person to consent at the URL above"
+    limit = rate_limited_until(asked, body, now)
+    if limit is not None:
+        return f"the rate limit (one requested refresh a minute) until {format_rfc3339(limit)}"
+    return "the operator to acknowledge the request"
+
+
+def timeout_message(asked: Asked, body: Body, now: dt.datetime) -> str:
     annotation = asked.kind.annotation
+    waited = format_elapsed(asked.timeout)
+    limit = rate_limited_until(asked, body, now)
+    if asked.shown_url:
+        why = f"Still waiting for a person to consent at the URL above after {waited}."
+    elif limit is not None:
+        why = (
+            f"Rate-limited until {format_rfc3339(limit)}: a requested refresh calls Google at "
+            f"most once a minute, and GoogleClient {asked} was refreshed at "
+            f"{(body or {}).get('status', {}).get('lastRefreshTime')}; gave up after {waited}."
+        )
+    else:
+        why = f"Gave up after {waited}. " + waiting.unacknowledged(
+            str(asked), asked.namespace, f"the {asked.kind} request"
+        )
     return (
-        f"The operator did not answer the {asked.kind} request for GoogleClient {asked} within "
-        f"{format_elapsed(asked.timeout)}. The request stays asked and is acted on when the "
-        "operator can: check that the operator runs and watches this namespace, and the "
-        f"GoogleClient's conditions (kubectl describe googleclient {asked.name} -n "
-        f"{asked.namespace}). To withdraw it: kubectl annotate googleclient {asked.name} -n "
-        f"{asked.namespace} {annotation}-"
+        f"{why} The request stays asked and is acted on when the operator can. To withdraw "
+        f"it: kubectl annotate googleclient {asked.name} -n {asked.namespace} {annotation}-"
     )
 
 
@@ -162,18 +237,16 @@ async def ask_and_wait(kube: Kube, namespace: str, args: argparse.Namespace) -> 
     if body is None:
         print(waiting.not_found(namespace, args.name))
         return Exit.FAILED
+    refused = refusal(kind, f"{namespace}/{args.name}", body.get("status"))
+    if refused:
+        print(refused)  # asking could not help: no request is left behind
+        return Exit.BLOCKED
     now = waiting.utc_now()
-    asked = Asked(
-        kind,
-        namespace,
-        args.name,
-        request_value(now),
-        now,
-        dt.timedelta(seconds=args.timeout),
-        str((body.get("status") or {}).get("lastRefreshTime") or ""),
-    )
+    asked = first_ask(kind, body, request_value(now), now, dt.timedelta(seconds=args.timeout))
     if await kube.annotate("googleclients", namespace, args.name, {kind.annotation: asked.value}):
-        print(f"Asked for {kind} of GoogleClient {asked} ({kind.annotation}={asked.value}).")
+        limit = rate_limited_until(asked, body, now)
+        note = f" It waits for the rate limit until {format_rfc3339(limit)}." if limit else ""
+        print(f"Asked for {kind} of GoogleClient {asked} ({kind.annotation}={asked.value}).{note}")
     return await waiting.follow(
         lambda: kube.get_resource("googleclients", namespace, args.name),
         decide,
@@ -187,7 +260,8 @@ def configure_parser(parser: argparse.ArgumentParser, kind: Request) -> None:
     parser.description = (
         f"Ask the operator to {SUMMARIES[kind]} (sets the annotation {kind.annotation}; the "
         "operator acknowledges it in status.handledRequests). Exit status: 0 done, 1 not found "
-        "or Kubernetes unreachable, 3 handled but not done (the message says why), 4 timed out."
+        "or Kubernetes unreachable, 3 handled but not done (the message says why), 4 timed out "
+        "(the message says what it waited for), 5 blocked (something must be fixed first)."
     )
     waiting.add_target_arguments(
         parser, DEFAULT_TIMEOUT_SECONDS[kind], several=kind is not Request.REVOKE

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..blockers import blocker_of, consent_failure_of
 from ..conditions import AUTHORIZED, READY, find_condition
 from ..day2 import open_requests
 from ..kube import Kube
@@ -31,7 +32,7 @@ class ClientRow:
     account: str
     authorized: str  # the condition's status: True, False, or Unknown before the first pass
     ready: str
-    reason: str  # Ready's reason, or Authorized's when not authorized
+    reason: str  # what blocks it (blockers.blocker_of), or Ready's reason when nothing does
     message: str
     expires_at: str
     seconds_left: int | None  # None: no token
@@ -62,7 +63,8 @@ def client_row(body: Mapping[str, Any], now: dt.datetime) -> ClientRow:
     conditions = status.get("conditions")
     authorized = find_condition(conditions, AUTHORIZED)
     ready = find_condition(conditions, READY)
-    chosen = ready if authorized.get("status") != "False" else authorized
+    blocker = blocker_of(status)
+    consent_failure = consent_failure_of(status)
     expires_at = str(status.get("expiresAt") or "")
     seconds_left = None
     if expires_at:
@@ -76,12 +78,17 @@ def client_row(body: Mapping[str, Any], now: dt.datetime) -> ClientRow:
         account=read.account,
         authorized=str(authorized.get("status", "Unknown")),
         ready=str(ready.get("status", "Unknown")),
-        reason=str(chosen.get("reason", "")),
-        message=str(chosen.get("message", "")),
+        reason=blocker.reason,
+        message=blocker.message,
         expires_at=expires_at,
         seconds_left=seconds_left,
         next_refresh=str(status.get("nextRefreshTime") or ""),
-        last_failure=str(status.get("lastFailure") or ""),
+        last_failure=str(status.get("lastFailure") or "")
+        or (
+            f"consent {consent_failure.reason} at {format_rfc3339(consent_failure.time)}"
+            if consent_failure
+            else ""
+        ),
         token_secret=read.token_secret,
         consent_url=read.url,
         open_requests=tuple(

@@ -10,17 +10,22 @@ import asyncio
 import dataclasses
 import datetime as dt
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TextIO, TypeVar
 
+from ..blockers import Blocker, ConsentFailure, consent_failure_advice, consent_failure_of
 from ..kube import ConfigError, Kube, KubeConfig, KubeError, load_config
-from ..timeutil import is_ascii_number
+from ..timeutil import format_rfc3339, is_ascii_number
 from .terminal import visible
 
 POLL_INTERVAL = 1.0
+# Without a terminal the progress line is printed as a plain line this often (seconds).
+PLAIN_PROGRESS_EVERY = 10.0
 # The exit statuses every waiting command shares (each may add its own).
 FAILED = 1  # no such GoogleClient, or the Kubernetes API cannot be read
 TIMED_OUT = 4
+BLOCKED = 5  # something in the cluster must be fixed first; waiting cannot help
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 W = TypeVar("W")
@@ -38,23 +43,29 @@ class Step(Generic[W]):
 
 
 class Console:
-    """Full lines, plus one progress line rewritten in place (only on a terminal)."""
+    """Full lines, plus one progress line: rewritten in place on a terminal, else printed as
+    a plain line every PLAIN_PROGRESS_EVERY seconds (a log shows what is awaited)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.live = stream.isatty()
         self._status_width = 0
+        self._monotonic = monotonic
+        self._plain_at = monotonic() + PLAIN_PROGRESS_EVERY
 
     def show(self, step: Step[Any]) -> None:
         if step.lines:
             self._clear_status()
             for line in step.lines:
                 print(visible(line), file=self.stream)
-        if step.status_line and self.live:
-            status_line = visible(step.status_line)
+        status_line = visible(step.status_line)
+        if status_line and self.live:
             padding = " " * max(0, self._status_width - len(status_line))
             self.stream.write(f"\r{status_line}{padding}")
             self._status_width = len(status_line)
+        elif status_line and self._monotonic() >= self._plain_at:
+            print(status_line, file=self.stream)
+            self._plain_at = self._monotonic() + PLAIN_PROGRESS_EVERY
         self.stream.flush()
 
     def close(self) -> None:
@@ -185,6 +196,37 @@ def complain(command: str, message: str) -> None:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def blocked_line(target: str, blocker: Blocker) -> str:
+    """Why waiting on a blocked GoogleClient cannot help, and what to fix."""
+    return (
+        f"GoogleClient {target} is blocked ({blocker.reason}): {blocker.message.rstrip('.')}. "
+        "Waiting "
+        "cannot help; the operator goes on by itself once this is fixed."
+    )
+
+
+def new_consent_failure(known: ConsentFailure | None, body: Body) -> ConsentFailure | None:
+    """A consent failure recorded since `known` (the one seen at the first reading)."""
+    failure = consent_failure_of((body or {}).get("status"))
+    return failure if failure is not None and failure != known else None
+
+
+def consent_failure_line(target: str, failure: ConsentFailure) -> str:
+    return (
+        f"The consent for GoogleClient {target} failed at {format_rfc3339(failure.time)} "
+        f"({failure.reason}): {consent_failure_advice(failure.reason)}."
+    )
+
+
+def unacknowledged(target: str, namespace: str, what: str) -> str:
+    """The timeout that blames nobody else: the operator has not answered."""
+    return (
+        f"The operator has not acknowledged {what} for GoogleClient {target}: is it running and "
+        f"watching namespace {namespace}? (`google-token-operator status -n {namespace}` shows "
+        "what it last reported; its log says why it waits)"
+    )
 
 
 def not_found(namespace: str, name: str) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 
 from .. import clients, policy
 from ..builders import private_secret
+from ..conditions import Reason
 from ..consent_state import pending as consent
 from ..consent_state.contract import (
     CONSENT_API_PATH,
@@ -38,6 +39,7 @@ from ..naming import ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..runtime.context import Operator
 from ..runtime.secrets import WriteResult, Written
+from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, decode_data, record_from_data
 from .admission import Admission, pending_states
 from .apikey import KeyCheck, Throttle, same_secret
@@ -68,27 +70,29 @@ INVALID_STATE = ConsentAnswer(
 )
 
 
-def exchange_failure(error: GoogleError, credentials_secret: str) -> ConsentAnswer:
-    """What to tell the person when Google refused the code exchange."""
+def exchange_failure(error: GoogleError, credentials_secret: str) -> tuple[ConsentAnswer, str]:
+    """What to tell the person when Google refused the code exchange, and the reason that
+    status.lastConsentFailure records."""
     if error.kind is ErrorKind.INVALID_GRANT:
         advice = "the code expired or was already used; open the consent URL again"
-        status = 400
+        status, reason = 400, Reason.CONSENT_CODE_INVALID
     elif error.kind is ErrorKind.INVALID_CLIENT:
         advice = (
             f"Google rejected the OAuth client; fix client_id/client_secret in Secret "
             f"{credentials_secret!r}, then consent again"
         )
-        status = 502
+        status, reason = 502, Reason.CLIENT_CREDENTIALS_INVALID
     elif error.kind is ErrorKind.REDIRECT_URI_MISMATCH:
         advice = (
             "the redirect URI differs from the one registered in the Google console; make "
             "spec.redirectURI (or CALLBACK_URL) match it exactly, then consent again"
         )
-        status = 400
+        status, reason = 400, Reason.REDIRECT_URI_MISMATCH
     else:
         advice = "Google could not answer right now; open the consent URL again in a minute"
-        status = 502
-    return ConsentAnswer(Outcome.EXCHANGE_FAILED, status, f"Google answered {error}: {advice}")
+        status, reason = 502, Reason.CONSENT_EXCHANGE_FAILED
+    message = f"Google answered {error}: {advice}"
+    return ConsentAnswer(Outcome.EXCHANGE_FAILED, status, message), reason
 
 
 class ConsentService:
@@ -119,16 +123,47 @@ class ConsentService:
         if not await self._claim(secret, outcome):
             return INVALID_STATE  # a concurrent request spent it first
         if outcome == consent.OUTCOME_DENIED:
-            return ConsentAnswer(
+            answer = ConsentAnswer(
                 Outcome.DENIED,
                 400,
                 f"Consent was not given ({clean(error, 80) or 'no code'}); nothing was stored. "
                 "Open the GoogleClient's new consent URL to try again.",
                 client=client,
             )
+            try:
+                body = await op.kube.get_resource("googleclients", client.namespace, client.name)
+            except KubeError as failure:  # the denial stands; only its record is missing
+                logger.warning(f"Could not record the denied consent of {client}: {failure}")
+                return answer
+            if body is not None and body["metadata"].get("uid") == pending.client_uid:
+                await self._record_failure(body, Reason.CONSENT_DENIED, answer.message)
+            return answer
         answer, label = await self._exchange(pending, code, client)
         await self._mark(secret_name, label)
         return answer
+
+    async def _record_failure(
+        self, body: Mapping[str, Any], reason: str, message: str, rejected_credentials: str = ""
+    ) -> None:
+        """Leave a trace of a consent that stored nothing: status.lastConsentFailure (reason,
+        time), an Event and a log line; with `rejected_credentials` (the credentials Secret's
+        version Google rejected) the client is blocked as after a refused refresh. Best
+        effort: the person's page says the same, whatever happens here."""
+        meta = body["metadata"]
+        name = f"{meta.get('namespace')}/{meta.get('name')}"
+        logger.warning(f"Consent for GoogleClient {name} failed ({reason}): {message}")
+        self.op.events.post(body, True, reason, f"Consent failed: {message}")
+        patch: dict[str, Any] = {
+            "lastConsentFailure": {"reason": reason, "time": format_rfc3339(self.op.clock())}
+        }
+        if rejected_credentials:
+            patch |= {"credentialsResourceVersion": rejected_credentials, "lastFailure": message}
+        try:
+            await self.op.kube.patch_status(
+                "googleclients", str(meta.get("namespace")), str(meta.get("name")), patch, ""
+            )
+        except KubeError as error:
+            logger.warning(f"Could not record the failed consent of {name}: {error}")
 
     async def _claim(self, secret: dict[str, Any], outcome: str) -> bool:
         """Spend the state: a compare-and-swap on the Secret's version, so of two concurrent
@@ -179,16 +214,20 @@ class ConsentService:
         )
         if isinstance(credentials, clients.CredentialsProblem):
             answer = ConsentAnswer(Outcome.EXCHANGE_FAILED, 502, credentials.message, client=client)
+            await self._record_failure(body, credentials.reason, credentials.message)
             return answer, str(answer.outcome)
         try:
             response = await op.google.exchange_code(
                 credentials, code, pending.code_verifier, pending.redirect_uri, pending.scopes
             )
         except GoogleError as error:
-            answer = dataclasses.replace(
-                exchange_failure(error, spec.credentials_secret), client=client
-            )
-            return answer, str(answer.outcome)
+            answer, reason = exchange_failure(error, spec.credentials_secret)
+            rejected = ""
+            if reason == Reason.CLIENT_CREDENTIALS_INVALID and secret is not None:
+                # As after a refresh Google refused: no new consent until the Secret changes.
+                rejected = str(secret["metadata"].get("resourceVersion") or "")
+            await self._record_failure(body, reason, answer.message, rejected)
+            return dataclasses.replace(answer, client=client), str(answer.outcome)
         if not response.refresh_token:
             return ConsentAnswer(
                 Outcome.NO_REFRESH_TOKEN,

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from .. import branches, client_plan, clients, wakeups
+from ..blockers import blocker_of
 from ..client_plan import ClientPlan, Gathered
 from ..clients import ClientObservation, RefreshOutcome
 from ..conditions import AUTHORIZED, READY, Condition, Reason, find_condition, merge_conditions
@@ -179,10 +180,14 @@ class ClientPass:
                 )
         if plan.old_consumer:
             await op.secrets.delete_owned(spec.namespace, plan.old_consumer, owner, ROLE_CONSUMER)
-        published, consent_problem = await self._publish_consent(plan, owner)
+        published, consent_problem, spent = await self._publish_consent(plan, owner)
         conditions, fields = plan.status(consumer_conflict, published, consent_problem, now)
         await self._write_status(memory, conditions, fields, now)
         memory.record = plan.observation.record
+        if spent:
+            # Only now: had the status write failed, the next pass must still find what
+            # became of that consent (a denial) on its Secret.
+            await self._retire_state(owner, spent)
 
         ready = find_condition(memory.status.get("conditions"), READY)
         client_state = branches.ClientState(
@@ -298,13 +303,14 @@ class ClientPass:
 
     async def _publish_consent(
         self, plan: ClientPlan, owner: Owner
-    ) -> tuple[consent.PublishedConsent | None, str]:
-        """Write the consent state `plan` asks for; the URL to publish and, when none can be,
-        the reason why (a condition message)."""
+    ) -> tuple[consent.PublishedConsent | None, str, str]:
+        """Write the consent state `plan` asks for; the URL to publish; when none can be, the
+        reason why (a condition message); and the state Secret a new URL replaces, to delete
+        once the status says so."""
         if plan.retire_consent:
             await self._retire_state(owner, plan.retire_consent)
         if plan.consent_plan is None:
-            return None, ""
+            return None, "", ""
         namespace = self.op.settings.operator_namespace
         if plan.consent_plan.write is not None:
             try:
@@ -312,14 +318,11 @@ class ClientPass:
             except KubeError as error:
                 if error.status != 404:
                     raise
-                return None, clients.operator_namespace_missing(namespace)
+                return None, clients.operator_namespace_missing(namespace), ""
             if written.outcome is Written.CONFLICT:  # a fresh random name: not expected
-                return None, conflict_message(
-                    plan.consent_plan.published.secret_name, written.why, "consent state"
-                )
-        if plan.consent_plan.obsolete_secret:
-            await self._retire_state(owner, plan.consent_plan.obsolete_secret)
-        return plan.consent_plan.published, ""
+                name = plan.consent_plan.published.secret_name
+                return None, conflict_message(name, written.why, "consent state"), ""
+        return plan.consent_plan.published, "", plan.consent_plan.obsolete_secret
 
     async def _retire_state(self, owner: Owner, secret_name: str) -> None:
         """Delete a consent Secret, only if its labels name this very client (the name comes
@@ -351,6 +354,9 @@ class ClientPass:
         )
         self.op.metrics.set_authorized(
             str(meta["namespace"]), str(meta["name"]), find_condition(merged, AUTHORIZED)
+        )
+        self.op.metrics.set_blocked(
+            str(meta["namespace"]), str(meta["name"]), blocker_of({"conditions": merged})
         )
         if not patch:
             memory.status = status
