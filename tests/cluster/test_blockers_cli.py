@@ -90,6 +90,13 @@ def start_cli(stage: Stage, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def detail_ready(stage: Stage, cluster: Cluster, name: str) -> str:
+    """The `ready:` line of `status NAME`."""
+    detail = run_cli(stage, "status", name, "-n", cluster.namespace)
+    assert detail.code == 0, detail.text
+    return next(line for line in detail.lines if line.startswith("  ready:"))
+
+
 def status_row(stage: Stage, cluster: Cluster, name: str) -> list[str]:
     """The GoogleClient's row of `status -n NS` (the table a person reads), as cells."""
     ran = run_cli(stage, "status", "-n", cluster.namespace)
@@ -262,9 +269,14 @@ def test_a_consent_google_refuses_the_client_for_is_recorded_and_ends_authorize(
         in (stage.operator.log())
     )
     assert status_row(stage, cluster, "bad")[1:4] == ["-", "False", "ClientCredentialsInvalid"]
+    assert detail_ready(stage, cluster, "bad").endswith("False ClientCredentialsInvalid")
     again = run_cli(stage, "authorize", "bad", "-n", cluster.namespace)
     assert again.code == FIX and again.seconds < TERMINAL_WITHIN, again.text
     assert "(ClientCredentialsInvalid)" in again.lines[0]
+    for command in ("refresh", "reauthorize"):  # blocked too: nothing to ask for
+        ran = run_cli(stage, command, "bad", "-n", cluster.namespace, "--timeout", "60")
+        assert (ran.code, command) == (FIX, command), ran.text
+        assert "(ClientCredentialsInvalid)" in ran.lines[0] and ran.seconds < TERMINAL_WITHIN
 
     # Leak scan: neither the client secret, nor the code, nor the state, anywhere.
     everywhere = "\n".join(
@@ -286,6 +298,7 @@ def test_a_refresh_inside_the_rate_limit_says_until_when(stage: Stage) -> None:
     cluster.wait_condition("googleclients", "fresh", "Ready", "True", "TokenValid")
 
     assert status_row(stage, cluster, "fresh")[2:4] == ["True", "TokenValid"]
+    assert detail_ready(stage, cluster, "fresh").endswith("True TokenValid")
     ran = run_cli(stage, "refresh", "fresh", "-n", cluster.namespace, "--timeout", "3")
     assert ran.code == TIMED_OUT, ran.text
     assert ran.lines[0].startswith(f"Asked for refresh of GoogleClient {cluster.namespace}/fresh")
@@ -299,6 +312,7 @@ def test_without_an_operator_the_commands_say_it_has_not_answered(stage: Stage) 
     cluster.create("googleclients", "alone", {"credentialsSecretRef": {"name": "acme-oauth"}})
 
     assert status_row(stage, cluster, "alone")[1:4] == ["-", "Unknown", "NotObserved"]
+    assert detail_ready(stage, cluster, "alone").endswith("NotObserved")
     # Side by side: each only waits out its timeout.
     with ThreadPoolExecutor(3) as pool:
         authorize, *requests_ = pool.map(
@@ -336,4 +350,7 @@ def test_a_reauthorize_denied_at_google_ends_with_the_denial(stage: Stage) -> No
     assert "(ConsentDenied): consent was denied at Google" in verdict
     assert "The current grant keeps working" in verdict
     assert status_row(stage, cluster, "again")[2:4] == ["True", "TokenValid"]
+    assert detail_ready(stage, cluster, "again").endswith("True TokenValid")
+    denial = run_cli(stage, "status", "again", "-n", cluster.namespace)
+    assert "  last failure:   consent ConsentDenied at " in denial.text, denial.text
     assert "ConsentDenied" in cluster.wait_events("again", "ConsentDenied")
