@@ -56,6 +56,7 @@ chart-lint: go-tools ## helm lint --strict the chart: defaults, and every option
 	"$$helm" lint --strict $(CHART) --set-json 'watchNamespaces=["reviews"]' \
 	  --set ingress.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true \
 	  --set podDisruptionBudget.enabled=true,serviceAccount.annotations.team=reviews \
+	  --set migrateStorage.enabled=true \
 	  --set-json 'extraArgs=["--verbose"]' --set crds.keep=false
 
 chart-readme: $(WHEEL_STAMP) ## Write the chart's README.md from its values.yaml (tests/unit/test_chart_readme.py)

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-GROUP, VERSION = "google-token-operator.dev", "v1alpha1"
+GROUP, VERSION = "google-token-operator.dev", "v1"
 
 
 @kopf.on.event(GROUP, VERSION, "googleclients")

@@ -52,7 +52,7 @@ T = TypeVar("T")
 
 def demo_objects() -> list[dict[str, Any]]:
     """The embedded default: one OAuth client (the sandbox's demo client) and two Branches."""
-    api = "google-token-operator.dev/v1alpha1"
+    api = "google-token-operator.dev/v1"
     branches = [
         {
             "apiVersion": api,

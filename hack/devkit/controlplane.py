@@ -206,6 +206,7 @@ class ControlPlane(StartStop):
         self.admin_token = secrets.token_urlsafe(32)
         self._workdir: Path | None = None
         self._api_port: int | None = None
+        self._etcd_url: str | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._argv: dict[str, Sequence[str]] = {}
@@ -230,6 +231,13 @@ class ControlPlane(StartStop):
         if self._api_port is None:
             raise ControlPlaneError("the control plane is not started")
         return f"https://{self.address}:{self._api_port}"
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback): tests read what is stored through it."""
+        if self._etcd_url is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._etcd_url
 
     @property
     def kubeconfig(self) -> Path:
@@ -281,7 +289,7 @@ class ControlPlane(StartStop):
 
         # etcd serves the API server only: always loopback.
         (etcd_port,), (self._api_port,) = _free_ports(1), _free_ports(1, self.address)
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd_url = self._etcd_url = f"http://127.0.0.1:{etcd_port}"
         # The API server retries etcd until it answers, so both start at once.
         self._spawn(
             "etcd",
@@ -374,6 +382,7 @@ class ControlPlane(StartStop):
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         self._api_port = None
+        self._etcd_url = None
         self._ssl_context = None
 
     # -- using it -----------------------------------------------------------------------------

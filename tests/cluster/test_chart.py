@@ -567,6 +567,7 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
     assert left == {
         "CustomResourceDefinition -/googleclients.google-token-operator.dev",
         "CustomResourceDefinition -/branches.google-token-operator.dev",
+        "APIService -/v1.google-token-operator.dev",
         "APIService -/v1alpha1.google-token-operator.dev",
         f"Namespace -/{OPERATOR_NS}",
         "Namespace -/reviews",

@@ -15,7 +15,7 @@ GOOD_BRANCH = {"clientRef": {"name": "acme"}, "accountId": "123", "locationId": 
 def manifest(kind: str, namespace: str, spec: dict[str, object]) -> str:
     return json.dumps(
         {
-            "apiVersion": "google-token-operator.dev/v1alpha1",
+            "apiVersion": "google-token-operator.dev/v1",
             "kind": kind,
             "metadata": {"name": "subject", "namespace": namespace},
             "spec": spec,

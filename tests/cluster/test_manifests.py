@@ -638,6 +638,7 @@ def test_callback_service_account_has_no_rights_beyond_the_defaults(
         f"/api/v1/namespaces/{OPERATOR_NS}/secrets",
         f"/api/v1/namespaces/{OPERATOR_NS}/secrets/anything",
         "/api/v1/secrets",
+        f"/apis/{GROUP}/v1/googleclients",
         f"/apis/{GROUP}/v1alpha1/googleclients",
     ):
         assert api_get(control_plane, token, path).status_code == 403, path

@@ -392,7 +392,7 @@ def test_the_callback_pod_reaches_only_the_consent_api_and_dns(
     started = time.monotonic()
     # A second GoogleClient, never consented: the operator runs its callback pod meanwhile.
     pending = {
-        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "apiVersion": "google-token-operator.dev/v1",
         "kind": "GoogleClient",
         "metadata": {"name": "netpol-probe", "namespace": EXAMPLES_NS},
         "spec": {

@@ -127,7 +127,7 @@ def test_version_names_the_release_the_api_and_the_build(
 ) -> None:
     assert main(["version"]) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[1] == "API version: google-token-operator.dev/v1alpha1"
+    assert text.splitlines()[1] == "API version: google-token-operator.dev/v1"
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0

@@ -34,7 +34,7 @@ PRIVATE_LABELS = {
 
 def client_body(**spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "apiVersion": "google-token-operator.dev/v1",
         "kind": "GoogleClient",
         "metadata": {"name": "acme", "namespace": NS},
         "spec": {"credentialsSecretRef": {"name": "acme-oauth"}, **spec},
@@ -43,7 +43,7 @@ def client_body(**spec: Any) -> dict[str, Any]:
 
 def branch_body(name: str, location: str) -> dict[str, Any]:
     return {
-        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "apiVersion": "google-token-operator.dev/v1",
         "kind": "Branch",
         "metadata": {"name": name, "namespace": NS},
         "spec": {"clientRef": {"name": "acme"}, "accountId": "123", "locationId": location},

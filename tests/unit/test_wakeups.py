@@ -82,7 +82,7 @@ def branch(
 ) -> dict[str, Any]:
     """A Branch as the watch keeps it (views.snapshot)."""
     return {
-        "apiVersion": "google-token-operator.dev/v1alpha1",
+        "apiVersion": "google-token-operator.dev/v1",
         "kind": "Branch",
         "metadata": {"name": "downtown", "namespace": NS, "uid": "u1", "generation": 1,
                      "deletionTimestamp": None, "resourceVersion": version, **meta},

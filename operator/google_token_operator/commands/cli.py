@@ -1,5 +1,5 @@
 """The `google-token-operator` command (also `kubectl google-token`): run, callback,
-authorize, refresh, reauthorize, revoke, status, version, completion."""
+authorize, refresh, reauthorize, revoke, status, migrate-storage, version, completion."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
         add_operator_commands(commands)
 
     from ..day2 import Request
-    from . import authorize, completion, request_commands, status_command
+    from . import authorize, completion, migrate_storage, request_commands, status_command
 
     authorize.configure_parser(
         user_command(
@@ -60,6 +60,13 @@ def build_parser(prog: str = "google-token-operator") -> argparse.ArgumentParser
     status_command.configure_parser(
         user_command(
             commands, "status", "show GoogleClients and Branches at a glance, or one in detail"
+        )
+    )
+    migrate_storage.configure_parser(
+        user_command(
+            commands,
+            "migrate-storage",
+            "after an upgrade: store every GoogleClient and Branch at the newest API version",
         )
     )
     about.configure_parser(
@@ -193,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import status_command
 
         return status_command.run(args)
+    if args.command == "migrate-storage":
+        from . import migrate_storage
+
+        return migrate_storage.run(args, sys.stdout)
     if args.command == "run":
         from .. import runner
 
