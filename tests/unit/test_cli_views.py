@@ -99,7 +99,8 @@ def test_the_plugin_offers_only_the_user_commands(capsys: pytest.CaptureFixture[
     assert "invalid choice: 'run'" in capsys.readouterr().err
     usage = plugin.format_help()
     assert "callback" not in usage and "run the operator" not in usage
-    for command in ("authorize", "refresh", "reauthorize", "revoke", "status", "version"):
+    commands = ("authorize", "refresh", "reauthorize", "revoke", "status", "migrate-storage")
+    for command in (*commands, "version"):
         assert command in usage
     assert build_parser().parse_args(["run"]).command == "run"
 
