@@ -149,7 +149,15 @@ async def _rewrite_all(kube: Kube, plural: str, out: TextIO) -> Outcome:
         else:
             gone += 1
 
-    await asyncio.gather(*(rewrite(body) for body in bodies))
+    tasks = [asyncio.create_task(rewrite(body)) for body in bodies]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        # The first failure ends the run: no write may still be under way once it is reported.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     return Outcome(rewritten, gone)
 
 
@@ -157,21 +165,16 @@ async def _rewrite(
     kube: Kube, plural: str, namespace: str, name: str, body: Mapping[str, Any]
 ) -> bool:
     """Write the object back unchanged; False when it was deleted meanwhile. A conflict means
-    someone else wrote it since the list, which encoded it at the storage version too; it is
-    read and written again all the same, so the count stays honest."""
-    path = resource_path(plural, namespace, name)
-    current: Mapping[str, Any] | None = body
-    while current is not None:
-        try:
-            await kube.request("PUT", path, body=current)
-            return True
-        except KubeError as error:
-            if error.status == 404:
-                return False
-            if error.status != 409:
-                raise
-        current = await kube.maybe("GET", path)
-    return False
+    someone wrote it since the list, so after the API server switched its storage version
+    (waited for before listing): that write stored it at the storage version already."""
+    try:
+        await kube.request("PUT", resource_path(plural, namespace, name), body=body)
+    except KubeError as error:
+        if error.status == 404:
+            return False
+        if error.status != 409:
+            raise
+    return True
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
