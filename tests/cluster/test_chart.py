@@ -379,6 +379,38 @@ def test_chart_renders_the_kustomize_objects_for_the_same_settings(
     print(f"\n{setting}: {len(got)} objects equal ({', '.join(kinds)})")
 
 
+def test_the_migrate_storage_hook_runs_the_command_with_the_components_rules(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """Off by default; on, a post-upgrade Job with its own ServiceAccount bound to the rules of
+    manifests/components/migrate-storage (their one source, through files/)."""
+    assert not [
+        doc
+        for doc in helm.template(values_file(tmp_path, {}))
+        if doc["metadata"]["name"].endswith("migrate-storage")
+    ]
+    hooks = keyed(helm.template(values_file(tmp_path, {"migrateStorage": {"enabled": True}})))
+    name = f"{RELEASE}-migrate-storage"
+    component = yaml.safe_load((COMPONENTS / "migrate-storage" / "clusterrole.yaml").read_text())
+    for key in (
+        f"ServiceAccount {OPERATOR_NS}/{name}",
+        f"ClusterRole -/{name}",
+        f"ClusterRoleBinding -/{name}",
+        f"Job {OPERATOR_NS}/{name}",
+    ):
+        assert hooks[key]["metadata"]["annotations"]["helm.sh/hook"] == "post-upgrade", key
+    assert hooks[f"ClusterRole -/{name}"]["rules"] == component["rules"]
+    binding = hooks[f"ClusterRoleBinding -/{name}"]
+    assert binding["roleRef"]["name"] == name
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": name, "namespace": OPERATOR_NS}
+    ]
+    pod = hooks[f"Job {OPERATOR_NS}/{name}"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name
+    assert pod["containers"][0]["args"] == ["migrate-storage"]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
     helm: Helm, tmp_path: Path
 ) -> None:
