@@ -38,7 +38,7 @@ class Form:
 
 
 class FormParser(HTMLParser):
-    """Forms and their fields, including fields tied to a form by a `form` attribute."""
+    """Forms, their fields and buttons, including those tied to a form by a `form` attribute."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,7 +47,8 @@ class FormParser(HTMLParser):
         self._fields: list[tuple[str, str, str]] = []  # (form id, name, value)
         self._form_id: str | None = None
         self._select: tuple[str, str] | None = None  # (form id, name)
-        self._button_text: list[str] | None = None
+        self._button: tuple[str, list[str]] | None = None  # (form id, its text so far)
+        self._buttons: list[tuple[str, str]] = []  # (form id, text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = {name: value or "" for name, value in attrs}
@@ -69,25 +70,28 @@ class FormParser(HTMLParser):
                 self._fields.append((form_id, name, attr["value"]))
             self.selects[name].append(attr["value"])
         elif tag == "button":
-            self._button_text = []
+            self._button = (owner, [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._form_id = None
         elif tag == "select":
             self._select = None
-        elif tag == "button" and self._button_text is not None and self._form_id:
-            self.forms[self._form_id].buttons.append("".join(self._button_text).strip())
-            self._button_text = None
+        elif tag == "button" and self._button is not None:
+            form_id, text = self._button
+            self._buttons.append((form_id, "".join(text).strip()))
+            self._button = None
 
     def handle_data(self, data: str) -> None:
-        if self._button_text is not None:
-            self._button_text.append(data)
+        if self._button is not None:
+            self._button[1].append(data)
 
     def close(self) -> None:
         super().close()
         for form_id, name, value in self._fields:
             self.forms[form_id].fields[name] = value
+        for form_id, text in self._buttons:
+            self.forms[form_id].buttons.append(text)
 
 
 def open_consent_page(sandbox: SandboxServer, **overrides: str | None) -> requests.Response:
