@@ -39,9 +39,10 @@ SCOPE_ALIASES = {
 }
 _SCOPE_URL_PREFIX = "https://www.googleapis.com/auth/"
 # Sign-in scopes: Google's consent page shows them without a checkbox, so they cannot be
-# unticked; every other requested scope can.
+# unticked; the other requested scopes can (see `untickable_scopes`).
 IDENTITY_SCOPES = frozenset({"openid", EMAIL_SCOPE, SCOPE_ALIASES["profile"]})
-# An app in "Testing" publishing status gets refresh tokens that die 7 days after consent.
+# An app in "Testing" publishing status gets refresh tokens that die 7 days after consent
+# (unless only sign-in scopes were granted).
 PUBLISHING_STATUSES = ("production", "testing")
 TESTING_GRANT_LIFETIME = 7 * 24 * 3600
 # The `error_subtype` values with which Google's session control asks for re-authentication.
@@ -188,6 +189,8 @@ class ConsentPage:
     request_id: str
     app_name: str
     scopes: tuple[str, ...]
+    # The scopes shown with a checkbox (ticked), which the person may untick.
+    untickable: frozenset[str]
     accounts: tuple[str, ...]
     login_hint: str | None
 
@@ -486,6 +489,7 @@ class SandboxState:
                 request_id=request.request_id,
                 app_name=request.client.name,
                 scopes=request.scopes,
+                untickable=untickable_scopes(request.scopes),
                 accounts=tuple(self._users),
                 login_hint=known_hint,
             )
@@ -692,8 +696,8 @@ class SandboxState:
         access when the consent screen was due: prompt=consent, or scopes not yet granted."""
         already_granted = self._granted_scopes(request.client.client_id, email)
         consent_shown = "consent" in request.prompt or not set(request.scopes) <= already_granted
-        kept = IDENTITY_SCOPES | frozenset(ticked)
-        scopes = frozenset(scope for scope in request.scopes if scope in kept)
+        left_out = untickable_scopes(request.scopes) - frozenset(ticked)
+        scopes = frozenset(scope for scope in request.scopes if scope not in left_out)
         if request.include_granted_scopes:
             scopes |= already_granted
         code = self._issue(CODE_PREFIX)
@@ -807,7 +811,9 @@ class SandboxState:
             self._retire_refresh_tokens_over_limit(client_id, email, now)
             if self.time_limited_access:
                 expires_at = announced_end = now + self.time_limited_access
-            if self._client(client_id).publishing_status == "testing":
+            # Google spares grants of sign-in scopes only.
+            testing = self._client(client_id).publishing_status == "testing"
+            if testing and not scopes <= IDENTITY_SCOPES:
                 expires_at = min(expires_at or math.inf, now + TESTING_GRANT_LIFETIME)
         grant = Grant(client_id, email, scopes, refresh_token, offline, expires_at, announced_end)
         self._grants.append(grant)
@@ -905,6 +911,15 @@ class SandboxState:
         value = prefix + secrets.token_urlsafe(32)
         self._secrets.add(value)
         return value
+
+
+def untickable_scopes(requested: Iterable[str]) -> frozenset[str]:
+    """The scopes Google's granular consent screen lets the person untick: every one but the
+    sign-in scopes, once the request holds two scopes and one of them is not a sign-in scope.
+    A request of one scope, or of sign-in scopes only, is all or nothing."""
+    requested = frozenset(requested)
+    others = requested - IDENTITY_SCOPES
+    return others if len(requested) >= 2 else frozenset()
 
 
 def _is_int(value: object) -> TypeGuard[int]:

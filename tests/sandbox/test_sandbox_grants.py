@@ -20,12 +20,15 @@ from google_token_sandbox.state import (
     BUSINESS_SCOPE,
     DEMO_CLIENT_ID,
     EMAIL_SCOPE,
+    SCOPE_ALIASES,
     TESTING_GRANT_LIFETIME,
+    untickable_scopes,
 )
 
 EXPIRED = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
 SIGN_IN = {"openid", EMAIL_SCOPE}
 SECOND_CLIENT = "second-client"
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 TESTING_CLIENT = {
     "client_id": SECOND_CLIENT,
     "client_secret": "second-secret",
@@ -67,6 +70,10 @@ def revoke(sandbox: SandboxServer, token: str) -> requests.Response:
 
 def granted(answer: dict[str, Any]) -> set[str]:
     return set(answer["scope"].split())
+
+
+def full_names(scopes: list[str]) -> list[str]:
+    return [SCOPE_ALIASES.get(scope, scope) for scope in scopes]
 
 
 def advance_clock(sandbox: SandboxServer, seconds: float) -> None:
@@ -251,6 +258,17 @@ def test_an_app_in_testing_status_gets_refresh_tokens_that_die_after_7_days(
     assert refresh(sandbox, refresh_token, SECOND_CLIENT).json() == EXPIRED
 
 
+def test_an_app_in_testing_status_keeps_a_grant_of_sign_in_scopes_only(
+    sandbox: SandboxServer,
+) -> None:
+    control(sandbox, "/clients", TESTING_CLIENT)
+    refresh_token = sandbox.state.mint_grant(SECOND_CLIENT, OWNER, ["openid", "email"])
+
+    advance_clock(sandbox, 30 * 24 * 3600)
+
+    assert refresh(sandbox, refresh_token, SECOND_CLIENT).status_code == 200
+
+
 # -- bad control requests ----------------------------------------------------------------------
 
 
@@ -272,3 +290,25 @@ def test_bad_grant_requests_say_what_is_wrong(sandbox: SandboxServer) -> None:
     listing = requests.get(sandbox.url + CONTROL_PREFIX + "/grants", timeout=TIMEOUT)
     assert listing.status_code == 400
     assert "client_id is required" in listing.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "untickable"),
+    [
+        (["openid", "email", BUSINESS_SCOPE], {BUSINESS_SCOPE}),
+        ([BUSINESS_SCOPE, DRIVE_SCOPE], {BUSINESS_SCOPE, DRIVE_SCOPE}),
+        # One scope, or sign-in scopes only: Google's screen is all or nothing.
+        ([BUSINESS_SCOPE], set()),
+        (["openid", "email", "profile"], set()),
+    ],
+)
+def test_which_scopes_google_lets_the_person_untick(
+    requested: list[str], untickable: set[str]
+) -> None:
+    assert untickable_scopes(full_names(requested)) == untickable
+
+
+def test_a_lone_scope_cannot_be_unticked(sandbox: SandboxServer) -> None:
+    control(sandbox, "/settings", {"unticked_scopes": [BUSINESS_SCOPE]})
+
+    assert granted(authorize(sandbox, scope=BUSINESS_SCOPE)) == {BUSINESS_SCOPE}
