@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devkit.servers import SandboxServer
 from fixtures.sandbox import OTHER, OWNER, REDIRECT_URI, SCOPES, TIMEOUT, authorize, post_token
@@ -20,8 +23,11 @@ from google_token_sandbox.state import (
     BUSINESS_SCOPE,
     DEMO_CLIENT_ID,
     EMAIL_SCOPE,
+    IDENTITY_SCOPES,
     SCOPE_ALIASES,
     TESTING_GRANT_LIFETIME,
+    ConsentPage,
+    SandboxState,
     untickable_scopes,
 )
 
@@ -312,3 +318,35 @@ def test_a_lone_scope_cannot_be_unticked(sandbox: SandboxServer) -> None:
     control(sandbox, "/settings", {"unticked_scopes": [BUSINESS_SCOPE]})
 
     assert granted(authorize(sandbox, scope=BUSINESS_SCOPE)) == {BUSINESS_SCOPE}
+
+
+OFFERED = ("openid", "email", "profile", BUSINESS_SCOPE, DRIVE_SCOPE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    requested=st.lists(st.sampled_from(OFFERED), min_size=1, unique=True),
+    ticked=st.sets(st.sampled_from(OFFERED)),
+)
+def test_a_consent_grants_the_requested_scopes_less_those_unticked(
+    requested: list[str], ticked: set[str]
+) -> None:
+    state = SandboxState()
+    query = {
+        "client_id": DEMO_CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": " ".join(requested),
+    }
+    page = state.start_authorization(query)
+    assert isinstance(page, ConsentPage)
+
+    redirect = state.finish_consent(page.request_id, True, OWNER, ticked=full_names(list(ticked)))
+
+    granted_scopes = set(dict(parse_qsl(urlsplit(redirect.location).query))["scope"].split())
+    wanted = set(full_names(requested))
+    # Never more than requested; everything that could not be unticked, and what stayed ticked.
+    assert granted_scopes == (wanted - page.untickable) | (
+        page.untickable & set(full_names(list(ticked)))
+    )
+    assert page.untickable <= wanted - IDENTITY_SCOPES
