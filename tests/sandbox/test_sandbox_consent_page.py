@@ -16,6 +16,7 @@ from fixtures.sandbox import (
     authorization_params,
     exchange,
     redirect_query,
+    ticked_scopes,
 )
 from google_token_sandbox import AUTH_PATH
 from google_token_sandbox.state import (
@@ -260,10 +261,13 @@ def test_page_text_is_escaped(sandbox: SandboxServer) -> None:
 def test_every_scope_but_the_sign_in_ones_is_a_ticked_checkbox_in_the_allow_form(
     sandbox: SandboxServer,
 ) -> None:
-    page = parse(open_consent_page(sandbox))
+    response = open_consent_page(sandbox)
+    page = parse(response)
 
     assert page.forms["allow"].ticked == [BUSINESS_SCOPE]
     assert page.forms["deny"].ticked == []
+    # What the cluster tests post as a browser would.
+    assert ticked_scopes(response.text) == [("scope", BUSINESS_SCOPE)]
 
 
 def test_an_unticked_scope_is_left_out_of_the_grant(sandbox: SandboxServer) -> None:
