@@ -27,7 +27,7 @@ from fixtures.operator import (
     hand_over,
     wait_for,
 )
-from fixtures.sandbox import post_token, redirect_query
+from fixtures.sandbox import post_token, redirect_query, ticked_scopes
 from google_token_operator.timeutil import parse_rfc3339
 from google_token_sandbox import TOKENINFO_PATH
 from google_token_sandbox.demo_data import OTHER_EMAIL, OWNER_LOCATION_IDS
@@ -76,7 +76,12 @@ def consent_as(sandbox: SandboxServer, url: str, email: str) -> dict[str, str]:
     request_id = page.text.split('name="request_id" value="')[1].split('"')[0]
     answer = requests.post(
         f"{sandbox.url}/signin/oauth/consent",
-        data={"request_id": request_id, "decision": "allow", "email": email},
+        data=[
+            ("request_id", request_id),
+            ("decision", "allow"),
+            ("email", email),
+            *ticked_scopes(page.text),
+        ],
         allow_redirects=False,
         timeout=10,
     )
