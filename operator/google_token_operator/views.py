@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import GROUP
-from .builders import content_hash
+from .builders import written_hash
 from .naming import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE, Key, private_secret_name
 
 
@@ -87,7 +87,7 @@ def managed_secret_view(
     return SecretView(
         uid=str(meta.get("uid") or ""),
         resource_version=str(meta.get("resourceVersion") or ""),
-        data_hash=content_hash(data),
+        data_hash=written_hash(body),
         data_keys=frozenset(data),
         private_data=dict(data) if owned_private(body, client_uid) else None,
     )
