@@ -96,4 +96,3 @@ def test_a_branch_template_is_on_its_secret_and_follows_each_refresh_in_place(
     assert "reloader" not in relabelled
     assert raw_secret(cluster, "downtown-google-token")["metadata"]["uid"] == uid
     print(f"template test took {time.monotonic() - started:.1f} s")
-
