@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from devkit.servers import SandboxServer
 from fixtures.operator import (
@@ -19,16 +22,16 @@ from google_token_sandbox.demo_data import OWNER_LOCATION_IDS
 
 # Short tokens: refreshed every few seconds, so two refreshes take seconds.
 LIFETIME = 12
-TEMPLATE = {
-    "metadata": {
-        "labels": {"reloader": "enabled", "google-token-operator.dev/role": "private"},
-        "annotations": {"example.com/team": "reviews"},
-    },
-    "data": {
-        "authorization": "Bearer {{ access_token }}",
-        ".env": "GOOGLE_TOKEN={{ access_token }}\nGOOGLE_LOCATION={{ location_name }}\n",
-    },
-}
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "consuming-tokens.md"
+
+
+def guide_template() -> dict[str, Any]:
+    """The guide's example Branch's template, plus an attempt at the operator's own label."""
+    text = GUIDE.read_text().split("tests/cluster/test_secret_templates.py", 1)[1]
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    template: dict[str, Any] = yaml.safe_load(block)["spec"]["secretTemplate"]
+    template["metadata"]["labels"]["google-token-operator.dev/role"] = "private"
+    return template
 
 
 def raw_secret(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def test_a_branch_template_is_on_its_secret_and_follows_each_refresh_in_place(
     sandbox.state.token_lifetime = LIFETIME
     start_operator()
     refresh_token = authorized_client(cluster, sandbox)
-    spec = {**branch_spec(OWNER_LOCATION_IDS[0]), "secretTemplate": TEMPLATE}
+    spec = {**branch_spec(OWNER_LOCATION_IDS[0]), "secretTemplate": guide_template()}
     cluster.create("branches", "downtown", spec)
     ready = cluster.wait_condition("branches", "downtown", "Ready", "True", "LocationVerified")
     # The template tried to set the operator's own role label: the operator's wins, and says so.
