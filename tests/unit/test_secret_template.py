@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from fakes import operator_with_fakes
 from hypothesis import given
 from hypothesis import strategies as st
 from test_client_plan import NOW, SETTINGS, decided, gathered, plain
+from test_passes import NS, authorized, run_pass
 
 from google_token_operator import builders, client_plan, secret_template
 from google_token_operator.branches import (
@@ -26,6 +28,7 @@ from google_token_operator.branches import (
 from google_token_operator.clients import parse_client_spec
 from google_token_operator.conditions import Reason
 from google_token_operator.naming import BranchLocation, Owner
+from google_token_operator.reconcile.client_pass import ClientMemory
 from google_token_operator.secret_template import (
     BRANCH_PLACEHOLDERS,
     CLIENT_PLACEHOLDERS,
@@ -283,3 +286,38 @@ CRD_PATTERNS = _crd_patterns()
 def test_the_crd_patterns_are_the_passes() -> None:
     assert CRD_PATTERNS["googleclients"] == secret_template.template_pattern(CLIENT_PLACEHOLDERS)
     assert CRD_PATTERNS["branches"] == secret_template.template_pattern(BRANCH_PLACEHOLDERS)
+
+
+async def test_a_pass_writes_the_template_once_and_brings_hand_edits_back() -> None:
+    op, kube, google, clock, _ = operator_with_fakes()
+    template = {
+        "metadata": {"labels": {"reloader": "enabled"}, "annotations": {"team": "reviews"}},
+        "data": {"authorization": "Bearer {{ access_token }}"},
+    }
+    authorized(kube, secretTemplate=template)
+    status = await run_pass(op, kube)
+    secret = kube.secrets[(NS, "acme-google-token")]
+    uid = secret["metadata"]["uid"]
+    data = kube.plain(NS, "acme-google-token") or {}
+    assert data["authorization"] == f"Bearer {data['access_token']}"
+    assert secret["metadata"]["labels"]["reloader"] == "enabled"
+    assert secret["metadata"]["annotations"] == {"team": "reviews"}
+
+    # Nothing changed: no write (what is compared includes the template's metadata).
+    kube.writes.clear()
+    clock.advance(minutes=5)
+    status = await run_pass(op, kube, ClientMemory(status))
+    assert kube.writes == [] and google.calls["refresh"] == 1
+
+    # A label added by hand goes, the template's comes back; the same object throughout.
+    edited = {**secret["metadata"]["labels"], "by-hand": "x"}
+    del edited["reloader"]
+    await kube.patch_secret(
+        NS, "acme-google-token", [{"op": "add", "path": "/metadata/labels", "value": edited}]
+    )
+    status = await run_pass(op, kube, ClientMemory(status))
+    labels = kube.secrets[(NS, "acme-google-token")]["metadata"]["labels"]
+    assert labels["reloader"] == "enabled" and "by-hand" not in labels
+    assert labels["google-token-operator.dev/role"] == "consumer"
+    assert kube.secrets[(NS, "acme-google-token")]["metadata"]["uid"] == uid
+    assert google.calls["refresh"] == 1
