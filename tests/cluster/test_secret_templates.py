@@ -78,6 +78,10 @@ def test_a_branch_template_is_on_its_secret_and_follows_each_refresh_in_place(
             f"GOOGLE_TOKEN={data['access_token']}\nGOOGLE_LOCATION={data['location_name']}\n"
         )
         assert current["metadata"]["labels"]["reloader"] == "enabled"
+        # The client's own Secret (no template) follows too, with no annotation or extra key.
+        plain = raw_secret(cluster, "acme-google-token")
+        assert plain["data"]["access_token"] == data["access_token"]
+        assert not plain["metadata"]["annotations"] and "authorization" not in plain["data"]
         assert refresh_token not in repr(current)
 
     # The template's label changes: the Secret follows, the dropped label goes.
