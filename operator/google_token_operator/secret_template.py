@@ -35,8 +35,12 @@ STANDARD_KEYS = frozenset(
 )
 
 # Bounds, the same as the CRDs': a template is small, and a Secret stays far below 1 MiB.
-MAX_ENTRIES = 32  # labels, annotations, data keys: each
+MAX_ENTRIES = 32  # labels, annotations: each
+MAX_DATA_KEYS = 16
 MAX_TEMPLATE_LENGTH = 4096  # one data template
+# Placeholders in one data template: with the bounds above and tokens of at most 4096
+# characters (google_types), the rendered keys stay below 600 KiB, inside a Secret's 1 MiB.
+MAX_PLACEHOLDERS = 8
 MAX_ANNOTATION_LENGTH = 4096  # one annotation value
 MAX_LABEL_VALUE = 63
 MAX_SECRET_KEY = 253
@@ -51,9 +55,11 @@ SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def template_pattern(names: tuple[str, ...]) -> str:
-    """The whole-value pattern of a data template (the CRDs carry the same text): any text
-    where every `{{` opens one of `names`' placeholders."""
-    return rf"(?:[^{{]|\{{[^{{]|\{{\{{ *(?:{'|'.join(names)}) *\}}\}})*\{{?"
+    """The whole-value pattern of a data template (the CRDs carry the same text): text where
+    every `{{` opens one of `names`' placeholders, at most MAX_PLACEHOLDERS of them."""
+    text = r"(?:[^{]|\{[^{])*"
+    placeholder = rf"\{{\{{ *(?:{'|'.join(names)}) *\}}\}}"
+    return rf"{text}(?:{placeholder}{text}){{0,{MAX_PLACEHOLDERS}}}\{{?"
 
 
 _PLACEHOLDER = re.compile(r"\{\{ *([a-z_]+) *\}\}")
@@ -113,11 +119,11 @@ def parse_secret_template(spec: Mapping[str, Any], kind: str) -> SecretTemplate 
     return SecretTemplate(labels, annotations, data, (*ignored_labels, *ignored_annotations))
 
 
-def _mapping(value: Any, field: str) -> Mapping[str, Any]:
+def _mapping(value: Any, field: str, most: int = MAX_ENTRIES) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise _Refused(f"{field} must be an object; see `kubectl explain googleclient.spec`")
-    if len(value) > MAX_ENTRIES:
-        raise _Refused(f"{field} has {len(value)} entries; at most {MAX_ENTRIES} are allowed")
+    if len(value) > most:
+        raise _Refused(f"{field} has {len(value)} entries; at most {most} are allowed")
     return value
 
 
@@ -170,7 +176,7 @@ def _qualified_name(key: str) -> bool:
 
 def _data(raw: Any, kind: str) -> dict[str, str]:
     field = "spec.secretTemplate.data"
-    entries = _mapping(raw, field)
+    entries = _mapping(raw, field, MAX_DATA_KEYS)
     names = BRANCH_PLACEHOLDERS if kind == "Branch" else CLIENT_PLACEHOLDERS
     pattern = re.compile(template_pattern(names))
     data: dict[str, str] = {}
@@ -210,6 +216,8 @@ def _placeholder_problem(value: str, names: tuple[str, ...]) -> str:
                 f"unknown placeholder {{{{ {match.group(1)[:40]} }}}}; the placeholders are "
                 f"{', '.join(names)}"
             )
+    if len(_PLACEHOLDER.findall(value)) > MAX_PLACEHOLDERS:
+        return f"at most {MAX_PLACEHOLDERS} placeholders in one value; split it into more keys"
     return (
         "'{{' must open a placeholder such as {{ access_token }}; the placeholders are "
         f"{', '.join(names)}"

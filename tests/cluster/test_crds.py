@@ -58,7 +58,8 @@ BAD_OBJECTS = [
     ("Branch", {**GOOD_BRANCH, "secretTemplate": {"data": {"location_id": "x"}}}, "overridden"),
     ("GoogleClient", templated({"a/b": "x"}), "Secret data keys"),
     ("GoogleClient", templated({"a": "x" * 4097}), "spec.secretTemplate.data.a: Too long"),
-    ("GoogleClient", templated({f"k{n}": "x" for n in range(33)}), "spec.secretTemplate.data"),
+    ("GoogleClient", templated({f"k{n}": "x" for n in range(17)}), "spec.secretTemplate.data"),
+    ("GoogleClient", templated({"a": "{{ expiry }}" * 9}), "more than 8 in one value"),
     (
         "GoogleClient",
         {**GOOD_CLIENT, "secretTemplate": {"metadata": {"labels": {"bad key!": "x"}}}},

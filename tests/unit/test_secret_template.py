@@ -136,7 +136,9 @@ def test_the_operators_own_labels_win_and_the_ready_message_says_so() -> None:
         ({"data": {"a/b": "x"}}, "GoogleClient", "not a valid Secret key"),
         ({"data": {"..a": "x"}}, "GoogleClient", "not a valid Secret key"),
         ({"data": {"a": "x" * 4097}}, "GoogleClient", "at most 4096"),
-        ({"data": {f"k{n}": "x" for n in range(33)}}, "GoogleClient", "at most 32"),
+        ({"data": {f"k{n}": "x" for n in range(17)}}, "GoogleClient", "at most 16"),
+        ({"data": {"a": "{{ expiry }}" * 9}}, "GoogleClient", "at most 8 placeholders"),
+        ({"metadata": {"labels": {f"k{n}": "x" for n in range(33)}}}, "Branch", "at most 32"),
         ({"data": {"a": 1}}, "GoogleClient", "must be a string"),
         ({"data": ["a"]}, "GoogleClient", "must be an object"),
         ({"metadata": {"labels": {"bad key!": "x"}}}, "GoogleClient", "not a valid key"),
@@ -229,7 +231,7 @@ PLACEHOLDER_TEXT = st.sampled_from(
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="{"), max_size=20)
 
 
-@given(st.lists(st.one_of(PLACEHOLDER_TEXT, TEXT), max_size=12))
+@given(st.lists(st.one_of(PLACEHOLDER_TEXT, TEXT), max_size=8))
 def test_rendering_replaces_exactly_the_placeholders(parts: list[str]) -> None:
     template = "".join(parts)
     values = {name: f"<{name}>" for name in BRANCH_PLACEHOLDERS}
