@@ -35,7 +35,7 @@ class SecretView:
 
     uid: str
     resource_version: str
-    data_hash: str
+    data_hash: str  # builders.written_hash: the data, and a consumer Secret's template metadata
     data_keys: frozenset[str]
     # Only for the private Secret of a live GoogleClient (see owned_private); None otherwise,
     # also for a private Secret whose client was not known yet (read it when needed).

@@ -4,7 +4,8 @@ Before any write or delete the Secret's owner and role are checked (ownership.cl
 what the watch shows, so no GET precedes a write: whatever name a spec or status gives, a
 consumer write never lands on a private Secret and a consumer clean-up never deletes one.
 An update is a JSON patch that first tests the uid and resourceVersion read, so it never
-lands on another object or over a change it did not see; when the test fails the Secret is
+lands on another object or over a change it did not see (a consumer Secret's labels and
+annotations, which its template sets, are written with its data); when the test fails the Secret is
 read once and judged again. A delete carries the uid as a
 precondition. Whatever is not the operator's is reported as a conflict and left untouched.
 """
