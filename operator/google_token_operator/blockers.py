@@ -29,6 +29,7 @@ FIX_REASONS = frozenset(
         Reason.CLIENT_CREDENTIALS_INVALID,
         Reason.OPERATOR_NAMESPACE_MISSING,
         Reason.SECRET_CONFLICT,
+        Reason.SECRET_TEMPLATE_INVALID,
         Reason.SPEC_INVALID,
     }
 )

@@ -11,6 +11,7 @@ from typing import Any
 from .clients import SECRET_NAME
 from .conditions import READY, Condition, Reason
 from .naming import BranchLocation, default_token_secret_name
+from .secret_template import NO_TEMPLATE, SecretTemplate, TemplateProblem, parse_secret_template
 from .timeutil import format_rfc3339, parse_rfc3339
 from .tokens import AccessToken
 
@@ -28,6 +29,7 @@ class BranchSpec:
     client_name: str
     location: BranchLocation
     token_secret_name: str
+    secret_template: SecretTemplate | TemplateProblem = NO_TEMPLATE
 
 
 class BranchSpecError(ValueError):
@@ -66,6 +68,7 @@ def parse_branch_spec(body: Mapping[str, Any]) -> BranchSpec:
         client_name=client_name,
         location=BranchLocation(str(account), str(location)),
         token_secret_name=token_secret,
+        secret_template=parse_secret_template(spec, "Branch"),
     )
 
 
@@ -118,6 +121,7 @@ class ClientState:
     ready: bool
     reason: str = ""
     access: AccessToken | None = None
+    account_email: str = ""  # the consenting account, for a template's {{ account_email }}
     # The grant was revoked on request: the Branch's Secret goes too.
     withdrawn: bool = False
 
@@ -133,6 +137,14 @@ def branch_ready(
     token's expiry is in the Secret), so a refresh writes no Branch status."""
     if secret_conflict:
         return Condition(READY, False, Reason.SECRET_CONFLICT, secret_conflict)
+    template = spec.secret_template
+    if isinstance(template, TemplateProblem):
+        return Condition(
+            READY,
+            False,
+            Reason.SECRET_TEMPLATE_INVALID,
+            f"{template.message}; the Branch's Secret keeps what it held before",
+        )
     if not client.exists:
         return Condition(
             READY,
@@ -167,7 +179,7 @@ def branch_ready(
         True,
         Reason.LOCATION_VERIFIED,
         f"a valid token is in Secret {spec.token_secret_name}; location "
-        f"{location.title or spec.location.location_name} verified",
+        f"{location.title or spec.location.location_name} verified{template.note}",
     )
 
 

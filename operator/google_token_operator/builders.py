@@ -14,12 +14,14 @@ from typing import Any
 from . import MANAGED_BY
 from .naming import (
     ROLE_CONSUMER,
+    ROLE_LABEL,
     ROLE_PRIVATE,
     BranchLocation,
     Owner,
     labels_for,
     private_secret_name,
 )
+from .secret_template import NO_TEMPLATE, SecretTemplate, is_operators_own, render, template_values
 from .timeutil import format_rfc3339
 from .tokens import AccessToken, TokenRecord, encode_data, record_to_data
 
@@ -27,6 +29,23 @@ from .tokens import AccessToken, TokenRecord, encode_data, record_to_data
 def content_hash(data: Mapping[str, str]) -> str:
     """Digest of a Secret's data: compared instead of the data, so nothing secret is cached."""
     return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
+
+
+def written_hash(body: Mapping[str, Any]) -> str:
+    """Digest of what the operator writes into a Secret: its data, and for a consumer Secret
+    also the labels (other than the operator's own) and annotations, which a template sets.
+    Without those it is the data's digest, as before templates."""
+    data = body.get("data") or {}
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(ROLE_LABEL) != ROLE_CONSUMER:
+        return content_hash(data)
+    extra = {str(k): str(v) for k, v in labels.items() if not is_operators_own(str(k))}
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    if not extra and not annotations:
+        return content_hash(data)
+    parts = {"data": dict(data), "labels": extra, "annotations": annotations}
+    return content_hash({key: json.dumps(part, sort_keys=True) for key, part in parts.items()})
 
 
 def consumer_data(access: AccessToken, location: BranchLocation | None) -> dict[str, str]:
@@ -53,14 +72,25 @@ def consumer_secret(
     client_name: str,
     access: AccessToken,
     location: BranchLocation | None = None,
+    template: SecretTemplate = NO_TEMPLATE,
+    account_email: str = "",
 ) -> dict[str, Any]:
+    """The consumer Secret: the standard keys, plus what `template` adds (its data rendered
+    over the standard keys and `account_email`; its labels after the operator's own, which
+    the template cannot hold)."""
     branch = owner.name if owner.kind == "Branch" else None
-    return _secret(
+    standard = consumer_data(access, location)
+    values = template_values(standard, account_email, owner.kind)
+    rendered = {key: render(text, values) for key, text in template.data.items()}
+    body = _secret(
         owner,
         secret_name,
-        labels_for(client_name, branch, ROLE_CONSUMER),
-        encode_data(consumer_data(access, location)),
+        {**template.labels, **labels_for(client_name, branch, ROLE_CONSUMER)},
+        encode_data({**rendered, **standard}),
     )
+    if template.annotations:
+        body["metadata"]["annotations"] = dict(template.annotations)
+    return body
 
 
 def private_secret(owner: Owner, record: TokenRecord) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from .consent_state import pending as consent
 from .day2 import Request
 from .google_types import ClientCredentials
 from .naming import Owner
+from .secret_template import TemplateProblem
 from .settings import Settings
 from .tokens import TokenRecord
 
@@ -181,8 +182,17 @@ def plan(
     record = observation.record
     access = record.access if record else None
     consumer = None
-    if access is not None and not gathered.private_conflict and not gathered.consumer_conflict:
-        consumer = consumer_secret(owner, spec.token_secret_name, spec.name, access)
+    template = spec.secret_template
+    if (
+        access is not None
+        and not gathered.private_conflict
+        and not gathered.consumer_conflict
+        and not isinstance(template, TemplateProblem)
+    ):
+        email = record.account_email if record else ""
+        consumer = consumer_secret(
+            owner, spec.token_secret_name, spec.name, access, None, template, email
+        )
     previous = gathered.last_status.get("tokenSecretName")
     old_consumer = ""
     if isinstance(previous, str) and previous and previous != spec.token_secret_name:

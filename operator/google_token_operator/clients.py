@@ -20,6 +20,7 @@ from .consent_state.pending import PublishedConsent
 from .day2 import Request
 from .google_types import MAX_RETRY_AFTER, ClientCredentials, ErrorKind, GoogleError, Userinfo
 from .naming import default_token_secret_name
+from .secret_template import NO_TEMPLATE, SecretTemplate, TemplateProblem, parse_secret_template
 from .settings import DEFAULT_SCOPES, Settings
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from .tokens import AccessToken, TokenRecord
@@ -45,6 +46,8 @@ class ClientSpec:
     # Who may consent: these e-mails and/or accounts of this Workspace domain (empty: anyone).
     allowed_accounts: tuple[str, ...] = ()
     hosted_domain: str = ""
+    # A bad template holds back the consumer Secret's writes only, never a refresh.
+    secret_template: SecretTemplate | TemplateProblem = NO_TEMPLATE
 
 
 # The CRD bounds these too; the operator checks again so an object admitted by an older CRD
@@ -99,6 +102,7 @@ def parse_client_spec(body: Mapping[str, Any], settings: Settings) -> ClientSpec
         revoke_on_delete=_field(spec, "revokeOnDelete", bool, False),
         allowed_accounts=tuple(sorted({item.strip().lower() for item in allowed})),
         hosted_domain=_field(spec, "hostedDomain", str, "").strip().lower(),
+        secret_template=parse_secret_template(spec, "GoogleClient"),
     )
 
 
@@ -466,10 +470,19 @@ def desired_conditions(
         )
 
     failure = observation.failure
+    template = observation.spec.secret_template
+    template_note = template.note if isinstance(template, SecretTemplate) else ""
     if action.kind is ActionKind.BLOCKED:
         ready = Condition(READY, False, action.reason, action.message)
     elif consumer_conflict:  # what must be fixed first, consent or not
         ready = Condition(READY, False, Reason.SECRET_CONFLICT, consumer_conflict)
+    elif isinstance(template, TemplateProblem) and action.kind is not ActionKind.CONSENT:
+        ready = Condition(
+            READY,
+            False,
+            Reason.SECRET_TEMPLATE_INVALID,
+            f"{template.message}; the consumer Secret keeps what it held before",
+        )
     elif action.kind is ActionKind.CONSENT and consent_problem:
         ready = Condition(READY, False, Reason.OPERATOR_NAMESPACE_MISSING, consent_problem)
     elif action.kind is ActionKind.CONSENT:
@@ -495,7 +508,9 @@ def desired_conditions(
             f"expired; next try at {format_rfc3339(failure.retry_at or now)}",
         )
     elif token_valid:
-        ready = Condition(READY, True, Reason.TOKEN_VALID, f"access token valid{expiry_note}")
+        ready = Condition(
+            READY, True, Reason.TOKEN_VALID, f"access token valid{expiry_note}{template_note}"
+        )
     else:
         ready = Condition(READY, False, Reason.REFRESH_DELAYED, "waiting for the first token")
     url_published = action.kind is ActionKind.CONSENT and not consent_problem

@@ -44,6 +44,9 @@ class Reason:
     CONSENT_EXCHANGE_FAILED = "ConsentExchangeFailed"
     # Both kinds: a Secret under a wanted name is not the operator's for this object.
     SECRET_CONFLICT = "SecretConflict"
+    # Both kinds: spec.secretTemplate cannot be used (refused by the operator; the CRD
+    # refuses it first); the consumer Secret keeps what it held.
+    SECRET_TEMPLATE_INVALID = "SecretTemplateInvalid"
     # Branch
     CLIENT_NOT_READY = "ClientNotReady"
     LOCATION_NOT_ACCESSIBLE = "LocationNotAccessible"
@@ -80,6 +83,7 @@ WARNING_REASONS = frozenset(
         Reason.OPERATOR_NAMESPACE_MISSING,
         Reason.GOOGLE_ANSWER_INVALID,
         Reason.SECRET_CONFLICT,
+        Reason.SECRET_TEMPLATE_INVALID,
         Reason.RECONCILE_FAILED,
     }
 )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import GROUP
-from .builders import content_hash
+from .builders import written_hash
 from .naming import MANAGED_BY_LABEL, ROLE_LABEL, ROLE_PRIVATE, Key, private_secret_name
 
 
@@ -35,7 +35,7 @@ class SecretView:
 
     uid: str
     resource_version: str
-    data_hash: str
+    data_hash: str  # builders.written_hash: the data, and a consumer Secret's template metadata
     data_keys: frozenset[str]
     # Only for the private Secret of a live GoogleClient (see owned_private); None otherwise,
     # also for a private Secret whose client was not known yet (read it when needed).
@@ -87,7 +87,7 @@ def managed_secret_view(
     return SecretView(
         uid=str(meta.get("uid") or ""),
         resource_version=str(meta.get("resourceVersion") or ""),
-        data_hash=content_hash(data),
+        data_hash=written_hash(body),
         data_keys=frozenset(data),
         private_data=dict(data) if owned_private(body, client_uid) else None,
     )

@@ -10,6 +10,22 @@ from devkit import ControlPlane
 
 GOOD_CLIENT = {"credentialsSecretRef": {"name": "acme-oauth"}}
 GOOD_BRANCH = {"clientRef": {"name": "acme"}, "accountId": "123", "locationId": "456"}
+TEMPLATE = {
+    "metadata": {
+        "labels": {"reloader.example.com/watch": "true"},
+        "annotations": {"example.com/team": "reviews {owner}"},
+    },
+    "data": {
+        "authorization": "Bearer {{ access_token }}",
+        ".env": "GOOGLE_TOKEN={{access_token}}\nGOOGLE_TOKEN_EXPIRY={{ expiry }}\n",
+        "who": "{{ account_email }} {single} brace{",
+    },
+}
+BRANCH_TEMPLATE = {"data": {"where": "{{ location_name }} of {{ account_id }}/{{ location_id }}"}}
+
+
+def templated(data: dict[str, str]) -> dict[str, object]:
+    return {**GOOD_CLIENT, "secretTemplate": {"data": data}}
 
 
 def manifest(kind: str, namespace: str, spec: dict[str, object]) -> str:
@@ -34,6 +50,31 @@ BAD_OBJECTS = [
     ("Branch", {**GOOD_BRANCH, "accountId": "accounts/123"}, "spec.accountId"),
     ("Branch", {"clientRef": {"name": "acme"}, "accountId": "123"}, "spec.locationId: Required"),
     ("Branch", {**GOOD_BRANCH, "clientRef": {}}, "spec.clientRef.name: Required value"),
+    ("GoogleClient", templated({"a": "{{ refresh_token }}"}), "unknown placeholder"),
+    ("GoogleClient", templated({"a": "{{ client_secret }}"}), "unknown placeholder"),
+    ("GoogleClient", templated({"a": "{{ location_id }}"}), "unknown placeholder"),
+    ("GoogleClient", templated({"a": "{{{ access_token }}"}), "spec.secretTemplate.data"),
+    ("GoogleClient", templated({"access_token": "x"}), "cannot be overridden"),
+    ("Branch", {**GOOD_BRANCH, "secretTemplate": {"data": {"location_id": "x"}}}, "overridden"),
+    ("GoogleClient", templated({"a/b": "x"}), "Secret data keys"),
+    ("GoogleClient", templated({"a": "x" * 4097}), "spec.secretTemplate.data.a: Too long"),
+    ("GoogleClient", templated({f"k{n}": "x" for n in range(17)}), "spec.secretTemplate.data"),
+    ("GoogleClient", templated({"a": "{{ expiry }}" * 9}), "more than 8 in one value"),
+    (
+        "GoogleClient",
+        {**GOOD_CLIENT, "secretTemplate": {"metadata": {"labels": {"bad key!": "x"}}}},
+        "label keys",
+    ),
+    (
+        "GoogleClient",
+        {**GOOD_CLIENT, "secretTemplate": {"metadata": {"labels": {"a": "not a value"}}}},
+        "label values",
+    ),
+    (
+        "GoogleClient",
+        {**GOOD_CLIENT, "secretTemplate": {"metadata": {"annotations": {"a": "{{ expiry }}"}}}},
+        "literal",
+    ),
 ]
 
 
@@ -48,7 +89,15 @@ def test_bad_objects_are_refused_naming_the_field(
     assert named in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize(("kind", "spec"), [("GoogleClient", GOOD_CLIENT), ("Branch", GOOD_BRANCH)])
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        ("GoogleClient", GOOD_CLIENT),
+        ("Branch", GOOD_BRANCH),
+        ("GoogleClient", {**GOOD_CLIENT, "secretTemplate": TEMPLATE}),
+        ("Branch", {**GOOD_BRANCH, "secretTemplate": {**TEMPLATE, **BRANCH_TEMPLATE}}),
+    ],
+)
 def test_good_objects_are_accepted_with_defaults(
     control_plane: ControlPlane, crds: None, namespace: str, kind: str, spec: dict
 ) -> None:
@@ -56,6 +105,7 @@ def test_good_objects_are_accepted_with_defaults(
     stored = json.loads(
         control_plane.kubectl("get", kind.lower(), "subject", "-n", namespace, "-o", "json").stdout
     )
+    assert stored["spec"].get("secretTemplate") == spec.get("secretTemplate")
     if kind == "GoogleClient":
         assert stored["spec"]["scopes"] == ["https://www.googleapis.com/auth/business.manage"]
         assert stored["spec"]["revokeOnDelete"] is False

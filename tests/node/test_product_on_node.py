@@ -62,18 +62,26 @@ REFRESH_WAIT_SECONDS = 240.0
 PROPAGATION_BOUND_SECONDS = 120.0
 
 # Runs inside the consumer pod: reads the mounted token file as a consumer would, prints a
-# JSON line whenever the token changes, when it finds it expired, and every 10 s (alive).
+# JSON line whenever the token changes, when it finds it expired, and every 10 s (alive);
+# "auth": the templated `authorization` key (old-town's spec.secretTemplate) holds
+# "Bearer <the same token>".
 READER = f"""
 import datetime, hashlib, json, pathlib, time
 path = pathlib.Path({TOKEN_DIR!r}) / "token.json"
 last, beat = None, 0.0
 while True:
-    data = json.loads(path.read_text())
+    raw = path.read_text()
+    authorization = (path.parent / "authorization").read_text()
+    if path.read_text() != raw:  # the kubelet swapped the files between the two reads
+        continue
+    data = json.loads(raw)
     now = time.time()
     expiry = datetime.datetime.fromisoformat(data["expiry"].replace("Z", "+00:00")).timestamp()
     digest = hashlib.sha256(data["access_token"].encode()).hexdigest()[:16]
+    auth = authorization == "Bearer " + data["access_token"]
     if digest != last or expiry <= now or now - beat > 10:
-        print(json.dumps({{"t": now, "token": digest, "left": expiry - now}}), flush=True)
+        record = {{"t": now, "token": digest, "left": expiry - now, "auth": auth}}
+        print(json.dumps(record), flush=True)
         last, beat = digest, now
     time.sleep(0.2)
 """
@@ -475,6 +483,8 @@ def never_expired(reader: PodReader) -> None:
     assert records and all(record["left"] > 0 for record in records), [
         r for r in records if r["left"] <= 0
     ]
+    # The templated key followed every token (the kubelet swaps all keys of a volume at once).
+    assert all(record["auth"] for record in records), [r for r in records if not r["auth"]]
 
 
 def test_a_refresh_reaches_the_file_inside_the_consumer_pod(

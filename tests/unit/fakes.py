@@ -148,6 +148,10 @@ class FakeKube:
         for operation in operations:
             if operation["op"] == "replace" and operation["path"] == "/data":
                 current["data"] = copy.deepcopy(operation["value"])
+            if operation["op"] == "add" and operation["path"].startswith("/metadata/"):
+                current["metadata"][operation["path"].rsplit("/", 1)[1]] = copy.deepcopy(
+                    operation["value"]
+                )
         self._stamp(current)
         self.writes.append(("patch", (namespace, name)))
         self._show_secret("MODIFIED", current)

@@ -24,6 +24,7 @@ from ..ownership import Claim, conflict_message
 from ..runtime.context import Operator, StatusBase
 from ..runtime.events import post_transitions
 from ..runtime.secrets import Written
+from ..secret_template import SecretTemplate
 from ..unforeseen import unexpected
 
 
@@ -151,12 +152,17 @@ async def reconcile_branch(
         conflict = conflict_message(spec.token_secret_name, verdict.why, "spec.tokenSecretName")
     elif client.withdrawn:
         await op.secrets.delete_owned(spec.namespace, spec.token_secret_name, owner, ROLE_CONSUMER)
-    elif access is not None:
-        written = await op.secrets.ensure(
-            consumer_secret(owner, spec.token_secret_name, spec.client_name, access, spec.location),
+    elif access is not None and isinstance(template := spec.secret_template, SecretTemplate):
+        desired = consumer_secret(
             owner,
-            ROLE_CONSUMER,
+            spec.token_secret_name,
+            spec.client_name,
+            access,
+            spec.location,
+            template,
+            client.account_email,
         )
+        written = await op.secrets.ensure(desired, owner, ROLE_CONSUMER)
         if written.outcome is Written.CONFLICT:
             conflict = conflict_message(spec.token_secret_name, written.why, "spec.tokenSecretName")
     previous = status.get("tokenSecretName")

@@ -195,6 +195,7 @@ class ClientPass:
             ready=ready.get("status") == "True",
             reason=str(ready.get("reason", "")),
             access=access if not gathered.private_conflict else None,
+            account_email=plan.observation.record.account_email if plan.observation.record else "",
             withdrawn=plan.withdrawn,
         )
         fan_out = await BranchFanOut(op, self.logger, memory.branch_failures).run(

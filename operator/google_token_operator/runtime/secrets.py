@@ -4,7 +4,8 @@ Before any write or delete the Secret's owner and role are checked (ownership.cl
 what the watch shows, so no GET precedes a write: whatever name a spec or status gives, a
 consumer write never lands on a private Secret and a consumer clean-up never deletes one.
 An update is a JSON patch that first tests the uid and resourceVersion read, so it never
-lands on another object or over a change it did not see; when the test fails the Secret is
+lands on another object or over a change it did not see (a consumer Secret's labels and
+annotations, which its template sets, are written with its data); when the test fails the Secret is
 read once and judged again. A delete carries the uid as a
 precondition. Whatever is not the operator's is reported as a conflict and left untouched.
 """
@@ -17,10 +18,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .. import MANAGED_BY
-from ..builders import content_hash
+from ..builders import written_hash
 from ..kube import KubeError
 from ..metrics import Metrics
-from ..naming import MANAGED_BY_LABEL, ROLE_LABEL, Key, Owner
+from ..naming import MANAGED_BY_LABEL, ROLE_CONSUMER, ROLE_LABEL, Key, Owner
 from ..ownership import Claim, Verdict, claim
 from ..views import SecretMeta, SecretView, managed_secret_view, secret_meta
 from .cluster import ClusterView
@@ -69,7 +70,7 @@ class SecretWriter:
         """Make the Secret hold `desired`'s data, if it is (or can become) `owner`'s."""
         meta = desired["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
-        want = content_hash(desired.get("data") or {})
+        want = written_hash(desired)
         seen, view = await self._lookup(key)
         seen = self._or_written(key, seen, owner, meta.get("labels") or {})
         verdict = claim(seen, owner, role, key[1])
@@ -188,6 +189,14 @@ class SecretWriter:
             {"op": "test", "path": "/metadata/resourceVersion", "value": seen.resource_version},
             {"op": "replace", "path": "/data", "value": dict(desired.get("data") or {})},
         ]
+        if role == ROLE_CONSUMER:
+            # A template's labels and annotations are written as wholes, like the data: one
+            # the template dropped goes, and the Secret comes back to what the template says.
+            meta = desired.get("metadata") or {}
+            operations += [
+                {"op": "add", "path": f"/metadata/{field}", "value": dict(meta.get(field) or {})}
+                for field in ("labels", "annotations")
+            ]
         try:
             updated = await self.kube.patch_secret(key[0], key[1], operations)
         except KubeError as error:
