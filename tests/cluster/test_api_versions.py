@@ -189,7 +189,7 @@ def test_migrate_storage_moves_every_object_to_v1_resumes_and_is_idempotent(
     # Interrupted halfway: Branches cannot be written, so the run stops after GoogleClients.
     halfway = migrate(plane, without_branch_writes(plane, tmp_path))
     assert halfway.returncode == 1, halfway.stdout + halfway.stderr
-    assert "answered 403" in halfway.stderr and "\"branches\"" in halfway.stderr, halfway.stderr
+    assert "answered 403" in halfway.stderr and '"branches"' in halfway.stderr, halfway.stderr
     assert f"googleclients.{GROUP}: rewrote {OBJECTS_PER_KIND} at v1" in halfway.stdout
     assert set(stored(plane, "googleclients").values()) == {f"{GROUP}/v1"}
     assert stored_versions(plane, "googleclients") == ["v1"]
