@@ -22,6 +22,10 @@ from .tokens import TokenRecord
 GOOGLE_TOKEN_LIMIT = 100
 GRANT_LIMIT_NEAR = 50
 
+# The Events about it.
+REVOKE_SKIPPED = "RevokeSkipped"
+GRANT_LIMIT_NEAR_EVENT = "GrantLimitNear"
+
 
 @dataclasses.dataclass(frozen=True)
 class GrantPair:

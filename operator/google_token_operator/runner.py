@@ -28,6 +28,7 @@ from .kube import ConfigError, Kube, KubeConfig, load_config
 from .leader import LeaderElection
 from .metrics import Metrics
 from .reconcile.deletion import Janitor
+from .reconcile.grant_limit import GrantLimit
 from .runtime.cluster import ClusterView
 from .runtime.context import Operator
 from .runtime.memory import WriteMemory
@@ -250,6 +251,7 @@ async def _lead(
     background = [
         asyncio.create_task(view.run(), name="watches"),
         asyncio.create_task(janitor.run(), name="janitor"),
+        asyncio.create_task(GrantLimit(op).run(), name="grant-limit"),
     ]
     stop = asyncio.Event()
     operator = asyncio.create_task(

@@ -3,14 +3,17 @@ a revoke request and a consent, each with another GoogleClient keeping a grant o
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from fakes import LOG, FakeKube, operator_with_fakes
+from fakes import LOG, T0, FakeKube, operator_with_fakes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from google_token_operator.commands.request_commands import Asked, revoke_at_google
 from google_token_operator.consent.api import ConsentService
 from google_token_operator.consent_state.contract import Outcome
+from google_token_operator.day2 import Request
 from google_token_operator.grant_sharing import (
     GRANT_LIMIT_NEAR,
     GrantPair,
@@ -22,6 +25,7 @@ from google_token_operator.grant_sharing import (
 )
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
+from google_token_operator.reconcile.grant_limit import GrantLimit
 from google_token_operator.runtime.context import Operator
 from google_token_operator.runtime.kept_grants import listed_grants
 
@@ -230,3 +234,43 @@ async def test_a_refused_account_is_not_revoked_while_another_client_keeps_its_g
     assert google.revoked == []
     assert "was not revoked at Google" in answer.message
     assert kube.plain("team", "sibling-google-oauth") is not None
+
+
+def test_the_revoke_command_tells_a_skipped_revoke_from_its_events() -> None:
+    asked = Asked(Request.REVOKE, "team", "acme", "v2", T0, dt.timedelta(minutes=2), "")
+    older = {"reason": "RevokeSkipped", "message": "Revoke request v1: Did not revoke (old)"}
+    assert revoke_at_google(asked, [older]) == "The grant was revoked at Google."
+    mine = {"reason": "RevokeSkipped", "message": "Revoke request v2: Did not revoke (why)"}
+    assert revoke_at_google(asked, [older, mine]) == "Did not revoke (why)"
+
+
+def sharing_gauge(op: Operator) -> float | None:
+    return op.metrics.registry.get_sample_value("google_token_operator_grant_sharing_max")
+
+
+async def test_the_51st_client_on_one_pair_tells_each_of_them_once() -> None:
+    op, kube, _, _, events = operator_with_fakes()
+    for index in range(GRANT_LIMIT_NEAR):
+        consented(kube, f"c{index:02d}", "owner@example.com")
+    consented(kube, "elsewhere", "owner@example.com", namespace="gto")
+    consented(kube, "other-account", "b@example.com")
+    limit = GrantLimit(op)
+
+    limit.count()
+
+    assert sharing_gauge(op) == GRANT_LIMIT_NEAR + 1
+    told = events.posted
+    assert len(told) == GRANT_LIMIT_NEAR + 1
+    assert {(warning, reason) for _, warning, reason in told} == {(True, "GrantLimitNear")}
+    assert "other-account" not in {name for name, _, _ in told}
+    assert "51 GoogleClients keep a grant" in events.messages[0][2]
+    limit.count()
+    assert len(events.posted) == GRANT_LIMIT_NEAR + 1  # told once
+
+    gone = kube.secrets[("gto", "elsewhere-google-oauth")]["metadata"]["uid"]
+    await kube.delete_secret("gto", "elsewhere-google-oauth", uid=gone)
+    limit.count()
+    assert sharing_gauge(op) == GRANT_LIMIT_NEAR
+    consented(kube, "again", "owner@example.com")
+    limit.count()
+    assert len(events.posted) == 2 * (GRANT_LIMIT_NEAR + 1)  # passed the mark again

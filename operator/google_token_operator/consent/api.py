@@ -32,13 +32,14 @@ from ..consent_state.contract import (
     Outcome,
 )
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
+from ..grant_sharing import REVOKE_SKIPPED
 from ..kube import KubeError
 from ..kube.api import MERGE_PATCH, secret_path
 from ..kube.informer import Informer
 from ..naming import ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..runtime.context import Operator
-from ..runtime.kept_grants import REVOKE_SKIPPED, may_revoke
+from ..runtime.kept_grants import may_revoke
 from ..runtime.secrets import WriteResult, Written
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, decode_data, record_from_data

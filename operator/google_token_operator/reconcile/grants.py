@@ -10,9 +10,10 @@ from typing import Any
 import kopf
 
 from ..google_types import ErrorKind, GoogleError
+from ..grant_sharing import REVOKE_SKIPPED
 from ..runtime.context import Operator
 from ..runtime.edges import GoogleApi
-from ..runtime.kept_grants import REVOKE_SKIPPED, may_revoke
+from ..runtime.kept_grants import may_revoke
 from ..tokens import TokenRecord
 
 

@@ -24,7 +24,6 @@ from .context import Operator
 logger = logging.getLogger(__name__)
 
 PRIVATE_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{ROLE_LABEL}={ROLE_PRIVATE}"
-REVOKE_SKIPPED = "RevokeSkipped"
 
 
 def holder_of(secret_key: Key) -> Key:
