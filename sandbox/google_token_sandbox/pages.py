@@ -8,7 +8,7 @@ from google_token_operator.html_templates import escaped, template
 
 from . import CONSENT_PATH
 from .errors import AuthorizationError
-from .state import BUSINESS_SCOPE, EMAIL_SCOPE, SCOPE_ALIASES, ConsentPage
+from .state import BUSINESS_SCOPE, EMAIL_SCOPE, IDENTITY_SCOPES, SCOPE_ALIASES, ConsentPage
 
 # What Google's consent screen says for each scope; others show their URL.
 _SCOPE_DESCRIPTIONS = {
@@ -24,10 +24,7 @@ def consent_page(page: ConsentPage) -> str:
     return _template("consent.html").substitute(
         app_name=escaped(page.app_name),
         account_chooser=_account_chooser(page),
-        scope_items="\n".join(
-            f"    <li>{escaped(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>"
-            for scope in page.scopes
-        ),
+        scope_items="\n".join(_scope_item(scope) for scope in page.scopes),
         consent_path=CONSENT_PATH,
         request_id=escaped(page.request_id),
     )
@@ -38,6 +35,18 @@ def error_page(error: AuthorizationError) -> str:
         shown_code=error.shown_code,
         error=escaped(error.error),
         description=escaped(error.description),
+    )
+
+
+def _scope_item(scope: str) -> str:
+    """A sign-in scope is listed; any other gets a checkbox, ticked, that the person may
+    untick (Google's granular consent)."""
+    description = escaped(_SCOPE_DESCRIPTIONS.get(scope, scope))
+    if scope in IDENTITY_SCOPES:
+        return f"      <li>{description}</li>"
+    return (
+        f'      <li><label><input type="checkbox" name="scope" value="{escaped(scope)}" checked> '
+        f"{description}</label></li>"
     )
 
 

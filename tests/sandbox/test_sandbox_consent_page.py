@@ -18,7 +18,12 @@ from fixtures.sandbox import (
     redirect_query,
 )
 from google_token_sandbox import AUTH_PATH
-from google_token_sandbox.state import DEMO_CLIENT_ID, DEMO_REDIRECT_URIS
+from google_token_sandbox.state import (
+    BUSINESS_SCOPE,
+    DEMO_CLIENT_ID,
+    DEMO_REDIRECT_URIS,
+    EMAIL_SCOPE,
+)
 
 
 @dataclasses.dataclass
@@ -28,6 +33,8 @@ class Form:
     action: str
     fields: dict[str, str] = dataclasses.field(default_factory=dict)
     buttons: list[str] = dataclasses.field(default_factory=list)
+    # The values of its checkboxes (name "scope") that are ticked.
+    ticked: list[str] = dataclasses.field(default_factory=list)
 
 
 class FormParser(HTMLParser):
@@ -48,7 +55,10 @@ class FormParser(HTMLParser):
             self._form_id = attr["id"]
             self.forms[self._form_id] = Form(self._form_id, attr["method"], attr["action"])
         owner = attr.get("form", self._form_id or "")
-        if tag == "input":
+        if tag == "input" and attr.get("type") == "checkbox":
+            if "checked" in attr:
+                self.forms[owner].ticked.append(attr["value"])
+        elif tag == "input":
             self._fields.append((owner, attr["name"], attr.get("value", "")))
         elif tag == "select":
             self._select = (owner, attr["name"])
@@ -97,8 +107,9 @@ def parse(response: requests.Response) -> FormParser:
 
 
 def submit(sandbox: SandboxServer, form: Form) -> requests.Response:
+    data = [*form.fields.items(), *(("scope", scope) for scope in form.ticked)]
     return requests.post(
-        sandbox.url + form.action, data=form.fields, allow_redirects=False, timeout=TIMEOUT
+        sandbox.url + form.action, data=data, allow_redirects=False, timeout=TIMEOUT
     )
 
 
@@ -240,3 +251,32 @@ def test_page_text_is_escaped(sandbox: SandboxServer) -> None:
 
     assert "<script>alert" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+
+
+def test_every_scope_but_the_sign_in_ones_is_a_ticked_checkbox_in_the_allow_form(
+    sandbox: SandboxServer,
+) -> None:
+    page = parse(open_consent_page(sandbox))
+
+    assert page.forms["allow"].ticked == [BUSINESS_SCOPE]
+    assert page.forms["deny"].ticked == []
+
+
+def test_an_unticked_scope_is_left_out_of_the_grant(sandbox: SandboxServer) -> None:
+    allow = parse(open_consent_page(sandbox, login_hint=OWNER)).forms["allow"]
+    allow.ticked = []
+
+    query = redirect_query(submit(sandbox, allow))
+
+    assert set(query["scope"].split()) == {"openid", EMAIL_SCOPE}
+    answer = exchange(sandbox, query["code"]).json()
+    assert set(answer["scope"].split()) == {"openid", EMAIL_SCOPE}
+
+
+def test_a_ticked_scope_that_was_not_requested_is_not_granted(sandbox: SandboxServer) -> None:
+    allow = parse(open_consent_page(sandbox, login_hint=OWNER)).forms["allow"]
+    allow.ticked.append("https://www.googleapis.com/auth/drive")
+
+    query = redirect_query(submit(sandbox, allow))
+
+    assert set(query["scope"].split()) == {"openid", EMAIL_SCOPE, BUSINESS_SCOPE}
