@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -190,7 +191,11 @@ async def _serve(args: argparse.Namespace, settings: Settings, config: KubeConfi
     # watches nothing, so it reads the few Secrets it needs; its client is not fenced by the
     # leader election (a standby's consent must land too).
     consent_kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
-    consent_op = Operator(settings, consent_kube, google, metrics)
+    # It lists the private Secrets of the namespaces the leader watches (a revoke it
+    # considers: runtime.kept_grants).
+    served = tuple(watched_namespaces(args, settings))
+    consent_settings = dataclasses.replace(settings, watch_namespaces=served)
+    consent_op = Operator(consent_settings, consent_kube, google, metrics)
     consent_server = web.AppRunner(
         consent_api.create_app(
             consent_api.ConsentService(consent_op),
