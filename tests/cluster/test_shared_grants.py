@@ -112,7 +112,13 @@ def test_a_shared_grant_outlives_a_deletion_and_a_revoke_of_its_siblings(
     keeps_refreshing(cluster, sandbox, "keeper", lifetimes=3)
     assert grant_of(sandbox, OWNER)["revoke_calls"] == 0
 
-    # Another account's grant nobody else keeps: revoked, once.
+    # Another account's grant nobody else keeps: revoked, once. A tenant's Secret with the
+    # operator's labels claiming that pair (owned by no GoogleClient) does not hold it back.
+    cluster.put_secret(
+        "forged-google-oauth",
+        {"refresh_token": "1//forged", "client_id": DEMO_CLIENT_ID, "account_email": OTHER_EMAIL},
+        labels={**PRIVATE_LABELS, "google-token-operator.dev/client": "forged"},
+    )
     cluster.delete("googleclients", "other")
     wait_for(lambda: grant_of(sandbox, OTHER_EMAIL)["revoke_calls"] == 1, 30, what="the revoke")
     assert not grant_of(sandbox, OTHER_EMAIL)["live"]
