@@ -65,6 +65,15 @@ class Metrics:
             "Passes run over GoogleClients (each reads, decides and writes one client).",
             registry=self.registry,
         )
+        # No label: a client id or an e-mail as a label value would put an account in every
+        # dashboard and a series per pair in Prometheus; the GrantLimitNear Events name the
+        # GoogleClients. The leader sets it; a standby exports 0.
+        self.grant_sharing_max = Gauge(
+            f"{PREFIX}_grant_sharing_max",
+            "The largest number of GoogleClients keeping a grant of one (OAuth client, Google "
+            "account) pair; Google keeps at most 100 refresh tokens per pair.",
+            registry=self.registry,
+        )
         self.secret_writes = Counter(
             f"{PREFIX}_secret_writes_total",
             "Secrets the operator created or updated, by role (private, consumer, consent).",

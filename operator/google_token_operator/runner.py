@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -28,6 +29,7 @@ from .kube import ConfigError, Kube, KubeConfig, load_config
 from .leader import LeaderElection
 from .metrics import Metrics
 from .reconcile.deletion import Janitor
+from .reconcile.grant_limit import GrantLimit
 from .runtime.cluster import ClusterView
 from .runtime.context import Operator
 from .runtime.memory import WriteMemory
@@ -189,7 +191,11 @@ async def _serve(args: argparse.Namespace, settings: Settings, config: KubeConfi
     # watches nothing, so it reads the few Secrets it needs; its client is not fenced by the
     # leader election (a standby's consent must land too).
     consent_kube = Kube(config, settings.kube_timeout, user_agent=user_agent)
-    consent_op = Operator(settings, consent_kube, google, metrics)
+    # It lists the private Secrets of the namespaces the leader watches (a revoke it
+    # considers: runtime.kept_grants).
+    served = tuple(watched_namespaces(args, settings))
+    consent_settings = dataclasses.replace(settings, watch_namespaces=served)
+    consent_op = Operator(consent_settings, consent_kube, google, metrics)
     consent_server = web.AppRunner(
         consent_api.create_app(
             consent_api.ConsentService(consent_op),
@@ -250,6 +256,7 @@ async def _lead(
     background = [
         asyncio.create_task(view.run(), name="watches"),
         asyncio.create_task(janitor.run(), name="janitor"),
+        asyncio.create_task(GrantLimit(op).run(), name="grant-limit"),
     ]
     stop = asyncio.Event()
     operator = asyncio.create_task(

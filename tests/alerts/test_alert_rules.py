@@ -36,6 +36,7 @@ REQUIRED = {
     "GoogleClientConsentPending",
     "GoogleTokenOperatorDown",
     "GoogleTokenOperatorNoLeader",
+    "GoogleGrantLimitNear",
 }
 
 Doc = dict[str, Any]

@@ -230,6 +230,7 @@ def test_revoke_through_the_kubectl_plugin_leaves_no_token_anywhere(
     )
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert "holds no refresh token" in revoked.stdout
+    assert "The grant was revoked at Google." in revoked.stdout  # no other client keeps it
 
     # Revoked at Google: the grant's refresh token is dead there.
     assert sandbox.state.counts["revoke"] == 1

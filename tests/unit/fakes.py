@@ -218,6 +218,26 @@ class FakeKube:
         body = self.resources.get((plural, namespace, name))
         return copy.deepcopy(body) if body is not None else None
 
+    async def list_resources(
+        self, plural: str, namespace: str | None, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        assert not selector, "FakeKube lists custom resources without a selector"
+        return [
+            copy.deepcopy(body)
+            for (kind, where, _), body in sorted(self.resources.items())
+            if kind == plural and namespace in (None, where)
+        ]
+
+    async def list_secrets(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        """The Secrets carrying every label of `selector` (equality terms only)."""
+        wanted = dict(term.split("=", 1) for term in selector.split(","))
+        return [
+            copy.deepcopy(body)
+            for (where, _), body in sorted(self.secrets.items())
+            if namespace in (None, where)
+            and wanted.items() <= (body["metadata"].get("labels") or {}).items()
+        ]
+
     async def patch_status(
         self,
         plural: str,
@@ -302,9 +322,17 @@ class FakeGoogle:
 @dataclasses.dataclass
 class RecordedEvents:
     posted: list[tuple[str, bool, str]] = dataclasses.field(default_factory=list)
+    # (object name, reason, message) of each Event, for the tests that read what it says.
+    messages: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None:
         self.posted.append((str(body["metadata"]["name"]), warning, reason))
+        self.messages.append((str(body["metadata"]["name"]), reason, message))
+
+    async def post_now(
+        self, body: Mapping[str, Any], warning: bool, reason: str, message: str
+    ) -> None:
+        self.post(body, warning, reason, message)
 
 
 def operator_with_fakes(

@@ -9,17 +9,19 @@ of the GoogleClient, what to print and whether to stop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..blockers import FIX_CONSENT_FAILURES, ConsentFailure, Kind, blocker_of, consent_failure_of
 from ..conditions import AUTHORIZED, READY, Reason, find_condition
 from ..day2 import Request, ack_of, requested_refresh_at
-from ..kube import Kube
+from ..grant_sharing import REVOKE_SKIPPED
+from ..kube import Kube, KubeError
 from ..timeutil import format_rfc3339, parse_rfc3339
 from . import waiting
 from .authorize import consent_url_lines, read_status
@@ -168,11 +170,22 @@ def outcome(asked: Asked, body: Mapping[str, Any]) -> Step[Asked]:
     if authorized.get("reason") == Reason.REVOKED_ON_REQUEST:
         return done(
             asked,
-            f"Revoked at Google: GoogleClient {asked} holds no refresh token any more and its "
-            "token Secrets were deleted. To consent again: google-token-operator authorize "
+            f"Revoke done: GoogleClient {asked} holds no refresh token any more and its token "
+            "Secrets were deleted. To consent again: google-token-operator authorize "
             f"{asked.name} -n {asked.namespace}",
         )
     return not_done(asked, f"GoogleClient {asked}: the revoke was not confirmed. {why}.")
+
+
+def revoke_at_google(asked: Asked, events: Sequence[Mapping[str, Any]]) -> str:
+    """What became of the grant at Google, from the GoogleClient's Events: the operator posts
+    RevokeSkipped, naming the request, before the status acknowledges it."""
+    prefix = f"Revoke request {asked.value}: "
+    for event in events:
+        message = str(event.get("message") or "")
+        if event.get("reason") == REVOKE_SKIPPED and message.startswith(prefix):
+            return message.removeprefix(prefix)
+    return "The grant was revoked at Google."
 
 
 def done(asked: Asked, message: str) -> Step[Asked]:
@@ -247,13 +260,21 @@ async def ask_and_wait(kube: Kube, namespace: str, args: argparse.Namespace) -> 
         limit = rate_limited_until(asked, body, now)
         note = f" It waits for the rate limit until {format_rfc3339(limit)}." if limit else ""
         print(f"Asked for {kind} of GoogleClient {asked} ({kind.annotation}={asked.value}).{note}")
-    return await waiting.follow(
+    exit_status = await waiting.follow(
         lambda: kube.get_resource("googleclients", namespace, args.name),
         decide,
         asked,
         out=sys.stdout,
         clock=waiting.utc_now,
     )
+    if kind is Request.REVOKE and exit_status == Exit.DONE:
+        with contextlib.suppress(KubeError):  # the Events may not be readable: said nothing
+            print(
+                revoke_at_google(
+                    asked, await kube.list_events(namespace, "GoogleClient", args.name)
+                )
+            )
+    return exit_status
 
 
 def configure_parser(parser: argparse.ArgumentParser, kind: Request) -> None:

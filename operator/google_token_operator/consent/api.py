@@ -32,12 +32,14 @@ from ..consent_state.contract import (
     Outcome,
 )
 from ..google_types import ApiError, ErrorKind, GoogleError, Userinfo, clean
+from ..grant_sharing import REVOKE_SKIPPED
 from ..kube import KubeError
 from ..kube.api import MERGE_PATCH, secret_path
 from ..kube.informer import Informer
 from ..naming import ROLE_PRIVATE, Key, Owner, private_secret_name
 from ..ownership import conflict_message
 from ..runtime.context import Operator
+from ..runtime.kept_grants import may_revoke
 from ..runtime.secrets import WriteResult, Written
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, decode_data, record_from_data
@@ -243,16 +245,6 @@ class ConsentService:
             account = await op.google.userinfo(response.access.value)
         except ApiError as error:  # the daemon asks again later; the grant is what matters
             logger.warning(f"Could not read the account e-mail of {client}: {error}")
-        refusal = clients.account_refusal(spec, account)
-        if refusal:
-            await self._revoke(response.refresh_token, client)
-            return ConsentAnswer(
-                Outcome.ACCOUNT_NOT_ALLOWED,
-                403,
-                f"{refusal}. Nothing was stored and the access just granted was revoked at "
-                "Google. Consent again with an allowed account.",
-                client=client,
-            ), consent.OUTCOME_ACCOUNT_NOT_ALLOWED
         record = TokenRecord(
             refresh_token=response.refresh_token,
             client_id=credentials.client_id,
@@ -260,37 +252,47 @@ class ConsentService:
             account_email=account.email,
             access=response.access,
         )
+        refusal = clients.account_refusal(spec, account)
+        if refusal:
+            revoked = await self._revoke(body, record)
+            return ConsentAnswer(
+                Outcome.ACCOUNT_NOT_ALLOWED,
+                403,
+                f"{refusal}. Nothing was stored and {_revoked_text(revoked)}. Consent again "
+                "with an allowed account.",
+                client=client,
+            ), consent.OUTCOME_ACCOUNT_NOT_ALLOWED
         owner = Owner("GoogleClient", spec.name, spec.namespace, spec.uid)
         private_key = (spec.namespace, private_secret_name(spec.name))
         previous = await self._replaced_record(private_key, owner)
         written = await self._store(owner, record)
         if written is None:
-            await self._revoke(response.refresh_token, client)
+            revoked = await self._revoke(body, record, "unstored")
             answer = ConsentAnswer(
                 Outcome.EXCHANGE_FAILED,
                 503,
                 "Google granted access, but the operator could not store it in the cluster "
-                "(the Kubernetes API did not answer in time). The grant was revoked and "
-                "nothing was stored: open the consent URL again to start over.",
+                f"(the Kubernetes API did not answer in time). Nothing was stored and "
+                f"{_revoked_text(revoked)}: open the consent URL again to start over.",
                 client=client,
             )
             return answer, str(answer.outcome)
         if written.outcome is Written.CONFLICT:
-            await self._revoke(response.refresh_token, client)
+            revoked = await self._revoke(body, record, "unstored")
             message = conflict_message(
                 private_secret_name(spec.name), written.why, "name for this GoogleClient"
             )
             answer = ConsentAnswer(
                 Outcome.EXCHANGE_FAILED,
                 409,
-                f"{message}. The access just granted was revoked; consent again once the "
-                "Secret is out of the way.",
+                f"{message}. Of the access just granted: {_revoked_text(revoked)}; consent "
+                "again once the Secret is out of the way.",
                 client=client,
             )
             return answer, str(answer.outcome)
         replaced = clients.grant_to_retire(previous, record)
-        if replaced:
-            await self._revoke(replaced, client, "replaced")
+        if replaced and previous is not None:
+            await self._revoke(body, previous, "replaced")
         return ConsentAnswer(
             Outcome.AUTHORIZED,
             200,
@@ -334,12 +336,39 @@ class ConsentService:
                 await asyncio.sleep(delay.total_seconds())
         return None
 
-    async def _revoke(self, refresh_token: str, client: ClientRef, which: str = "refused") -> None:
-        """A grant the operator will not keep must not stay alive at Google."""
+    async def _revoke(
+        self, body: Mapping[str, Any], record: TokenRecord, which: str = "refused"
+    ) -> bool:
+        """A grant the operator will not keep must not stay alive at Google, unless a
+        GoogleClient it serves (this one included) keeps a grant of the same OAuth client and
+        account: revoking would end that one too (Event RevokeSkipped). Whether it was
+        revoked (or tried: a failure is logged)."""
+        meta = body["metadata"]
+        holder = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        what = f"the {which} grant"
         try:
-            await self.op.google.revoke(refresh_token)
+            verdict = await may_revoke(self.op, holder, record, what, kept_by_holder=False)
+        except KubeError as error:  # not knowing, a GoogleClient's grant is not risked
+            logger.warning(f"Did not revoke {what} of {'/'.join(holder)}: {error}")
+            return False
+        if not verdict.revoke:
+            logger.info(f"GoogleClient {'/'.join(holder)}: {verdict.message}")
+            self.op.events.post(body, False, REVOKE_SKIPPED, verdict.message)
+            return False
+        try:
+            await self.op.google.revoke(record.refresh_token)
         except GoogleError as error:
-            logger.warning(f"Could not revoke the {which} grant of {client}: {error}")
+            logger.warning(f"Could not revoke {what} of {'/'.join(holder)}: {error}")
+        return True
+
+
+def _revoked_text(revoked: bool) -> str:
+    if revoked:
+        return "the access just granted was revoked at Google"
+    return (
+        "the access just granted was not revoked at Google (another grant of the same OAuth "
+        "client and account is kept for a GoogleClient, and a revoke would end it too)"
+    )
 
 
 def create_app(

@@ -360,6 +360,12 @@ class Kube:
         )
         return await self._list(path, {"labelSelector": selector} if selector else {})
 
+    async def list_secrets(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        """The Secrets `selector` matches, in one namespace or (None) in all, listed in pages."""
+        return await self._list(
+            secret_path(namespace) if namespace else "/api/v1/secrets", {"labelSelector": selector}
+        )
+
     async def list_events(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
         """The Events (core/v1) about one object."""
         selector = f"involvedObject.kind={kind},involvedObject.name={name}"

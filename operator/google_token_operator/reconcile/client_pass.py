@@ -32,7 +32,7 @@ from ..runtime.secrets import Written
 from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from .branch_pass import BranchFanOut
-from .grants import revoke_grant
+from .grants import revoke_kept_grant
 
 
 @dataclasses.dataclass
@@ -142,7 +142,8 @@ class ClientPass:
         """Make the Google calls `done` asks for; the observation with their answers."""
         observation = done.observation
         if done.revoke:
-            await self._revoke(gathered.record, gathered.owner)
+            request = str(gathered.annotations.get(Request.REVOKE.annotation) or "")
+            await self._revoke(gathered.record, gathered.owner, request)
             memory.record = None
         credentials = gathered.credentials
         if done.refresh and isinstance(credentials, ClientCredentials):
@@ -255,11 +256,12 @@ class ClientPass:
         memory.private_read = (seen, record)
         return record
 
-    async def _revoke(self, record: TokenRecord | None, owner: Owner) -> None:
-        """Revoke on request: at Google first (a retryable failure ends the pass, which is
-        tried again), then the refresh token goes with the private Secret."""
+    async def _revoke(self, record: TokenRecord | None, owner: Owner, request: str) -> None:
+        """Revoke on request: at Google first, unless another GoogleClient keeps a grant of
+        the same pair (a retryable failure ends the pass, which is tried again), then the
+        refresh token goes with the private Secret."""
         if record is not None and record.refresh_token:
-            await revoke_grant(self.op.google, record.refresh_token, self.logger)
+            await revoke_kept_grant(self.op, self.body, record, self.logger, request)
         private_key = (owner.namespace, private_secret_name(owner.name))
         await self.op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
 

@@ -35,7 +35,7 @@ from ..tokens import record_from_data
 from ..unforeseen import unexpected
 from ..wakeups import client_of
 from .branch_pass import BranchFanOut, reconcile_branch
-from .grants import revoke_grant
+from .grants import revoke_kept_grant
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ async def delete_client(
             data = await op.secrets.read_owned(private_key, owner, ROLE_PRIVATE)
         record = record_from_data(data)
         if record is not None and record.refresh_token:
-            await revoke_grant(op.google, record.refresh_token, logger)
+            await revoke_kept_grant(op, body, record, logger)
     await _delete_token_secrets(op, owner, spec, status)
     await op.secrets.delete_owned(*private_key, owner, ROLE_PRIVATE)
     published = consent.published_from_status(status.get("authorization"))

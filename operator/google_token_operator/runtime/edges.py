@@ -40,6 +40,12 @@ class KubeApi(SecretApi, WatchApi, Protocol):
 
     async def apply_object(self, desired: Mapping[str, Any]) -> None: ...
 
+    async def list_resources(
+        self, plural: str, namespace: str | None, selector: str = ""
+    ) -> list[dict[str, Any]]: ...
+
+    async def list_secrets(self, namespace: str | None, selector: str) -> list[dict[str, Any]]: ...
+
 
 class GoogleApi(Protocol):
     """Google's OAuth and Business Profile endpoints, as the operator calls them."""

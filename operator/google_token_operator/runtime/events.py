@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 class EventSink(Protocol):
     def post(self, body: Mapping[str, Any], warning: bool, reason: str, message: str) -> None: ...
 
+    async def post_now(
+        self, body: Mapping[str, Any], warning: bool, reason: str, message: str
+    ) -> None: ...
+
 
 class KubeEvents:
     """Events posted by the operator's own client, in the background, by a few workers: a pass
@@ -49,17 +53,24 @@ class KubeEvents:
         except asyncio.QueueFull:
             logger.info(f"Too many Events waiting; dropped {reason}")
 
+    async def post_now(
+        self, body: Mapping[str, Any], warning: bool, reason: str, message: str
+    ) -> None:
+        """Post at once, for an Event that must exist before the status written next says
+        what it is about (a failure is logged: still best effort)."""
+        await self._deliver(event_object(body, warning, reason, message, self.clock()))
+
     async def _send(self) -> None:
         assert self._queue is not None
         while True:
-            event = await self._queue.get()
-            namespace = event["metadata"]["namespace"]
-            try:
-                await self.kube.request(
-                    "POST", f"/api/v1/namespaces/{namespace}/events", body=event
-                )
-            except KubeError as error:
-                logger.info(f"Could not post Event {event['reason']}: {error}")
+            await self._deliver(await self._queue.get())
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        namespace = event["metadata"]["namespace"]
+        try:
+            await self.kube.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+        except KubeError as error:
+            logger.info(f"Could not post Event {event['reason']}: {error}")
 
 
 def post_transitions(
