@@ -12,6 +12,8 @@ from test_clients import T0, observe, record
 
 from google_token_operator import blockers, clients, grant_checks
 from google_token_operator.clients import ActionKind, Reason, RefreshOutcome
+from google_token_operator.commands import detail
+from google_token_operator.commands.status_command import client_row
 from google_token_operator.google_types import (
     MAX_GRANT_LIFETIME,
     ErrorKind,
@@ -262,3 +264,34 @@ def test_unreadable_grant_times_count_as_unknown():
     data["consented_at"] = "bm90IGEgdGltZQ=="  # "not a time"
     reread = record_from_data(data)
     assert reread is not None and reread.consented_at is None
+
+
+# The command line
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        (Reason.SCOPES_NOT_GRANTED, grant_checks.scopes_not_granted_message((BUSINESS,))),
+        (Reason.REAUTHENTICATION_REQUIRED, grant_checks.REAUTHENTICATION_ADVICE),
+    ],
+)
+def test_status_and_status_name_show_the_new_reasons_as_consent_blockers(reason, message):
+    body = {
+        "metadata": {"name": "acme", "namespace": "reviews"},
+        "spec": {"credentialsSecretRef": {"name": "acme-oauth"}},
+        "status": {
+            "conditions": [
+                {"type": "Authorized", "status": "False", "reason": reason, "message": message},
+                {"type": "Ready", "status": "False", "reason": reason, "message": message},
+            ],
+            "grantExpiresAt": "2026-01-02T12:00:00Z",
+            "authorization": {"url": "https://accounts.example/auth?state=s"},
+        },
+    }
+    assert blockers.blocker_of(body["status"]).kind is blockers.Kind.CONSENT
+    row = client_row(body, T0)
+    assert (row.reason, row.message) == (reason, message)
+    text = "\n".join(detail.render(detail.describe(body, {}, [], [], T0), T0))
+    assert f"ready:          False {reason}" in text
+    assert "grant ends at:  2026-01-02T12:00:00Z (time-limited access)" in text
