@@ -84,9 +84,11 @@ async def _count_and_inject_faults(request: web.Request, handler: Handler) -> we
     endpoint = request.match_info.route.name
     if endpoint not in ROUTE_ENDPOINTS:
         return await handler(request)
-    form = await _form(request) if endpoint == "token" else {}
+    form = await _form(request) if endpoint in ("token", "revoke") else {}
+    # The refresh token of a refresh, or the token a revoke names (form or query).
+    token = form.get("refresh_token") or form.get("token") or request.query.get("token", "")
     fault = request.app[STATE].record_call(
-        endpoint, form.get("grant_type"), form.get("client_id", "")
+        endpoint, form.get("grant_type"), form.get("client_id", ""), token
     )
     if fault is None:
         return await handler(request)
@@ -124,8 +126,15 @@ async def _authorize(request: web.Request) -> web.StreamResponse:
 
 async def _consent(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
+    # Each ticked scope checkbox sends one `scope` field.
+    ticked = [
+        value for value in (await request.post()).getall("scope", []) if isinstance(value, str)
+    ]
     redirect = request.app[STATE].finish_consent(
-        form.get("request_id", ""), allow=form.get("decision") == "allow", email=form.get("email")
+        form.get("request_id", ""),
+        allow=form.get("decision") == "allow",
+        email=form.get("email"),
+        ticked=ticked,
     )
     raise web.HTTPFound(redirect.location)
 

@@ -50,6 +50,7 @@ def add_routes(router: web.UrlDispatcher, key: web.AppKey[SandboxState]) -> None
             _string(body, "client_secret"),
             _strings(body, "redirect_uris"),
             name=_string(body, "name", default="Sandbox App"),
+            publishing_status=_string(body, "publishing_status", default="production"),
         )
         return web.json_response({})
 
@@ -72,6 +73,26 @@ def add_routes(router: web.UrlDispatcher, key: web.AppKey[SandboxState]) -> None
         )
         return web.json_response({"refresh_token": refresh_token})
 
+    async def list_grants(request: web.Request) -> web.StreamResponse:
+        client_id = request.query.get("client_id")
+        if not client_id:
+            raise ValueError("client_id is required (?client_id=...)")
+        return web.json_response(request.app[key].grants(client_id))
+
+    async def remove_scopes(request: web.Request) -> web.StreamResponse:
+        body = await _json_object(request)
+        request.app[key].remove_scopes(
+            _string(body, "client_id"), _string(body, "email"), _strings(body, "scopes")
+        )
+        return web.json_response({})
+
+    async def require_reauth(request: web.Request) -> web.StreamResponse:
+        body = await _json_object(request)
+        request.app[key].require_reauth(
+            _string(body, "client_id"), _string(body, "email"), _string(body, "subtype")
+        )
+        return web.json_response({})
+
     prefix = CONTROL_PREFIX
     router.add_get(f"{prefix}/counts", counts)
     router.add_post(f"{prefix}/counts/reset", reset_counts)
@@ -82,6 +103,9 @@ def add_routes(router: web.UrlDispatcher, key: web.AppKey[SandboxState]) -> None
     router.add_post(f"{prefix}/clients/{{client_id}}/restore-secret", restore_secret)
     router.add_post(f"{prefix}/settings", settings)
     router.add_post(f"{prefix}/grants", mint_grant)
+    router.add_get(f"{prefix}/grants", list_grants)
+    router.add_post(f"{prefix}/grants/remove-scopes", remove_scopes)
+    router.add_post(f"{prefix}/grants/require-reauth", require_reauth)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

@@ -50,15 +50,18 @@ class OAuthError(Exception):
         error: str,
         description: str,
         headers: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status} {error}: {description}")
         self.status = status
         self.error = error
         self.description = description
         self.headers = dict(headers or {})
+        # More fields of the answer, e.g. `error_subtype` and `error_uri`.
+        self.fields = dict(fields or {})
 
     def body(self) -> dict[str, str]:
-        return {"error": self.error, "error_description": self.description}
+        return {"error": self.error, "error_description": self.description, **self.fields}
 
 
 class ApiError(Exception):

@@ -25,8 +25,7 @@ def consent_page(page: ConsentPage) -> str:
         app_name=escaped(page.app_name),
         account_chooser=_account_chooser(page),
         scope_items="\n".join(
-            f"    <li>{escaped(_SCOPE_DESCRIPTIONS.get(scope, scope))}</li>"
-            for scope in page.scopes
+            _scope_item(scope, scope in page.untickable) for scope in page.scopes
         ),
         consent_path=CONSENT_PATH,
         request_id=escaped(page.request_id),
@@ -38,6 +37,18 @@ def error_page(error: AuthorizationError) -> str:
         shown_code=error.shown_code,
         error=escaped(error.error),
         description=escaped(error.description),
+    )
+
+
+def _scope_item(scope: str, untickable: bool) -> str:
+    """An untickable scope gets a checkbox, ticked (Google's granular consent); the others
+    are listed."""
+    description = escaped(_SCOPE_DESCRIPTIONS.get(scope, scope))
+    if not untickable:
+        return f"      <li>{description}</li>"
+    return (
+        f'      <li><label><input type="checkbox" name="scope" value="{escaped(scope)}" checked> '
+        f"{description}</label></li>"
     )
 
 

@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -37,6 +38,16 @@ SCOPE_ALIASES = {
     "profile": "https://www.googleapis.com/auth/userinfo.profile",
 }
 _SCOPE_URL_PREFIX = "https://www.googleapis.com/auth/"
+# Sign-in scopes: Google's consent page shows them without a checkbox, so they cannot be
+# unticked; the other requested scopes can (see `untickable_scopes`).
+IDENTITY_SCOPES = frozenset({"openid", EMAIL_SCOPE, SCOPE_ALIASES["profile"]})
+# An app in "Testing" publishing status gets refresh tokens that die 7 days after consent
+# (unless only sign-in scopes were granted).
+PUBLISHING_STATUSES = ("production", "testing")
+TESTING_GRANT_LIFETIME = 7 * 24 * 3600
+# The `error_subtype` values with which Google's session control asks for re-authentication.
+REAUTH_SUBTYPES = ("invalid_rapt", "rapt_required")
+REAUTH_HELP_URI = "https://support.google.com/a/answer/9368756"
 
 GRANT_TYPES = ("authorization_code", "refresh_token")
 # Every counted endpoint; the first group are the routes (faults can target those).
@@ -66,9 +77,13 @@ _SETTINGS: dict[str, tuple[Callable[[object], bool], str]] = {
     "token_lifetime": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (seconds)"),
     "code_lifetime": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
     "auto_approve": (lambda v: isinstance(v, bool), "true or false"),
-    "refresh_token_lifetime": (
+    "time_limited_access": (
         lambda v: v is None or (_is_int(v) and v > 0),
         "null or an integer > 0 (seconds)",
+    ),
+    "unticked_scopes": (
+        lambda v: isinstance(v, list) and all(isinstance(s, str) and _known_scope(s) for s in v),
+        "a list of scopes",
     ),
     "refresh_token_limit": (lambda v: _is_int(v) and v > 0, "an integer > 0"),
     "api_quota_per_minute": (lambda v: _is_int(v) and v > 0, "an integer > 0"),
@@ -83,6 +98,7 @@ class OAuthClient:
     name: str
     # This client's access token lifetime; None: the sandbox's `token_lifetime`.
     token_lifetime: int | None = None
+    publishing_status: str = "production"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,15 +117,25 @@ class User:
 
 @dataclasses.dataclass(eq=False)
 class Grant:
-    """One consent: its refresh token (if any was issued) and the access tokens it yields."""
+    """One consent: its refresh token (if any was issued) and the access tokens it yields.
+
+    Google keeps one grant per (client, account); the consents of one pair are its parts:
+    revoking any of their tokens ends them all (`SandboxState.revoke`)."""
 
     client_id: str
     email: str
     scopes: frozenset[str]
     refresh_token: str | None
     offline: bool
+    # When the refresh token dies (time-limited access or Testing status), if ever.
     expires_at: float | None = None
+    # The end of time-limited access, which token answers announce; Testing status's is silent.
+    announced_end: float | None = None
     revoked: bool = False
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.client_id, self.email
 
     def live(self, now: float) -> bool:
         return not self.revoked and (self.expires_at is None or now < self.expires_at)
@@ -163,6 +189,8 @@ class ConsentPage:
     request_id: str
     app_name: str
     scopes: tuple[str, ...]
+    # The scopes shown with a checkbox (ticked), which the person may untick.
+    untickable: frozenset[str]
     accounts: tuple[str, ...]
     login_hint: str | None
 
@@ -182,8 +210,11 @@ class SandboxState:
         self.token_lifetime = 3599
         # Google's codes live minutes; tests shorten this to see an expired code.
         self.code_lifetime = 300.0
-        # None: refresh tokens live until revoked; a number mimics time-limited grants.
-        self.refresh_token_lifetime: int | None = None
+        # None: refresh tokens live until revoked; seconds: later consents grant
+        # time-limited access, announced as `refresh_token_expires_in`.
+        self.time_limited_access: int | None = None
+        # Scopes the person unticks on auto-approved consents.
+        self.unticked_scopes: list[str] = []
         # Google keeps 100 live refresh tokens per account per client; the oldest dies.
         self.refresh_token_limit = 100
         # Google's default quota of each Business Profile API, per client project.
@@ -200,6 +231,10 @@ class SandboxState:
         self._access_tokens: dict[str, AccessToken] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._consent_requests: dict[str, AuthorizationRequest] = {}
+        # (client id, e-mail) -> the `error_subtype` its refreshes get until a new consent.
+        self._reauth_required: dict[tuple[str, str], str] = {}
+        # Refresh and revoke calls per (client id, e-mail, "refresh" | "revoke").
+        self._grant_calls: collections.Counter[tuple[str, str, str]] = collections.Counter()
         # Faults and counts per (endpoint, OAuth client id); "" is any client.
         self._faults: dict[tuple[str, str], collections.deque[Fault]] = collections.defaultdict(
             collections.deque
@@ -222,9 +257,22 @@ class SandboxState:
         redirect_uris: Iterable[str],
         name: str = "Sandbox App",
         token_lifetime: int | None = None,
+        publishing_status: str = "production",
     ) -> OAuthClient:
         """Add a client, or replace the one with this id."""
-        client = OAuthClient(client_id, client_secret, tuple(redirect_uris), name, token_lifetime)
+        if publishing_status not in PUBLISHING_STATUSES:
+            raise ValueError(
+                f"publishing_status must be one of {', '.join(PUBLISHING_STATUSES)}, "
+                f"not {publishing_status!r}"
+            )
+        client = OAuthClient(
+            client_id,
+            client_secret,
+            tuple(redirect_uris),
+            name,
+            token_lifetime,
+            publishing_status,
+        )
         with self._lock:
             self._clients[client_id] = client
             self._broken_secrets.discard(client_id)
@@ -286,6 +334,49 @@ class SandboxState:
                 grant.revoked = True
         return len(doomed)
 
+    def remove_scopes(self, client_id: str, email: str, scopes: Iterable[str]) -> None:
+        """The person removes some permissions in their Google account: later refreshes of
+        the grant answer without them."""
+        removed = _normalize_scopes(scopes)
+        with self._lock:
+            self._client(client_id)
+            for grant in self._grants_of((client_id, email)):
+                grant.scopes -= removed
+
+    def require_reauth(self, client_id: str, email: str, subtype: str) -> None:
+        """Session control wants the person to sign in again: refreshes of the grant fail
+        with `error_subtype` until a new consent."""
+        if subtype not in REAUTH_SUBTYPES:
+            raise ValueError(f"subtype must be one of {', '.join(REAUTH_SUBTYPES)}")
+        with self._lock:
+            self._client(client_id)
+            self._user(email)
+            self._reauth_required[(client_id, email)] = subtype
+
+    def grants(self, client_id: str) -> list[dict[str, Any]]:
+        """Per account that consented to this client: the grant's scopes, whether a refresh
+        token of it still works, and the refresh and revoke calls its tokens got (since the
+        last reset). Never a token."""
+        now = self.clock()
+        with self._lock:
+            self._client(client_id)
+            emails = dict.fromkeys(g.email for g in self._grants if g.client_id == client_id)
+            listing = []
+            for email in emails:
+                parts = self._grants_of((client_id, email))
+                working = [g for g in parts if g.refresh_token and g.live(now)]
+                scopes = frozenset[str]().union(*(g.scopes for g in working or parts[-1:]))
+                listing.append(
+                    {
+                        "email": email,
+                        "scopes": sorted(scopes),
+                        "live": bool(working),
+                        "refresh_calls": self._grant_calls[(client_id, email, "refresh")],
+                        "revoke_calls": self._grant_calls[(client_id, email, "revoke")],
+                    }
+                )
+            return listing
+
     # -- faults and counts ----------------------------------------------------------------
 
     def inject_faults(
@@ -317,16 +408,22 @@ class SandboxState:
         self.inject_faults("token", status=status, count=count, retry_after=retry_after)
 
     def record_call(
-        self, endpoint: str, grant_type: str | None = None, client_id: str = ""
+        self,
+        endpoint: str,
+        grant_type: str | None = None,
+        client_id: str = "",
+        token: str = "",
     ) -> Fault | None:
-        """Count a call (token calls also per grant type and per client); return the fault it
-        must suffer: one injected for its client first, else one for any client."""
+        """Count a call (token calls also per grant type and per client; refresh and revoke
+        calls also per grant, found by the `token` they present); return the fault it must
+        suffer: one injected for its client first, else one for any client."""
         with self._lock:
             self._counts[endpoint] += 1
             if grant_type in GRANT_TYPES:
                 self._counts[f"{endpoint}.{grant_type}"] += 1
             if client_id:
                 self._client_counts[(endpoint, client_id)] += 1
+            self._count_grant_call(endpoint, grant_type, token)
             queues = [(endpoint, client_id), (endpoint, "")] if client_id else [(endpoint, "")]
             for queue_key in queues:
                 pending = self._faults.get(queue_key)
@@ -364,6 +461,7 @@ class SandboxState:
         with self._lock:
             self._counts.clear()
             self._client_counts.clear()
+            self._grant_calls.clear()
 
     def issued_access_tokens(self) -> list[str]:
         """Every access token issued so far, oldest first."""
@@ -382,19 +480,29 @@ class SandboxState:
         request = self._authorization_request(query)
         with self._lock:
             if self.auto_approve:
-                return self._approve(request, self._auto_approve_user(request))
+                unticked = _normalize_scopes(self.unticked_scopes)
+                ticked = [scope for scope in request.scopes if scope not in unticked]
+                return self._approve(request, self._auto_approve_user(request), ticked)
             self._consent_requests[request.request_id] = request
             known_hint = request.login_hint if request.login_hint in self._users else None
             return ConsentPage(
                 request_id=request.request_id,
                 app_name=request.client.name,
                 scopes=request.scopes,
+                untickable=untickable_scopes(request.scopes),
                 accounts=tuple(self._users),
                 login_hint=known_hint,
             )
 
-    def finish_consent(self, request_id: str, allow: bool, email: str | None) -> Redirect:
-        """The user pressed Allow (as `email`) or Deny on the consent page."""
+    def finish_consent(
+        self,
+        request_id: str,
+        allow: bool,
+        email: str | None,
+        ticked: Iterable[str] = (),
+    ) -> Redirect:
+        """The user pressed Allow (as `email`, with the `ticked` scopes) or Deny on the
+        consent page."""
         with self._lock:
             request = self._consent_requests.pop(request_id, None)
             if request is None or request.expires_at <= self.clock():
@@ -408,7 +516,7 @@ class SandboxState:
                 return Redirect(_with_query(request.redirect_uri, params))
             if email not in self._users:
                 raise AuthorizationError(400, "invalid_request", "Choose a listed account.")
-            return self._approve(request, email)
+            return self._approve(request, email, ticked)
 
     # -- token endpoint -------------------------------------------------------------------
 
@@ -427,7 +535,8 @@ class SandboxState:
             return self._refresh(client, form, now)
 
     def revoke(self, token: str) -> None:
-        """Revoke the grant behind a refresh token or a live access token."""
+        """Revoke the grant behind a refresh token or a live access token: every token of
+        that client and account dies, as Google keeps one grant per pair."""
         with self._lock:
             grant = self._refresh_tokens.get(token)
             if grant is None:
@@ -435,7 +544,8 @@ class SandboxState:
                 grant = access.grant if access else None
             if grant is None or not grant.live(self.clock()):
                 raise OAuthError(400, "invalid_token", "Token expired or revoked")
-            grant.revoked = True
+            for part in self._grants_of(grant.pair):
+                part.revoked = True
 
     def userinfo(self, authorization: str | None) -> dict[str, Any]:
         with self._lock:
@@ -578,12 +688,16 @@ class SandboxState:
             raise AuthorizationError(400, "access_denied", "The sandbox has no users to sign in.")
         return next(iter(self._users))
 
-    def _approve(self, request: AuthorizationRequest, email: str) -> Redirect:
-        """Issue a code. Like Google, a refresh token will come with it only for offline
+    def _approve(
+        self, request: AuthorizationRequest, email: str, ticked: Iterable[str]
+    ) -> Redirect:
+        """Issue a code for the requested scopes the person left ticked (sign-in scopes
+        cannot be unticked). Like Google, a refresh token will come with it only for offline
         access when the consent screen was due: prompt=consent, or scopes not yet granted."""
         already_granted = self._granted_scopes(request.client.client_id, email)
         consent_shown = "consent" in request.prompt or not set(request.scopes) <= already_granted
-        scopes = frozenset(request.scopes)
+        left_out = untickable_scopes(request.scopes) - frozenset(ticked)
+        scopes = frozenset(scope for scope in request.scopes if scope not in left_out)
         if request.include_granted_scopes:
             scopes |= already_granted
         code = self._issue(CODE_PREFIX)
@@ -666,6 +780,14 @@ class SandboxState:
             raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
         if grant.client_id != client.client_id:
             raise OAuthError(401, "unauthorized_client", "Unauthorized")
+        subtype = self._reauth_required.get(grant.pair)
+        if subtype:
+            raise OAuthError(
+                400,
+                "invalid_grant",
+                f"reauth related error ({subtype})",
+                fields={"error_uri": REAUTH_HELP_URI, "error_subtype": subtype},
+            )
         # A refresh may ask for fewer scopes than granted, never for more.
         requested = _normalize_scopes(form.get("scope", "").split())
         if not requested <= grant.scopes:
@@ -681,12 +803,19 @@ class SandboxState:
         refresh_token: str | None,
         now: float,
     ) -> Grant:
-        expires_at = None
+        # A new consent is the re-authentication session control asked for.
+        self._reauth_required.pop((client_id, email), None)
+        expires_at: float | None = None
+        announced_end: float | None = None
         if refresh_token:
             self._retire_refresh_tokens_over_limit(client_id, email, now)
-            if self.refresh_token_lifetime:
-                expires_at = now + self.refresh_token_lifetime
-        grant = Grant(client_id, email, scopes, refresh_token, offline, expires_at)
+            if self.time_limited_access:
+                expires_at = announced_end = now + self.time_limited_access
+            # Google spares grants of sign-in scopes only.
+            testing = self._client(client_id).publishing_status == "testing"
+            if testing and not scopes <= IDENTITY_SCOPES:
+                expires_at = min(expires_at or math.inf, now + TESTING_GRANT_LIFETIME)
+        grant = Grant(client_id, email, scopes, refresh_token, offline, expires_at, announced_end)
         self._grants.append(grant)
         if refresh_token:
             self._refresh_tokens[refresh_token] = grant
@@ -730,8 +859,8 @@ class SandboxState:
         }
         if with_refresh_token and grant.refresh_token:
             answer["refresh_token"] = grant.refresh_token
-        if grant.expires_at is not None:
-            answer["refresh_token_expires_in"] = int(grant.expires_at - now)
+        if grant.announced_end is not None:
+            answer["refresh_token_expires_in"] = int(grant.announced_end - now)
         if "openid" in scopes:
             answer["id_token"] = self._id_token(grant, scopes, now, nonce)
         return answer
@@ -754,6 +883,24 @@ class SandboxState:
         self._secrets.add(id_token)
         return id_token
 
+    def _grants_of(self, pair: tuple[str, str]) -> list[Grant]:
+        """The consents that make up Google's one grant of this (client, account), oldest
+        first."""
+        return [grant for grant in self._grants if grant.pair == pair]
+
+    def _count_grant_call(self, endpoint: str, grant_type: str | None, token: str) -> None:
+        if endpoint == "token" and grant_type == "refresh_token":
+            grant = self._refresh_tokens.get(token)
+            kind = "refresh"
+        elif endpoint == "revoke":
+            access = self._access_tokens.get(token)
+            grant = self._refresh_tokens.get(token) or (access.grant if access else None)
+            kind = "revoke"
+        else:
+            return
+        if grant is not None:
+            self._grant_calls[(*grant.pair, kind)] += 1
+
     def _live_access_token(self, token: str | None) -> AccessToken | None:
         access = self._access_tokens.get(token or "")
         if access is None or access.grant.revoked or access.expires_at <= self.clock():
@@ -764,6 +911,15 @@ class SandboxState:
         value = prefix + secrets.token_urlsafe(32)
         self._secrets.add(value)
         return value
+
+
+def untickable_scopes(requested: Iterable[str]) -> frozenset[str]:
+    """The scopes Google's granular consent screen lets the person untick: every one but the
+    sign-in scopes, once the request holds two scopes and one of them is not a sign-in scope.
+    A request of one scope, or of sign-in scopes only, is all or nothing."""
+    requested = frozenset(requested)
+    others = requested - IDENTITY_SCOPES
+    return others if len(requested) >= 2 else frozenset()
 
 
 def _is_int(value: object) -> TypeGuard[int]:

@@ -18,7 +18,12 @@ from fixtures.sandbox import (
     redirect_query,
 )
 from google_token_sandbox import AUTH_PATH
-from google_token_sandbox.state import DEMO_CLIENT_ID, DEMO_REDIRECT_URIS
+from google_token_sandbox.state import (
+    BUSINESS_SCOPE,
+    DEMO_CLIENT_ID,
+    DEMO_REDIRECT_URIS,
+    EMAIL_SCOPE,
+)
 
 
 @dataclasses.dataclass
@@ -28,10 +33,12 @@ class Form:
     action: str
     fields: dict[str, str] = dataclasses.field(default_factory=dict)
     buttons: list[str] = dataclasses.field(default_factory=list)
+    # The values of its checkboxes (name "scope") that are ticked.
+    ticked: list[str] = dataclasses.field(default_factory=list)
 
 
 class FormParser(HTMLParser):
-    """Forms and their fields, including fields tied to a form by a `form` attribute."""
+    """Forms, their fields and buttons, including those tied to a form by a `form` attribute."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,7 +47,8 @@ class FormParser(HTMLParser):
         self._fields: list[tuple[str, str, str]] = []  # (form id, name, value)
         self._form_id: str | None = None
         self._select: tuple[str, str] | None = None  # (form id, name)
-        self._button_text: list[str] | None = None
+        self._button: tuple[str, list[str]] | None = None  # (form id, its text so far)
+        self._buttons: list[tuple[str, str]] = []  # (form id, text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = {name: value or "" for name, value in attrs}
@@ -48,7 +56,10 @@ class FormParser(HTMLParser):
             self._form_id = attr["id"]
             self.forms[self._form_id] = Form(self._form_id, attr["method"], attr["action"])
         owner = attr.get("form", self._form_id or "")
-        if tag == "input":
+        if tag == "input" and attr.get("type") == "checkbox":
+            if "checked" in attr:
+                self.forms[owner].ticked.append(attr["value"])
+        elif tag == "input":
             self._fields.append((owner, attr["name"], attr.get("value", "")))
         elif tag == "select":
             self._select = (owner, attr["name"])
@@ -59,25 +70,28 @@ class FormParser(HTMLParser):
                 self._fields.append((form_id, name, attr["value"]))
             self.selects[name].append(attr["value"])
         elif tag == "button":
-            self._button_text = []
+            self._button = (owner, [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._form_id = None
         elif tag == "select":
             self._select = None
-        elif tag == "button" and self._button_text is not None and self._form_id:
-            self.forms[self._form_id].buttons.append("".join(self._button_text).strip())
-            self._button_text = None
+        elif tag == "button" and self._button is not None:
+            form_id, text = self._button
+            self._buttons.append((form_id, "".join(text).strip()))
+            self._button = None
 
     def handle_data(self, data: str) -> None:
-        if self._button_text is not None:
-            self._button_text.append(data)
+        if self._button is not None:
+            self._button[1].append(data)
 
     def close(self) -> None:
         super().close()
         for form_id, name, value in self._fields:
             self.forms[form_id].fields[name] = value
+        for form_id, text in self._buttons:
+            self.forms[form_id].buttons.append(text)
 
 
 def open_consent_page(sandbox: SandboxServer, **overrides: str | None) -> requests.Response:
@@ -97,8 +111,9 @@ def parse(response: requests.Response) -> FormParser:
 
 
 def submit(sandbox: SandboxServer, form: Form) -> requests.Response:
+    data = [*form.fields.items(), *(("scope", scope) for scope in form.ticked)]
     return requests.post(
-        sandbox.url + form.action, data=form.fields, allow_redirects=False, timeout=TIMEOUT
+        sandbox.url + form.action, data=data, allow_redirects=False, timeout=TIMEOUT
     )
 
 
@@ -240,3 +255,32 @@ def test_page_text_is_escaped(sandbox: SandboxServer) -> None:
 
     assert "<script>alert" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+
+
+def test_every_scope_but_the_sign_in_ones_is_a_ticked_checkbox_in_the_allow_form(
+    sandbox: SandboxServer,
+) -> None:
+    page = parse(open_consent_page(sandbox))
+
+    assert page.forms["allow"].ticked == [BUSINESS_SCOPE]
+    assert page.forms["deny"].ticked == []
+
+
+def test_an_unticked_scope_is_left_out_of_the_grant(sandbox: SandboxServer) -> None:
+    allow = parse(open_consent_page(sandbox, login_hint=OWNER)).forms["allow"]
+    allow.ticked = []
+
+    query = redirect_query(submit(sandbox, allow))
+
+    assert set(query["scope"].split()) == {"openid", EMAIL_SCOPE}
+    answer = exchange(sandbox, query["code"]).json()
+    assert set(answer["scope"].split()) == {"openid", EMAIL_SCOPE}
+
+
+def test_a_ticked_scope_that_was_not_requested_is_not_granted(sandbox: SandboxServer) -> None:
+    allow = parse(open_consent_page(sandbox, login_hint=OWNER)).forms["allow"]
+    allow.ticked.append("https://www.googleapis.com/auth/drive")
+
+    query = redirect_query(submit(sandbox, allow))
+
+    assert set(query["scope"].split()) == {"openid", EMAIL_SCOPE, BUSINESS_SCOPE}

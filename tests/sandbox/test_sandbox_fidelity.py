@@ -8,6 +8,7 @@ verifier, the code, the redirect URI or the client secret is wrong.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import google.auth._exponential_backoff
@@ -24,9 +25,12 @@ from devkit.servers import SandboxServer
 from fixtures.sandbox import OWNER, REDIRECT_URI, SCOPES, TIMEOUT, redirect_query
 from google_token_sandbox import CERTS_PATH
 from google_token_sandbox.state import (
+    BUSINESS_SCOPE,
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_REDIRECT_URIS,
+    EMAIL_SCOPE,
+    TESTING_GRANT_LIFETIME,
 )
 
 
@@ -258,3 +262,112 @@ def test_flow_with_a_wrong_client_secret(sandbox: SandboxServer) -> None:
 
     assert isinstance(error, oauth_errors.InvalidClientError)
     assert error.description == "Unauthorized"
+
+
+# -- Google's grant semantics, as the libraries see them ------------------------------------
+
+
+@pytest.mark.parametrize("subtype", ["invalid_rapt", "rapt_required"])
+def test_reauthentication_hides_its_subtype_behind_credentials_refresh(
+    sandbox: SandboxServer, subtype: str
+) -> None:
+    refresh_token = sandbox.state.mint_grant(DEMO_CLIENT_ID, OWNER, SCOPES)
+    sandbox.state.require_reauth(DEMO_CLIENT_ID, OWNER, subtype)
+
+    # Credentials.refresh (reauth refresh off by default) drops Google's answer...
+    error = refresh_error(credentials(sandbox, refresh_token))
+    assert error.args == (
+        "Reauthentication is needed. Please run `gcloud auth application-default login` to "
+        "reauthenticate.",
+    )
+    assert error.retryable is False
+    # ...which the token endpoint call underneath sees whole.
+    with pytest.raises(RefreshError) as caught:
+        google.oauth2._client.refresh_grant(
+            Request(),
+            sandbox.env["GOOGLE_OAUTH_TOKEN_URI"],
+            refresh_token,
+            DEMO_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+        )
+    assert caught.value.args[0] == f"invalid_grant: reauth related error ({subtype})"
+    assert caught.value.args[1]["error_subtype"] == subtype
+
+
+def test_time_limited_access_reaches_the_token_but_not_the_credentials(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
+    sandbox.state.time_limited_access = 86400
+    flow = make_flow(sandbox)
+
+    token = flow.fetch_token(code=consent(sandbox, flow))
+
+    assert token["refresh_token_expires_in"] == 86400
+    creds = flow.credentials
+    assert "refresh_token_expires_in" not in creds.to_json()
+    assert creds.expiry is not None and creds.expiry < dt.datetime.now() + dt.timedelta(hours=2)
+    creds.refresh(Request())
+    sandbox.state.clock = lambda: time.time() + 86400
+    assert refresh_error(creds).args[1]["error"] == "invalid_grant"
+
+
+def test_a_testing_apps_expired_refresh_token_is_a_plain_invalid_grant(
+    sandbox: SandboxServer,
+) -> None:
+    sandbox.state.register_client(
+        "testing-app", "testing-secret", [REDIRECT_URI], publishing_status="testing"
+    )
+    creds = credentials(
+        sandbox,
+        sandbox.state.mint_grant("testing-app", OWNER, SCOPES),
+        client_id="testing-app",
+        client_secret="testing-secret",
+    )
+    creds.refresh(Request())
+    sandbox.state.clock = lambda: time.time() + TESTING_GRANT_LIFETIME
+
+    assert refresh_error(creds).args[0] == "invalid_grant: Token has been expired or revoked."
+
+
+FULL_SCOPES = ["openid", EMAIL_SCOPE, BUSINESS_SCOPE]
+
+
+def unticked_flow(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Flow:
+    """A Flow asking for the scopes by their full names, whose consent unticks the Business
+    scope."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    sandbox.state.unticked_scopes = [BUSINESS_SCOPE]
+    flow = make_flow(sandbox)
+    flow.oauth2session.scope = FULL_SCOPES
+    return flow
+
+
+def test_oauthlib_raises_on_a_partial_grant_unless_told_to_relax(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow = unticked_flow(sandbox, monkeypatch)
+
+    with pytest.raises(Warning) as caught:
+        flow.fetch_token(code=consent(sandbox, flow))
+
+    assert str(caught.value).startswith("Scope has changed from")
+    # oauthlib hangs the granted scopes on the Warning it raises.
+    assert set(vars(caught.value)["new_scope"]) == {"openid", EMAIL_SCOPE}
+
+
+def test_relaxed_oauthlib_keeps_a_partial_grant_and_only_granted_scopes_tell(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow = unticked_flow(sandbox, monkeypatch)
+    monkeypatch.setenv("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
+
+    flow.fetch_token(code=consent(sandbox, flow))
+
+    creds = flow.credentials
+    assert set(creds.granted_scopes) == {"openid", EMAIL_SCOPE}
+    # `scopes` stays what was asked for, and a refresh asks for it all again: the token
+    # endpoint refuses a scope the grant lacks.
+    assert BUSINESS_SCOPE in creds.scopes
+    assert refresh_error(creds).args[1]["error"] == "invalid_scope"

@@ -190,7 +190,7 @@ def test_row_refresh_token_revoked(sandbox: SandboxServer) -> None:
 
 
 def test_row_refresh_token_expired(sandbox: SandboxServer) -> None:
-    sandbox.state.refresh_token_lifetime = 7 * 24 * 3600  # an app in "Testing" status
+    sandbox.state.time_limited_access = 7 * 24 * 3600
     answer = authorize(sandbox)
     assert answer["refresh_token_expires_in"] == 7 * 24 * 3600
     sandbox.state.clock = lambda: time.time() + 7 * 24 * 3600
