@@ -14,7 +14,6 @@ from fixtures.operator import (
     OWNER,
     Cluster,
     OperatorFactory,
-    authorized_client,
     free_port,
     wait_for,
 )
@@ -54,9 +53,7 @@ def test_reauthentication_is_told_apart_with_advice_and_no_retry_storm(
     cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory
 ) -> None:
     """invalid_rapt here; rapt_required takes the same path (tests/unit/test_grant_checks.py)."""
-    sandbox.state.token_lifetime = LIFETIME
-    start_operator()
-    authorized_client(cluster, sandbox, **SHORT)
+    consented(cluster, sandbox, start_operator)
     cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid")
     sandbox.state.require_reauth(DEMO_CLIENT_ID, OWNER, "invalid_rapt")
     before = grant_refreshes(sandbox)
