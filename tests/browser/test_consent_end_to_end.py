@@ -239,3 +239,36 @@ def test_an_account_that_is_not_allowed_is_refused_revoked_and_an_allowed_one_su
     assert cluster.condition("googleclients", "acme", "Authorized")["reason"] == "Authorized"
     assert (cluster.get("googleclients", "acme") or {})["status"]["account"]["email"] == OWNER
     assert sandbox.state.counts["revoke"] == 1
+
+
+def test_an_unticked_permission_stores_nothing_names_it_revokes_once_then_a_full_consent_works(
+    page: Page, flow: Flow, cluster: Cluster, sandbox: SandboxServer, test_output: Path
+) -> None:
+    url = flow.consent_url()
+    page.goto(url)
+    page.get_by_role("checkbox", name="See, edit, create and delete your Google business").uncheck()
+    with page.expect_response(lambda r: r.url.startswith(flow.callback_url + "?")) as landed:
+        page.get_by_role("button", name="Allow").click()
+    page.wait_for_load_state()
+    screenshot(page, test_output / "scopes-not-granted.png")
+    assert landed.value.status == 403
+    assert page.inner_text("h1") == "Some permissions were not granted"
+    assert "business listings" in page.inner_text("#message")
+    assert "tick every permission" in page.inner_text("main")
+    unticked = cluster.wait_condition(
+        "googleclients", "acme", "Authorized", "False", "ScopesNotGranted"
+    )
+    assert "business.manage" in unticked["message"]
+    assert cluster.secret("acme-google-oauth") is None
+    assert cluster.secret("acme-google-token") is None
+    assert sandbox.state.counts["revoke"] == 1
+    assert [g["revoke_calls"] for g in sandbox.state.grants(DEMO_CLIENT_ID)] == [1]
+
+    page.goto(wait_for(lambda: flow.consent_url() != url and flow.consent_url(), 20))
+    with page.expect_response(lambda r: r.url.startswith(flow.callback_url + "?")) as landed:
+        page.get_by_role("button", name="Allow").click()
+    page.wait_for_load_state()
+    assert landed.value.status == 200
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", timeout=10)
+    assert cluster.condition("googleclients", "acme", "Authorized")["reason"] == "Authorized"
+    assert sandbox.state.counts["revoke"] == 1
