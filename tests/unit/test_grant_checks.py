@@ -193,6 +193,21 @@ def test_grant_lifetime_is_read_and_clamped(value, expected):
     assert grant_lifetime_from_response({"refresh_token_expires_in": value}) == expected
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@given(JSON, JSON)
+def test_any_answer_gives_a_bounded_lifetime_or_none_and_a_clean_subtype(lifetime, subtype):
+    read = grant_lifetime_from_response({"refresh_token_expires_in": lifetime})
+    assert read is None or dt.timedelta(0) <= read <= MAX_GRANT_LIFETIME
+    cleaned = error_subtype({"error_subtype": subtype})
+    assert len(cleaned) <= 60 and (cleaned == "" or cleaned.isprintable())
+
+
 def test_a_time_limited_grant_shows_in_status_warns_a_day_before_and_ends_without_calls():
     ends = T0 + DAY
     observation = granted(grant_expires_at=ends)
