@@ -55,7 +55,8 @@ class GoogleError(Exception):
     def __str__(self) -> str:
         # Google's error codes and descriptions never echo the secret values sent; they are
         # bounded and made printable all the same (they end up in conditions and logs).
-        detail = f"{self.error}: {self.description}" if self.description else self.error
+        detail = f"{self.error} ({self.subtype})" if self.subtype else self.error
+        detail = f"{detail}: {self.description}" if self.description else detail
         detail = clean(detail)
         return f"HTTP {self.status} {detail}" if self.status else detail
 

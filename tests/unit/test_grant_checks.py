@@ -12,7 +12,7 @@ from test_clients import T0, observe, record
 
 from google_token_operator import blockers, clients, grant_checks
 from google_token_operator.clients import ActionKind, Reason, RefreshOutcome
-from google_token_operator.commands import detail
+from google_token_operator.commands import detail, waiting
 from google_token_operator.commands.status_command import client_row
 from google_token_operator.google_types import (
     MAX_GRANT_LIFETIME,
@@ -310,3 +310,18 @@ def test_status_and_status_name_show_the_new_reasons_as_consent_blockers(reason,
     text = "\n".join(detail.render(detail.describe(body, {}, [], [], T0), T0))
     assert f"ready:          False {reason}" in text
     assert "grant ends at:  2026-01-02T12:00:00Z (time-limited access)" in text
+
+
+def test_a_waiting_command_names_the_scopes_a_consent_did_not_grant():
+    failure = blockers.ConsentFailure(Reason.SCOPES_NOT_GRANTED, T0, (BUSINESS,))
+    line = waiting.consent_failure_line("reviews/acme", failure)
+    assert "(ScopesNotGranted)" in line and "tick every permission" in line
+    assert f"(not granted: {BUSINESS})" in line
+
+
+def test_the_subtype_shows_in_the_error_as_logged():
+    error = GoogleError(
+        ErrorKind.INVALID_GRANT, 400, "invalid_grant", "reauth", subtype="invalid_rapt"
+    )
+    assert str(error) == "HTTP 400 invalid_grant (invalid_rapt): reauth"
+    assert error.needs_reauthentication
