@@ -86,6 +86,13 @@ class ConsentFailure:
 
     reason: str
     time: dt.datetime
+    # ScopesNotGranted: the scopes the consent lacked (as status says: check against the spec).
+    missing_scopes: tuple[str, ...] = ()
+
+
+# Bounds on what status.lastConsentFailure.missingScopes may name (a status may be forged).
+MAX_MISSING_SCOPES = 50
+MAX_SCOPE_LENGTH = 512
 
 
 def consent_failure_of(status: Mapping[str, Any] | None) -> ConsentFailure | None:
@@ -94,9 +101,17 @@ def consent_failure_of(status: Mapping[str, Any] | None) -> ConsentFailure | Non
     if not isinstance(item, Mapping) or not isinstance(item.get("reason"), str):
         return None
     try:
-        return ConsentFailure(item["reason"], parse_rfc3339(str(item.get("time"))))
+        moment = parse_rfc3339(str(item.get("time")))
     except ValueError:
         return None
+    scopes = item.get("missingScopes")
+    scopes = scopes if isinstance(scopes, list) else []
+    missing = tuple(
+        scope
+        for scope in scopes[:MAX_MISSING_SCOPES]
+        if isinstance(scope, str) and 0 < len(scope) <= MAX_SCOPE_LENGTH and scope.isprintable()
+    )
+    return ConsentFailure(item["reason"], moment, missing)
 
 
 # Consent failures after which a new consent URL would fail the same way: a person must fix
@@ -116,6 +131,10 @@ _CONSENT_ADVICE = {
     ),
     Reason.CONSENT_CODE_INVALID: (
         "Google refused the code (expired or already used); open the new consent URL"
+    ),
+    Reason.SCOPES_NOT_GRANTED: (
+        "the person left a permission unticked on Google's consent screen; nothing was stored "
+        "and the partial grant was revoked: open the new consent URL and tick every permission"
     ),
     Reason.CONSENT_EXCHANGE_FAILED: (
         "Google could not complete the code exchange; open the new consent URL in a minute"

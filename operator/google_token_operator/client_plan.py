@@ -13,10 +13,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from . import clients, day2
+from . import blockers, clients, day2
 from .builders import consumer_secret, private_secret
 from .clients import Action, ActionKind, ClientObservation, ClientSpec, CredentialsProblem
-from .conditions import AUTHORIZED, Condition, find_condition
+from .conditions import AUTHORIZED, Condition, Reason, find_condition
 from .consent_state import pending as consent
 from .day2 import Request
 from .google_types import ClientCredentials
@@ -78,7 +78,17 @@ def observe(gathered: Gathered) -> ClientObservation:
             record.access.issued_at if record and record.access else None,
             gathered.requested_refresh,
         ),
+        consent_missing_scopes=_consent_missing_scopes(gathered),
     )
+
+
+def _consent_missing_scopes(gathered: Gathered) -> tuple[str, ...]:
+    """The scopes the last consent lacked, as far as spec.scopes asks for them (status only
+    says which; the spec bounds what may be named)."""
+    failure = blockers.consent_failure_of(gathered.last_status)
+    if failure is None or failure.reason != Reason.SCOPES_NOT_GRANTED:
+        return ()
+    return tuple(scope for scope in failure.missing_scopes if scope in gathered.spec.scopes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from . import blockers, policy
+from . import blockers, grant_checks, policy
 from .conditions import AUTHORIZED, READY, STICKY_CONSENT_REASONS, Condition, Reason, find_condition
 from .consent_state.pending import PublishedConsent
 from .day2 import Request
-from .google_types import MAX_RETRY_AFTER, ClientCredentials, ErrorKind, GoogleError, Userinfo
+from .google_types import (
+    MAX_RETRY_AFTER,
+    ClientCredentials,
+    ErrorKind,
+    GoogleError,
+    Userinfo,
+    clean,
+)
 from .naming import default_token_secret_name
 from .secret_template import NO_TEMPLATE, SecretTemplate, TemplateProblem, parse_secret_template
 from .settings import DEFAULT_SCOPES, Settings
@@ -205,9 +212,13 @@ def failure_from_status(status: Mapping[str, Any]) -> FailureState:
         attempts,
         retry_at,
         rejected,
-        str(status.get("lastFailure") or ""),
+        clean(str(status.get("lastFailure") or "")[:LAST_FAILURE_LIMIT], LAST_FAILURE_LIMIT),
         invalid_answer=ready.get("reason") == Reason.GOOGLE_ANSWER_INVALID,
     )
+
+
+# status.lastFailure is read back bounded (a status may have been written around the operator).
+LAST_FAILURE_LIMIT = 1000
 
 
 def _small_int(value: Any) -> int:
@@ -227,6 +238,8 @@ class ClientObservation:
     # Day-2 requests not handled yet, and when a requested refresh may call Google.
     requests: frozenset[Request] = frozenset()
     requested_refresh_at: dt.datetime | None = None
+    # The scopes the last consent lacked (ScopesNotGranted; only scopes of spec.scopes).
+    consent_missing_scopes: tuple[str, ...] = ()
 
     def with_record(self, record: TokenRecord | None) -> ClientObservation:
         return dataclasses.replace(self, record=record)
@@ -299,6 +312,9 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
             reason=Reason.CONSENT_REQUIRED,
             message="the credentials Secret now names another OAuth client; consent again",
         )
+    unusable = unusable_grant(record, now)
+    if unusable is not None:
+        return unusable
     if failure.attempts and failure.retry_at and now < failure.retry_at:
         # A retry time from status is no later than a back-off could have set it.
         return Action(ActionKind.WAIT, until=min(failure.retry_at, now + LONGEST_RETRY_WAIT))
@@ -308,7 +324,35 @@ def next_action(observation: ClientObservation, now: dt.datetime) -> Action:
         due = allowed if due is None or allowed is None else min(due, allowed)
     if due is None or now >= due:
         return Action(ActionKind.REFRESH)
+    if record.grant_expires_at is not None:
+        due = min(due, record.grant_expires_at)  # say at once that the grant ended
     return Action(ActionKind.WAIT, until=due)
+
+
+def unusable_grant(record: TokenRecord, now: dt.datetime) -> Action | None:
+    """A stored grant no refresh may use until a new consent (Google would refuse it, or
+    its tokens would lack what the spec asks for); None when it may be used."""
+    if record.reauthentication_required:
+        return Action(
+            ActionKind.CONSENT,
+            reason=Reason.REAUTHENTICATION_REQUIRED,
+            message=grant_checks.REAUTHENTICATION_ADVICE,
+        )
+    if record.missing_scopes:
+        return Action(
+            ActionKind.CONSENT,
+            reason=Reason.SCOPES_NOT_GRANTED,
+            message=grant_checks.scopes_not_granted_message(record.missing_scopes),
+        )
+    if record.grant_expires_at is not None and grant_checks.grant_ended(
+        record.grant_expires_at, now
+    ):
+        return Action(
+            ActionKind.CONSENT,
+            reason=Reason.AUTHORIZATION_REVOKED,
+            message=grant_checks.grant_ended_message(record.grant_expires_at),
+        )
+    return None
 
 
 def consent_reason(observation: ClientObservation) -> str:
@@ -379,6 +423,8 @@ class RefreshOutcome:
     access: AccessToken | None = None
     new_refresh_token: str | None = None
     error: GoogleError | None = None
+    # How long the grant lasts from now, when Google says (time-limited access).
+    grant_lifetime: dt.timedelta | None = None
 
 
 def after_refresh(
@@ -387,18 +433,34 @@ def after_refresh(
     record = observation.record
     assert record is not None  # only refreshed when a record with a refresh token exists
     if outcome.access is not None:
-        return dataclasses.replace(
-            observation,
-            record=record.with_access(outcome.access, outcome.new_refresh_token),
-            failure=FailureState(),
-        )
+        missing = grant_checks.missing_scopes(observation.spec.scopes, outcome.access.scopes)
+        if missing:
+            # The person removed a permission: this token is not served; the refresh token
+            # stays for the new consent to replace.
+            updated = dataclasses.replace(record, missing_scopes=missing)
+        else:
+            updated = record.with_access(outcome.access, outcome.new_refresh_token)
+        expires = grant_checks.grant_expiry(now, outcome.grant_lifetime)
+        if expires is not None:
+            updated = dataclasses.replace(updated, grant_expires_at=expires)
+        return dataclasses.replace(observation, record=updated, failure=FailureState())
     error = outcome.error
     assert error is not None
+    if error.needs_reauthentication:
+        return dataclasses.replace(
+            observation,
+            record=dataclasses.replace(record, reauthentication_required=True),
+            failure=FailureState(),
+        )
     if error.kind is ErrorKind.INVALID_GRANT:
+        note = grant_checks.invalid_grant_note(
+            error, record.consented_at, record.grant_expires_at, now
+        )
         return dataclasses.replace(
             observation,
             record=record.revoked(),
-            failure=FailureState(),
+            # Kept in status.lastFailure, so the Authorized message says it after a restart.
+            failure=FailureState(last_error=note),
             previous_authorized_reason=Reason.AUTHORIZATION_REVOKED,
         )
     if error.kind is ErrorKind.INVALID_CLIENT:
@@ -454,7 +516,9 @@ def desired_conditions(
 
     if action.kind is ActionKind.CONSENT:
         reason = action.reason
-        authorized = Condition(AUTHORIZED, False, reason, _consent_message(reason, action))
+        authorized = Condition(
+            AUTHORIZED, False, reason, _consent_message(reason, action, observation)
+        )
     elif record is not None and record.refresh_token:
         who = f" by {email}" if email else ""
         message = f"Consent given{who}"
@@ -466,7 +530,7 @@ def desired_conditions(
         authorized = Condition(AUTHORIZED, True, Reason.AUTHORIZED, message)
     else:
         authorized = Condition(
-            AUTHORIZED, False, Reason.CONSENT_REQUIRED, _consent_message("", action)
+            AUTHORIZED, False, Reason.CONSENT_REQUIRED, _consent_message("", action, observation)
         )
 
     failure = observation.failure
@@ -508,8 +572,12 @@ def desired_conditions(
             f"expired; next try at {format_rfc3339(failure.retry_at or now)}",
         )
     elif token_valid:
+        warning = grant_checks.grant_end_warning(record.grant_expires_at if record else None, now)
         ready = Condition(
-            READY, True, Reason.TOKEN_VALID, f"access token valid{expiry_note}{template_note}"
+            READY,
+            True,
+            Reason.TOKEN_VALID,
+            f"access token valid{expiry_note}{template_note}{warning}",
         )
     else:
         ready = Condition(READY, False, Reason.REFRESH_DELAYED, "waiting for the first token")
@@ -523,14 +591,20 @@ def desired_conditions(
     return [authorized, ready]
 
 
-def _consent_message(reason: str, action: Action) -> str:
+def _consent_message(reason: str, action: Action, observation: ClientObservation) -> str:
     if action.message:
         return action.message + "; open status.authorization.url to consent"
     if reason == Reason.AUTHORIZATION_REVOKED:
-        return (
-            "Google says the grant was revoked or expired (invalid_grant); open "
-            "status.authorization.url to consent again"
+        # What the invalid_grant said (kept in status.lastFailure, cleaned and bounded).
+        note = observation.failure.last_error or (
+            "Google says the grant was revoked or expired (invalid_grant)"
         )
+        return f"{note}; open status.authorization.url to consent again"
+    if reason == Reason.SCOPES_NOT_GRANTED:
+        missing = observation.consent_missing_scopes
+        return grant_checks.scopes_not_granted_message(missing) + " (the partial grant was revoked)"
+    if reason == Reason.REAUTHENTICATION_REQUIRED:
+        return grant_checks.REAUTHENTICATION_ADVICE
     if reason == Reason.REVOKED_ON_REQUEST:
         return (
             "the grant was revoked at Google on request (annotation "
@@ -566,6 +640,9 @@ def desired_status(
         "account": {"email": record.account_email} if record and record.account_email else None,
         "authorization": pending.to_status() if pending is not None else None,
         "expiresAt": format_rfc3339(access.expires_at) if access else None,
+        "grantExpiresAt": (
+            format_rfc3339(record.grant_expires_at) if record and record.grant_expires_at else None
+        ),
         "lastRefreshTime": format_rfc3339(access.issued_at) if access else None,
         "nextRefreshTime": format_rfc3339(next_refresh) if next_refresh else None,
         "failedRefreshAttempts": failure.attempts,

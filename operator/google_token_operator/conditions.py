@@ -35,6 +35,10 @@ class Reason:
     SPEC_INVALID = "SpecInvalid"
     OPERATOR_NAMESPACE_MISSING = "OperatorNamespaceMissing"
     GOOGLE_ANSWER_INVALID = "GoogleAnswerInvalid"
+    # The consent (or a refresh) lacks a scope of spec.scopes: the person unticked it.
+    SCOPES_NOT_GRANTED = "ScopesNotGranted"
+    # Google asks the person to sign in again (invalid_rapt, rapt_required).
+    REAUTHENTICATION_REQUIRED = "ReauthenticationRequired"
     # A person asked for the grant to be revoked (annotation revoke-requested-at).
     REVOKED_ON_REQUEST = "RevokedOnRequest"
     # A consent's code exchange failed (status.lastConsentFailure, Event); with
@@ -63,6 +67,8 @@ STICKY_CONSENT_REASONS = frozenset(
         Reason.CONSENT_DENIED,
         Reason.ACCOUNT_NOT_ALLOWED,
         Reason.REVOKED_ON_REQUEST,
+        Reason.SCOPES_NOT_GRANTED,
+        Reason.REAUTHENTICATION_REQUIRED,
     }
 )
 
@@ -85,6 +91,8 @@ WARNING_REASONS = frozenset(
         Reason.SECRET_CONFLICT,
         Reason.SECRET_TEMPLATE_INVALID,
         Reason.RECONCILE_FAILED,
+        Reason.SCOPES_NOT_GRANTED,
+        Reason.REAUTHENTICATION_REQUIRED,
     }
 )
 

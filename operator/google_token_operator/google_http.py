@@ -22,6 +22,8 @@ from .google_types import (
     Userinfo,
     classify_token_error,
     clean,
+    error_subtype,
+    grant_lifetime_from_response,
     parse_retry_after,
     refresh_token_from_response,
     token_from_response,
@@ -99,12 +101,14 @@ class GoogleHttp:
                         error=clean(str(body.get("error", "unknown_error")), 80),
                         description=clean(str(body.get("error_description", ""))),
                         retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+                        subtype=error_subtype(body),
                     )
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _network_error(error) from None
         return TokenResponse(
             access=token_from_response(body, scopes, now),
             refresh_token=refresh_token_from_response(body),
+            grant_lifetime=grant_lifetime_from_response(body),
         )
 
     async def revoke(self, token: str) -> bool:

@@ -33,6 +33,8 @@ class ErrorKind(enum.Enum):
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_ERRORS = frozenset({"server_error", "temporarily_unavailable", "internal_failure"})
+# invalid_grant subtypes of Google Cloud session control: re-authentication is due.
+REAUTHENTICATION_SUBTYPES = frozenset({"invalid_rapt", "rapt_required"})
 
 
 @dataclasses.dataclass
@@ -42,11 +44,19 @@ class GoogleError(Exception):
     error: str
     description: str
     retry_after: dt.timedelta | None = None
+    # Google's `error_subtype` (e.g. invalid_rapt), cleaned and bounded; empty when absent.
+    subtype: str = ""
+
+    @property
+    def needs_reauthentication(self) -> bool:
+        """Workspace session control wants the person to sign in again (a new consent)."""
+        return self.kind is ErrorKind.INVALID_GRANT and self.subtype in REAUTHENTICATION_SUBTYPES
 
     def __str__(self) -> str:
         # Google's error codes and descriptions never echo the secret values sent; they are
         # bounded and made printable all the same (they end up in conditions and logs).
-        detail = f"{self.error}: {self.description}" if self.description else self.error
+        detail = f"{self.error} ({self.subtype})" if self.subtype else self.error
+        detail = f"{detail}: {self.description}" if self.description else detail
         detail = clean(detail)
         return f"HTTP {self.status} {detail}" if self.status else detail
 
@@ -131,6 +141,32 @@ def token_from_response(
     )
 
 
+# A time-limited grant never lasts longer than this; a larger `refresh_token_expires_in` is
+# clamped to it (Google offers hours to months; ten years is no limit a person chose).
+MAX_GRANT_LIFETIME = dt.timedelta(days=3650)
+
+
+def grant_lifetime_from_response(body: Mapping[str, Any]) -> dt.timedelta | None:
+    """How long the grant lasts from now (`refresh_token_expires_in`, time-limited access);
+    None when the answer does not say (the grant does not end on its own) or says it in a
+    form that is not a number of seconds. Clamped to 0..MAX_GRANT_LIFETIME."""
+    value = body.get("refresh_token_expires_in")
+    if isinstance(value, str) and len(value) <= 20 and is_ascii_number(value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    seconds = min(max(value, 0), int(MAX_GRANT_LIFETIME.total_seconds()))
+    return dt.timedelta(seconds=seconds)
+
+
+def error_subtype(body: Mapping[str, Any]) -> str:
+    """Google's `error_subtype` of a token-endpoint error: cleaned, bounded, one word."""
+    value = body.get("error_subtype")
+    if not isinstance(value, str):
+        return ""
+    return clean(value.strip(), 60).replace(" ", "_")
+
+
 def refresh_token_from_response(body: Mapping[str, Any]) -> str | None:
     """A refresh token if the answer carries one (Google sends it with a consent only)."""
     value = body.get("refresh_token")
@@ -199,6 +235,8 @@ class ClientCredentials:
 class TokenResponse:
     access: AccessToken
     refresh_token: str | None
+    # How long the grant lasts from the answer (time-limited access); None: no end.
+    grant_lifetime: dt.timedelta | None = None
 
 
 @dataclasses.dataclass

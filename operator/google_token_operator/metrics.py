@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,13 @@ class Metrics:
         self.token_expiration = Gauge(
             f"{PREFIX}_token_expiration_timestamp_seconds",
             "When the access token in the GoogleClient's consumer Secret expires (Unix time).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.grant_expiration = Gauge(
+            f"{PREFIX}_grant_expiration_timestamp_seconds",
+            "When the GoogleClient's time-limited grant ends (Unix time; status.grantExpiresAt); "
+            "no series when its grant does not end on its own.",
             ["namespace", "name"],
             registry=self.registry,
         )
@@ -87,6 +95,7 @@ class Metrics:
             self.ready.remove(kind, namespace, name)
         if kind == "GoogleClient":
             self.token_gone(namespace, name)
+            self.set_grant_end(namespace, name, None)
             self.set_authorized(namespace, name, None)
             self.set_blocked(namespace, name, None)
 
@@ -94,6 +103,14 @@ class Metrics:
         """The client holds no access token (revoked on request, or never had one)."""
         with contextlib.suppress(KeyError):
             self.token_expiration.remove(namespace, name)
+
+    def set_grant_end(self, namespace: str, name: str, moment: dt.datetime | None) -> None:
+        """The end of the client's time-limited grant; None: it has none (the series goes)."""
+        if moment is None:
+            with contextlib.suppress(KeyError):
+                self.grant_expiration.remove(namespace, name)
+        else:
+            self.grant_expiration.labels(namespace, name).set(moment.timestamp())
 
     def set_authorized(
         self, namespace: str, name: str, condition: Mapping[str, Any] | None

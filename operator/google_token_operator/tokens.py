@@ -37,6 +37,15 @@ class TokenRecord:
     scopes: tuple[str, ...]
     account_email: str
     access: AccessToken | None
+    # When the person consented (kept to tell a Testing app's 7-day end from other ends).
+    consented_at: dt.datetime | None = None
+    # When a time-limited grant ends (refresh_token_expires_in); None: it does not end.
+    grant_expires_at: dt.datetime | None = None
+    # The last refresh answer lacked these requested scopes: the grant is not used until a
+    # new consent replaces it (its refresh token is kept for that).
+    missing_scopes: tuple[str, ...] = ()
+    # Google asked for re-authentication (invalid_rapt): the same, until a new consent.
+    reauthentication_required: bool = False
 
     def with_access(self, access: AccessToken, refresh_token: str | None) -> TokenRecord:
         """After a refresh: Google does not rotate refresh tokens, but keep one if it does.
@@ -71,6 +80,14 @@ def record_to_data(record: TokenRecord) -> dict[str, str]:
             "issued_at": format_rfc3339(record.access.issued_at),
             "expiry": format_rfc3339(record.access.expires_at),
         }
+    if record.consented_at is not None:
+        plain["consented_at"] = format_rfc3339(record.consented_at)
+    if record.grant_expires_at is not None:
+        plain["grant_expires_at"] = format_rfc3339(record.grant_expires_at)
+    if record.missing_scopes:
+        plain["missing_scopes"] = " ".join(record.missing_scopes)
+    if record.reauthentication_required:
+        plain["reauthentication_required"] = "true"
     return encode_data(plain)
 
 
@@ -90,7 +107,21 @@ def record_from_data(data: Mapping[str, str] | None) -> TokenRecord | None:
         scopes=tuple(plain.get("scopes", "").split()),
         account_email=plain.get("account_email", "").strip(),
         access=_access_from(plain),
+        consented_at=_moment(plain.get("consented_at")),
+        grant_expires_at=_moment(plain.get("grant_expires_at")),
+        missing_scopes=tuple(plain.get("missing_scopes", "").split()),
+        reauthentication_required=plain.get("reauthentication_required") == "true",
     )
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    """A time the record keeps; an unreadable one counts as unknown."""
+    if not text:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
 
 
 def _access_from(plain: Mapping[str, str]) -> AccessToken | None:

@@ -34,6 +34,7 @@ REQUIRED = {
     "GoogleTokenRefreshFailing",
     "GoogleClientAuthorizationRevoked",
     "GoogleClientConsentPending",
+    "GoogleClientGrantEnding",
     "GoogleTokenOperatorDown",
     "GoogleTokenOperatorNoLeader",
     "GoogleGrantLimitNear",

@@ -54,6 +54,14 @@ class Flow:
         found: str = wait_for(published, 20, what="status.authorization.url")
         return found
 
+    def press(self, page: Page, button: str) -> int:
+        """Press Allow or Deny on the consent page; the HTTP status of the callback's page."""
+        with page.expect_response(lambda r: r.url.startswith(self.callback_url + "?")) as landed:
+            page.get_by_role("button", name=button).click()
+        page.wait_for_load_state()
+        status: int = landed.value.status
+        return status
+
 
 def callback_kubeconfig(control_plane: ControlPlane, namespace: str, folder: Path) -> Path:
     """A kubeconfig for the callback's ServiceAccount (no Role is bound to it, by design)."""
@@ -151,11 +159,9 @@ def test_allow_in_chromium_authorizes_and_fills_the_secret(
     page.goto(flow.consent_url())
     assert DEMO_CLIENT_NAME in page.inner_text("#app-name")
     screenshot(page, test_output / "consent.png")
-    with page.expect_response(lambda r: r.url.startswith(flow.callback_url + "?")) as landed:
-        page.get_by_role("button", name="Allow").click()
-    page.wait_for_load_state()
+    pressed = flow.press(page, "Allow")
     screenshot(page, test_output / "success.png")
-    assert landed.value.status == 200
+    assert pressed == 200
     text = page.inner_text("main")
     assert f"GoogleClient {cluster.namespace}/acme" in text
     assert OWNER in text
@@ -181,11 +187,9 @@ def test_deny_in_chromium_stores_nothing(
 ) -> None:
     url = flow.consent_url()
     page.goto(url)
-    with page.expect_response(lambda r: r.url.startswith(flow.callback_url + "?")) as landed:
-        page.get_by_role("button", name="Deny").click()
-    page.wait_for_load_state()
+    pressed = flow.press(page, "Deny")
     screenshot(page, test_output / "denied.png")
-    assert landed.value.status == 400
+    assert pressed == 400
     assert page.inner_text("h1") == "Consent denied"
     cluster.wait_condition("googleclients", "acme", "Authorized", "False", "ConsentDenied")
     assert cluster.secret("acme-google-oauth") is None
@@ -216,11 +220,9 @@ def test_an_account_that_is_not_allowed_is_refused_revoked_and_an_allowed_one_su
     url = pinned_flow.consent_url()
     page.goto(url)
     page.select_option("#email", OTHER_EMAIL)
-    with page.expect_response(lambda r: r.url.startswith(pinned_flow.callback_url + "?")) as landed:
-        page.get_by_role("button", name="Allow").click()
-    page.wait_for_load_state()
+    pressed = pinned_flow.press(page, "Allow")
     screenshot(page, test_output / "account-not-allowed.png")
-    assert landed.value.status == 403
+    assert pressed == 403
     assert page.inner_text("h1") == "This Google account may not be connected"
     assert OTHER_EMAIL in page.inner_text("main")
     cluster.wait_condition("googleclients", "acme", "Authorized", "False", "AccountNotAllowed")
@@ -231,11 +233,38 @@ def test_an_account_that_is_not_allowed_is_refused_revoked_and_an_allowed_one_su
 
     page.goto(wait_for(lambda: pinned_flow.consent_url() != url and pinned_flow.consent_url(), 20))
     page.select_option("#email", OWNER)
-    with page.expect_response(lambda r: r.url.startswith(pinned_flow.callback_url + "?")) as landed:
-        page.get_by_role("button", name="Allow").click()
-    page.wait_for_load_state()
-    assert landed.value.status == 200
+    pressed = pinned_flow.press(page, "Allow")
+    assert pressed == 200
     cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", timeout=10)
     assert cluster.condition("googleclients", "acme", "Authorized")["reason"] == "Authorized"
     assert (cluster.get("googleclients", "acme") or {})["status"]["account"]["email"] == OWNER
+    assert sandbox.state.counts["revoke"] == 1
+
+
+def test_an_unticked_permission_stores_nothing_names_it_revokes_once_then_a_full_consent_works(
+    page: Page, flow: Flow, cluster: Cluster, sandbox: SandboxServer, test_output: Path
+) -> None:
+    url = flow.consent_url()
+    page.goto(url)
+    page.get_by_role("checkbox", name="See, edit, create and delete your Google business").uncheck()
+    pressed = flow.press(page, "Allow")
+    screenshot(page, test_output / "scopes-not-granted.png")
+    assert pressed == 403
+    assert page.inner_text("h1") == "Some permissions were not granted"
+    assert "business listings" in page.inner_text("#message")
+    assert "tick every permission" in page.inner_text("main")
+    unticked = cluster.wait_condition(
+        "googleclients", "acme", "Authorized", "False", "ScopesNotGranted"
+    )
+    assert "business.manage" in unticked["message"]
+    assert cluster.secret("acme-google-oauth") is None
+    assert cluster.secret("acme-google-token") is None
+    assert sandbox.state.counts["revoke"] == 1
+    assert [g["revoke_calls"] for g in sandbox.state.grants(DEMO_CLIENT_ID)] == [1]
+
+    page.goto(wait_for(lambda: flow.consent_url() != url and flow.consent_url(), 20))
+    pressed = flow.press(page, "Allow")
+    assert pressed == 200
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", "TokenValid", timeout=10)
+    assert cluster.condition("googleclients", "acme", "Authorized")["reason"] == "Authorized"
     assert sandbox.state.counts["revoke"] == 1

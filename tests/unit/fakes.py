@@ -276,13 +276,16 @@ class FakeGoogle:
     refused_locations: set[str] = dataclasses.field(default_factory=set)
     calls: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     revoked: list[str] = dataclasses.field(default_factory=list)
+    # Scopes the person leaves unticked (or removed): answers lack them.
+    unticked: set[str] = dataclasses.field(default_factory=set)
+    # Time-limited access: what each answer's refresh_token_expires_in says.
+    grant_lifetime: dt.timedelta | None = None
 
     def _token(self, scopes: tuple[str, ...]) -> AccessToken:
         now = self.clock().replace(microsecond=0)
         number = sum(self.calls.values())
-        return AccessToken(
-            f"ya29.fake-{number}", "Bearer", tuple(sorted(scopes)), now, now + self.lifetime
-        )
+        granted = tuple(sorted(set(scopes) - self.unticked))
+        return AccessToken(f"ya29.fake-{number}", "Bearer", granted, now, now + self.lifetime)
 
     async def refresh(
         self, credentials: ClientCredentials, refresh_token: str, scopes: tuple[str, ...]
@@ -290,7 +293,7 @@ class FakeGoogle:
         self.calls["refresh"] += 1
         if self.refresh_errors:
             raise self.refresh_errors.pop(0)
-        return TokenResponse(self._token(scopes), None)
+        return TokenResponse(self._token(scopes), None, self.grant_lifetime)
 
     async def exchange_code(
         self,
@@ -301,7 +304,7 @@ class FakeGoogle:
         scopes: tuple[str, ...],
     ) -> TokenResponse:
         self.calls["exchange"] += 1
-        return TokenResponse(self._token(scopes), f"1//refresh-from-{code}")
+        return TokenResponse(self._token(scopes), f"1//refresh-from-{code}", self.grant_lifetime)
 
     async def revoke(self, token: str) -> bool:
         self.calls["revoke"] += 1

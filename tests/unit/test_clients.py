@@ -135,7 +135,9 @@ def error(kind: ErrorKind, status: int, retry_after: int | None = None) -> Googl
 
 
 def test_success_resets_failures_and_keeps_refresh_token():
-    observation = observe(record(token=access()), failure=FailureState(attempts=3))
+    observation = observe(
+        record(token=access()), failure=FailureState(attempts=3), scopes=["scope"]
+    )
     new = access(issued=T0 + dt.timedelta(minutes=41))
     after = clients.after_refresh(observation, RefreshOutcome(access=new), T0)
     assert after.failure == FailureState()
@@ -145,7 +147,7 @@ def test_success_resets_failures_and_keeps_refresh_token():
 
 
 def test_rotated_refresh_token_is_kept():
-    observation = observe(record(token=access()))
+    observation = observe(record(token=access()), scopes=["scope"])
     outcome = RefreshOutcome(access=access(), new_refresh_token="1//new")
     after = clients.after_refresh(observation, outcome, T0)
     assert after.record is not None and after.record.refresh_token == "1//new"

@@ -20,7 +20,7 @@ from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.logs import Tagged
 from google_token_operator.reconcile.client_pass import ClientMemory, ClientPass
 from google_token_operator.reconcile.deletion import delete_client
-from google_token_operator.settings import Settings
+from google_token_operator.settings import DEFAULT_SCOPES, Settings
 from google_token_operator.timeutil import format_rfc3339
 
 NS = "team"
@@ -225,7 +225,7 @@ async def test_a_consent_exchange_stores_the_refresh_token_once() -> None:
     body = kube.put_resource("googleclients", client_body())
     fresh = consent.draw_fresh()
     request = consent.ConsentRequest(
-        NS, "acme", body["metadata"]["uid"], CLIENT_ID, "https://cb/cb", ("openid",), "",
+        NS, "acme", body["metadata"]["uid"], CLIENT_ID, "https://cb/cb", DEFAULT_SCOPES, "",
         "https://auth", dt.timedelta(minutes=15),
     )  # fmt: skip
     plan = consent.plan_consent(request, None, consent.MISSING, op.clock(), fresh, "gto")

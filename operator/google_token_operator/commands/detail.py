@@ -111,6 +111,8 @@ def describe(
             "nextRefreshTime": row.next_refresh or None,
             "failedRefreshAttempts": int(status.get("failedRefreshAttempts") or 0),
             "lastFailure": row.last_failure or None,
+            # When the person's time-limited grant ends (none: it does not end on its own).
+            "grantExpiresAt": str(status.get("grantExpiresAt") or "") or None,
         },
         "consent": {
             "url": row.consent_url or None,
@@ -164,6 +166,8 @@ def render(view: Mapping[str, Any], now: dt.datetime) -> list[str]:
     ]
     if token["lastFailure"]:
         lines.append(f"  last failure:   {token['lastFailure']}")
+    if token["grantExpiresAt"]:
+        lines.append(f"  grant ends at:  {token['grantExpiresAt']} (time-limited access)")
     if consent["url"]:
         lines += [f"Consent URL (expires at {consent['expiresAt'] or '?'}):", f"  {consent['url']}"]
     if view["openRequests"]:

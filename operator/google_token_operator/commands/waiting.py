@@ -214,9 +214,12 @@ def new_consent_failure(known: ConsentFailure | None, body: Body) -> ConsentFail
 
 
 def consent_failure_line(target: str, failure: ConsentFailure) -> str:
+    missing = (
+        f" (not granted: {', '.join(failure.missing_scopes)})" if failure.missing_scopes else ""
+    )
     return (
         f"The consent for GoogleClient {target} failed at {format_rfc3339(failure.time)} "
-        f"({failure.reason}): {consent_failure_advice(failure.reason)}."
+        f"({failure.reason}): {consent_failure_advice(failure.reason)}{missing}."
     )
 
 

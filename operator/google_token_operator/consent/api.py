@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .. import clients, policy
+from .. import clients, grant_checks, policy
 from ..builders import private_secret
 from ..conditions import Reason
 from ..consent_state import pending as consent
@@ -145,7 +145,12 @@ class ConsentService:
         return answer
 
     async def _record_failure(
-        self, body: Mapping[str, Any], reason: str, message: str, rejected_credentials: str = ""
+        self,
+        body: Mapping[str, Any],
+        reason: str,
+        message: str,
+        rejected_credentials: str = "",
+        missing: tuple[str, ...] = (),
     ) -> None:
         """Leave a trace of a consent that stored nothing: status.lastConsentFailure (reason,
         time), an Event and a log line; with `rejected_credentials` (the credentials Secret's
@@ -158,6 +163,8 @@ class ConsentService:
         patch: dict[str, Any] = {
             "lastConsentFailure": {"reason": reason, "time": format_rfc3339(self.op.clock())}
         }
+        if missing:  # read back only with its reason (ScopesNotGranted)
+            patch["lastConsentFailure"]["missingScopes"] = list(missing)
         if rejected_credentials:
             patch |= {"credentialsResourceVersion": rejected_credentials, "lastFailure": message}
         try:
@@ -230,6 +237,7 @@ class ConsentService:
                 rejected = str(secret["metadata"].get("resourceVersion") or "")
             await self._record_failure(body, reason, answer.message, rejected)
             return dataclasses.replace(answer, client=client), str(answer.outcome)
+        now = op.clock()
         if not response.refresh_token:
             return ConsentAnswer(
                 Outcome.NO_REFRESH_TOKEN,
@@ -251,7 +259,21 @@ class ConsentService:
             scopes=response.access.scopes,
             account_email=account.email,
             access=response.access,
+            consented_at=now,
+            grant_expires_at=grant_checks.grant_expiry(now, response.grant_lifetime),
         )
+        missing = grant_checks.missing_scopes(spec.scopes, response.access.scopes)
+        if missing:
+            revoked = await self._revoke(body, record, "partial")
+            message = grant_checks.scopes_not_granted_message(missing)
+            await self._record_failure(body, Reason.SCOPES_NOT_GRANTED, message, missing=missing)
+            return ConsentAnswer(
+                Outcome.SCOPES_NOT_GRANTED,
+                403,
+                f"{message}. Nothing was stored and {_revoked_text(revoked)}.",
+                client=client,
+                account=account.email or None,
+            ), consent.OUTCOME_SCOPES_NOT_GRANTED
         refusal = clients.account_refusal(spec, account)
         if refusal:
             revoked = await self._revoke(body, record)

@@ -41,6 +41,7 @@ class Outcome(enum.StrEnum):
     EXCHANGE_FAILED = "exchange_failed"
     NO_REFRESH_TOKEN = "no_refresh_token"
     ACCOUNT_NOT_ALLOWED = "account_not_allowed"
+    SCOPES_NOT_GRANTED = "scopes_not_granted"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ OUTCOME_LABEL = f"{GROUP}/consent-outcome"
 OUTCOME_EXCHANGING = "exchanging"  # claimed; the code is being exchanged right now
 OUTCOME_DENIED = str(Outcome.DENIED)
 OUTCOME_ACCOUNT_NOT_ALLOWED = str(Outcome.ACCOUNT_NOT_ALLOWED)
+OUTCOME_SCOPES_NOT_GRANTED = str(Outcome.SCOPES_NOT_GRANTED)
 OUTCOME_AUTHORIZED = str(Outcome.AUTHORIZED)  # the grant is stored in the private Secret
 
 
@@ -174,6 +175,8 @@ def previous_reason(consent_outcome: str, authorized_reason: str) -> str:
         return Reason.CONSENT_DENIED
     if consent_outcome == OUTCOME_ACCOUNT_NOT_ALLOWED:
         return Reason.ACCOUNT_NOT_ALLOWED
+    if consent_outcome == OUTCOME_SCOPES_NOT_GRANTED:
+        return Reason.SCOPES_NOT_GRANTED
     return authorized_reason
 
 

@@ -167,7 +167,11 @@ class ClientPass:
                 spec.namespace, spec.token_secret_name, owner, ROLE_CONSUMER
             )
         consumer_conflict = gathered.consumer_conflict
-        access = plan.observation.record.access if plan.observation.record else None
+        record = plan.observation.record
+        access = record.access if record else None
+        op.metrics.set_grant_end(
+            spec.namespace, spec.name, record.grant_expires_at if record else None
+        )
         if access is None:
             op.metrics.token_gone(spec.namespace, spec.name)
         elif plan.consumer is not None:
@@ -283,7 +287,11 @@ class ClientPass:
         self.logger.info(
             f"Access token refreshed; valid until {format_rfc3339(response.access.expires_at)}"
         )
-        outcome = RefreshOutcome(access=response.access, new_refresh_token=response.refresh_token)
+        outcome = RefreshOutcome(
+            access=response.access,
+            new_refresh_token=response.refresh_token,
+            grant_lifetime=response.grant_lifetime,
+        )
         refreshed = clients.after_refresh(observation, outcome, op.clock())
         if refreshed.record is not None and not refreshed.record.account_email:
             refreshed = refreshed.with_record(await self._with_email(refreshed.record))

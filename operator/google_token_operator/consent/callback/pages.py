@@ -33,6 +33,7 @@ _TITLES = {
     Outcome.EXCHANGE_FAILED: "The consent could not be completed",
     Outcome.NO_REFRESH_TOKEN: "Google sent no refresh token",
     Outcome.ACCOUNT_NOT_ALLOWED: "This Google account may not be connected",
+    Outcome.SCOPES_NOT_GRANTED: "Some permissions were not granted",
     "missing_state": "This request has no consent state",
     "unreachable": "The operator could not be reached",
     "busy": "Try again in a moment",
