@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -67,24 +68,23 @@ async def api_server_endpoints(
     env = os.environ if environ is None else environ
     wanted: set[tuple[str, int]] = set()
     for server in servers:
-        target = check_url(server, WebhookPolicy(allow_http=True, allowed_networks=_ALL))
-        wanted.add((target.host, target.port))
+        parts = urlsplit(server)
+        if parts.hostname:
+            wanted.add((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
+    service_port = env.get("KUBERNETES_SERVICE_PORT", "443")
     if env.get("KUBERNETES_SERVICE_HOST"):
-        port = env.get("KUBERNETES_SERVICE_PORT", "443")
-        wanted.add((env["KUBERNETES_SERVICE_HOST"], int(port) if port.isdigit() else 443))
+        number = int(service_port) if service_port.isdigit() else 443
+        wanted.add((env["KUBERNETES_SERVICE_HOST"], number))
     loop = asyncio.get_running_loop()
     found: set[tuple[Address, int]] = set()
-    for host, port in wanted:
+    for host, number in wanted:
         try:
-            answers = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answers = await loop.getaddrinfo(host, number, type=socket.SOCK_STREAM)
         except OSError:
             continue
         for *_, sockaddr in answers:
-            found.add((ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]), port))
+            found.add((ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]), number))
     return frozenset(found)
-
-
-_ALL = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 async def policy_from_settings(settings: Settings, servers: list[str]) -> WebhookPolicy:

@@ -2,6 +2,7 @@
 loopback: what is refused before any request and at connect time, no redirect followed."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 
@@ -78,7 +79,7 @@ def test_allowed_networks_open_a_private_network_but_never_link_local_or_the_api
 
 
 def test_bad_networks_are_named():
-    with pytest.raises(ValueError, match="'10.0.0.0/33'"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33'"):
         parse_networks("10.0.0.0/8,10.0.0.0/33")
 
 
@@ -105,7 +106,7 @@ async def receiver():
         raise web.HTTPFound("/hook")
 
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(1.5)
         return web.Response()
 
     app = web.Application()
@@ -132,33 +133,32 @@ async def test_a_notice_reaches_an_allowed_receiver_and_no_redirect_is_followed(
     assert got == [("/hook", {"type": "x"}), ("/moved", None)]
 
 
+async def refused(policy: WebhookPolicy, url: str) -> str:
+    """Why the edge refused to POST to `url` (the test fails if it did not)."""
+    http = WebhookHttp(policy)
+    try:
+        with pytest.raises(UrlRefused) as refusal:
+            await http.post(url, {"type": "x"})
+    finally:
+        await http.close()
+    return str(refusal.value)
+
+
 async def test_a_name_resolving_to_a_forbidden_address_is_refused_at_connect_time(receiver):
     # `localhost` passes the URL check (a name); its address is refused once resolved, as a
     # rebinding name would be: no request reaches the receiver.
     got, port = receiver
-    http = WebhookHttp(WebhookPolicy(allow_http=True))
-    try:
-        with pytest.raises(UrlRefused, match="loopback"):
-            await http.post(f"http://localhost:{port}/hook", {"type": "x"})
-        with pytest.raises(UrlRefused, match="loopback"):
-            await http.post(f"http://127.0.0.1:{port}/hook", {"type": "x"})
-    finally:
-        await http.close()
+    strict_http = WebhookPolicy(allow_http=True)
+    assert "loopback" in await refused(strict_http, f"http://localhost:{port}/hook")
+    assert "loopback" in await refused(strict_http, f"http://127.0.0.1:{port}/hook")
     assert got == []
 
 
 async def test_the_api_server_is_refused_even_inside_an_allowed_network(receiver):
     got, port = receiver
     endpoints = await api_server_endpoints([f"https://localhost:{port}"], environ={})
-    policy = WebhookPolicy(
-        allow_http=True, allowed_networks=LOOPBACK.allowed_networks, api_server=endpoints
-    )
-    http = WebhookHttp(policy)
-    try:
-        with pytest.raises(UrlRefused, match="API server"):
-            await http.post(f"http://localhost:{port}/hook", {"type": "x"})
-    finally:
-        await http.close()
+    policy = dataclasses.replace(LOOPBACK, api_server=endpoints)
+    assert "API server" in await refused(policy, f"http://localhost:{port}/hook")
     assert got == []
 
 

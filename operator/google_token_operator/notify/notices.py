@@ -84,7 +84,7 @@ def parse_notify_spec(spec: Mapping[str, Any], namespace: str) -> NotifySpec:
         except ValueError as error:
             raise NotifySpecError(f"spec.notify.after: {error}") from None
         if not dt.timedelta(0) < after <= MAX_AFTER:
-            raise NotifySpecError("spec.notify.after must be between 1s and 7d, such as 15m")
+            raise NotifySpecError("spec.notify.after must be between 1s and 168h, such as 15m")
     return NotifySpec(webhook, str(fmt), after)
 
 
@@ -106,16 +106,19 @@ class Notice:
     def due(self, now: dt.datetime) -> bool:
         return self.next_attempt is None or self.next_attempt <= now
 
-    def to_status(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
+    def facts(self) -> dict[str, Any]:
+        """What every form of this notice says (status, JSON body)."""
+        return {
             "type": self.type,
             "id": self.id,
             "reason": self.reason,
             "message": self.message,
             "account": self.account,
             "time": self.time,
-            "attempts": self.attempts,
         }
+
+    def to_status(self) -> dict[str, Any]:
+        item: dict[str, Any] = {**self.facts(), "attempts": self.attempts}
         if self.consent_url:
             item["consentURL"] = self.consent_url
         if self.command:
@@ -333,16 +336,7 @@ def with_attempt(
 
 def notice_body(notice: Notice, namespace: str, name: str) -> dict[str, Any]:
     """The JSON notice (the contract's fields; consentURL or command)."""
-    body: dict[str, Any] = {
-        "type": notice.type,
-        "id": notice.id,
-        "namespace": namespace,
-        "name": name,
-        "reason": notice.reason,
-        "message": notice.message,
-        "account": notice.account,
-        "time": notice.time,
-    }
+    body: dict[str, Any] = {"namespace": namespace, "name": name, **notice.facts()}
     if notice.consent_url:
         body["consentURL"] = notice.consent_url
     else:

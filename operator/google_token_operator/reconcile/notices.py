@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from ..clients import ClientSpec, generation_of
-from ..conditions import Condition, merge_conditions
+from ..conditions import NOTIFIED, Condition, Reason, merge_conditions
 from ..naming import Key
 from ..notify import notices
 from ..notify.notices import NoticeState, NotifySpec, NotifySpecError
@@ -22,22 +22,6 @@ from ..notify.url_policy import UrlRefused
 from ..runtime.context import Operator
 from ..timeutil import format_rfc3339
 from ..webhook_http import WebhookError
-
-NOTIFIED = "Notified"
-
-
-class NoticeReason:
-    """The Notified condition's reasons and the notice Events' (docs/reference/conditions.md)."""
-
-    DELIVERED = "NoticesDelivered"
-    FAILING = "NoticeDeliveryFailing"
-    SPEC_INVALID = "NotifySpecInvalid"
-    SECRET_NOT_FOUND = "WebhookSecretNotFound"
-    URL_REFUSED = "WebhookURLRefused"
-    # Events only
-    NOTICE_DELIVERED = "NoticeDelivered"
-    NOTICE_FAILED = "NoticeDeliveryFailed"
-    NOTICE_ABANDONED = "NoticeAbandoned"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +58,7 @@ class NoticeStep:
             notify = notices.parse_notify_spec(self.body.get("spec") or {}, spec.namespace)
         except NotifySpecError as error:
             return NoticeOutcome(
-                Condition(NOTIFIED, False, NoticeReason.SPEC_INVALID, str(error)), {}
+                Condition(NOTIFIED, False, Reason.NOTIFY_SPEC_INVALID, str(error)), {}
             )
         secret = self._webhook_secret(notify)
         if secret is None or self.op.webhooks is None:
@@ -133,7 +117,7 @@ class NoticeStep:
         assert self.op.webhooks is not None
         webhook = await self._webhook(secret, notify)
         if isinstance(webhook, str):
-            return Condition(NOTIFIED, False, NoticeReason.SECRET_NOT_FOUND, webhook), state
+            return Condition(NOTIFIED, False, Reason.WEBHOOK_SECRET_NOT_FOUND, webhook), state
         try:
             target = self.op.webhooks.check(webhook.url)
         except UrlRefused as refused:
@@ -161,23 +145,26 @@ class NoticeStep:
                 f"{f' ({last_problem})' if last_problem else ''}; next try at "
                 f"{format_rfc3339(first)}"
             )
-            return Condition(NOTIFIED, False, NoticeReason.FAILING, message), state
+            return Condition(NOTIFIED, False, Reason.NOTICE_DELIVERY_FAILING, message), state
         return Condition(
-            NOTIFIED, True, NoticeReason.DELIVERED, f"notices go to {target.shown}"
+            NOTIFIED, True, Reason.NOTICES_DELIVERED, f"notices go to {target.shown}"
         ), state
 
     def _refused(self, refused: UrlRefused) -> Condition:
         """No request is made to a refused URL; the condition says why."""
         self.op.metrics.notifications.labels("refused").inc()
-        return Condition(NOTIFIED, False, NoticeReason.URL_REFUSED, str(refused))
+        return Condition(NOTIFIED, False, Reason.WEBHOOK_URL_REFUSED, str(refused))
 
     def _record(self, notice: notices.Notice, result: str, shown: str, problem: str) -> None:
         self.op.metrics.notifications.labels(result).inc()
         what = f"{notice.type} notice {notice.id} to {shown}"
         reason, message = {
-            "delivered": (NoticeReason.NOTICE_DELIVERED, f"{what} delivered"),
-            "failed": (NoticeReason.NOTICE_FAILED, f"{what} failed ({problem}); tried again later"),
-            "abandoned": (NoticeReason.NOTICE_ABANDONED, f"{what} abandoned ({problem})"),
+            "delivered": (Reason.NOTICE_DELIVERED, f"{what} delivered"),
+            "failed": (
+                Reason.NOTICE_DELIVERY_FAILED,
+                f"{what} failed ({problem}); tried again later",
+            ),
+            "abandoned": (Reason.NOTICE_ABANDONED, f"{what} abandoned ({problem})"),
         }[result]
         self.op.events.post(self.body, result != "delivered", reason, message)
         self.logger.info(message)
