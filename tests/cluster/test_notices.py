@@ -131,6 +131,7 @@ def test_refused_urls_make_no_request_and_say_why(
     receiver: Receiver,
     control_plane: ControlPlane,
 ) -> None:
+    sandbox.state.token_lifetime = 8
     operator = start_operator(NOTIFY_ALLOW_HTTP="true")
     hooks = {
         "loopback": receiver.url("loopback"),
