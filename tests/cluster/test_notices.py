@@ -159,3 +159,32 @@ def test_refused_urls_make_no_request_and_say_why(
     refused = cluster.wait_condition("googleclients", "apiserver", "Notified", "False", timeout=30)
     assert "Kubernetes API server" in refused["message"], refused
     assert [item.path for item in receiver.got] == ["/loopback"]
+
+
+def test_refresh_failing_after_the_set_time_then_recovered(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory, receiver: Receiver
+) -> None:
+    sandbox.state.token_lifetime = 8
+    start_operator(**LOOPBACK)
+    notify = {**webhook(cluster, "hook", receiver.url("f")), "after": "1m"}
+    authorized_client(cluster, sandbox, "acme", notify=notify)
+    cluster.wait_condition("googleclients", "acme", "Ready", "True", timeout=30)
+    # Google answers 503 (asking for a retry in 5 s) to every refresh from now on.
+    sandbox.state.inject_token_faults(10_000, 503, retry_after=5)
+    wait_for(
+        lambda: cluster.get("googleclients", "acme")["status"].get("failedRefreshAttempts"),
+        30,
+        what="a failed refresh",
+    )
+    first_failure = time.monotonic()
+    failing = wait_for(lambda: receiver.accepted("f") or None, 100, what="RefreshFailing")
+    waited = time.monotonic() - first_failure
+    assert [item.body["type"] for item in failing] == ["RefreshFailing"]
+    assert 50 <= waited <= 80, waited  # about a minute after the first failure
+    sandbox.state.clear_faults()
+    both = wait_for(lambda: receiver.accepted("f")[1:] and receiver.accepted("f"), 30, what="more")
+    assert [item.body["type"] for item in both] == ["RefreshFailing", "RefreshRecovered"]
+    assert both[0].body["id"] != both[1].body["id"]
+    assert both[1].body["reason"] == "TokenValid"
+    time.sleep(2)
+    assert len(receiver.on("f")) == 2
