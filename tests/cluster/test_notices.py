@@ -5,6 +5,7 @@ and URLs the operator refuses to call."""
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 
 from test_consent_api import Consent
@@ -188,3 +189,37 @@ def test_refresh_failing_after_the_set_time_then_recovered(
     assert both[1].body["reason"] == "TokenValid"
     time.sleep(2)
     assert len(receiver.on("f")) == 2
+
+
+def test_a_leader_failover_during_a_transition_delivers_exactly_once(
+    cluster: Cluster, sandbox: SandboxServer, start_operator: OperatorFactory, receiver: Receiver
+) -> None:
+    sandbox.state.token_lifetime = 8
+    settings = {
+        **LOOPBACK,
+        "NOTIFY_RETRY_BASE": "3s",
+        "LEADER_LEASE_DURATION": "4s",
+        "LEADER_RENEW_DEADLINE": "3s",
+        "LEADER_RETRY_PERIOD": "1s",
+    }
+    active = start_operator("--leader-election", log_name="active.log", **settings)
+    wait_for(lambda: "Leading:" in active.log(), 30, what="the first replica to lead")
+    standby = start_operator("--leader-election", log_name="standby.log", **settings)
+    wait_for(lambda: "Waiting to lead" in standby.log(), 30, what="the standby to wait")
+    authorized_client(cluster, sandbox, "acme", notify=webhook(cluster, "hook", receiver.url("l")))
+    cluster.wait_condition("googleclients", "acme", "Notified", "True", timeout=60)
+    receiver.script.append(500)
+    sandbox.state.revoke_grants(DEMO_CLIENT_ID)
+    wait_for(lambda: receiver.on("l") or None, 30, what="the first attempt")
+    # The leader dies after a failed attempt, with the transition and its notice pending.
+    assert active.process is not None
+    active.process.send_signal(signal.SIGKILL)
+    active.process.wait()
+    wait_for(lambda: receiver.accepted("l") or None, 60, what="the standby's delivery")
+    assert "Leading:" in standby.log()
+    time.sleep(3)
+    attempts = receiver.on("l")
+    assert [item.status for item in attempts] == [500, 200]  # exactly one accepted
+    assert {item.body["type"] for item in attempts} == {"AuthorizationLost"}
+    delivered = cluster.get("googleclients", "acme")["status"]["notices"]["delivered"]
+    assert delivered == [attempts[1].body["id"]]
