@@ -10,6 +10,7 @@ from test_passes import NS, authorized, condition, run_pass
 from google_token_operator.conditions import Reason
 from google_token_operator.google_types import ErrorKind, GoogleError
 from google_token_operator.reconcile.client_pass import ClientMemory
+from google_token_operator.settings import Settings
 
 HOOK = "https://hooks.example.com/services/s3cr3t"
 NOTIFY = {"webhookSecretRef": {"name": "hook"}}
@@ -90,3 +91,18 @@ async def test_without_any_webhook_there_is_no_notified_condition_nor_state() ->
     status = await run_pass(op, kube)
     assert condition(status, "Notified") == ("None", "None")
     assert "notices" not in status
+
+
+async def test_the_operator_default_webhook_serves_a_client_without_its_own() -> None:
+    webhooks = FakeWebhooks()
+    settings = Settings(operator_namespace="gto", notify_webhook_secret="default-hook")
+    op, kube, google, clock, _ = operator_with_fakes(settings, webhooks=webhooks)
+    kube.put_secret("gto", "default-hook", {"url": HOOK, "format": "slack"})
+    authorized(kube, refreshBefore="1h")
+    status = await run_pass(op, kube)
+    assert condition(status, "Notified") == ("True", Reason.NOTICES_DELIVERED)
+    clock.advance(minutes=35)
+    google.refresh_errors.append(revoked())
+    await run_pass(op, kube, ClientMemory(status))
+    [(url, body)] = webhooks.sent
+    assert url == HOOK and "Google authorization lost" in body["text"]
