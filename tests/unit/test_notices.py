@@ -214,3 +214,20 @@ def test_any_status_reads_as_a_clamped_state(raw):
     assert len(state.pending) <= notices.MAX_PENDING
     assert len(state.delivered) <= notices.MAX_DELIVERED
     json.dumps(state.to_status())
+
+
+def test_a_failing_run_ends_without_notice_when_authorization_is_not_true():
+    state = notices.advance(NoticeState(), facts(TRUE, TRUE, failed=1), AFTER, T0)
+    pending = [authorized("False", "ConsentRequired"), ready()]
+    ended = notices.advance(state, facts(pending, pending, failed=3), AFTER, T0 + 2 * AFTER)
+    assert ended.pending == () and ended.failing_since is None
+    assert ended.wake(AFTER) is None  # nothing to wake for: no busy loop
+
+
+def test_a_notice_never_sent_for_an_hour_is_dropped():
+    state = notices.advance(NoticeState(), facts(TRUE, REVOKED), AFTER, T0)
+    sent_at = dt.datetime(2026, 1, 1, 12, 5, tzinfo=dt.UTC)
+    kept = notices.advance(state, facts(REVOKED, REVOKED), AFTER, sent_at + notices.RETRY_FOR)
+    assert kept.pending == state.pending
+    late = sent_at + notices.RETRY_FOR + dt.timedelta(seconds=1)
+    assert notices.advance(state, facts(REVOKED, REVOKED), AFTER, late).pending == ()

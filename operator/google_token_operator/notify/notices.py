@@ -293,17 +293,25 @@ def advance(
             notice = _new_notice(facts, REFRESH_FAILING, format_rfc3339(failing_since), now)
             new.append(notice)
             failing = notice.id
-    elif facts.failed_refreshes == 0 and failing_since is not None:
-        if failing:
+    elif failing_since is not None:
+        # Recovered, or no longer authorized (a loss says more; nothing to wait for).
+        if failing and is_now == "True":
             new.append(_new_notice(facts, REFRESH_RECOVERED, format_rfc3339(now), now))
         failing_since, failing = None, ""
     known = {notice.id for notice in state.pending} | set(state.delivered)
     fresh = tuple(notice for notice in new if notice.id not in known)
+    # A notice nobody could send for RETRY_FOR (a refused URL, a missing Secret) says little.
+    kept = tuple(notice for notice in state.pending if not _expired(notice, now))
     # Oldest first; past the cap the oldest go (the newest says what holds now).
-    pending = (*state.pending, *fresh)[-MAX_PENDING:]
+    pending = (*kept, *fresh)[-MAX_PENDING:]
     return dataclasses.replace(
         state, pending=pending, lost=lost, failing_since=failing_since, failing=failing
     )
+
+
+def _expired(notice: Notice, now: dt.datetime) -> bool:
+    first = _time(notice.time)
+    return first is not None and now > first + RETRY_FOR
 
 
 def retry_at(notice: Notice, now: dt.datetime, base: dt.timedelta) -> dt.datetime | None:
