@@ -231,3 +231,24 @@ def test_a_notice_never_sent_for_an_hour_is_dropped():
     assert kept.pending == state.pending
     late = sent_at + notices.RETRY_FOR + dt.timedelta(seconds=1)
     assert notices.advance(state, facts(REVOKED, REVOKED), AFTER, late).pending == ()
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["webhookSecretRef", "format", "after", "other"]),
+        st.none()
+        | st.text(max_size=20)
+        | st.integers()
+        | st.dictionaries(st.sampled_from(["name", "key"]), st.text(max_size=20) | st.integers()),
+        max_size=4,
+    )
+    | st.text(max_size=5)
+    | st.integers()
+)
+def test_any_notify_spec_parses_or_raises_the_spec_error(notify):
+    try:
+        spec = notices.parse_notify_spec({"notify": notify}, "team")
+    except NotifySpecError:
+        return
+    assert spec.format in ("", *notices.FORMATS)
+    assert dt.timedelta(0) < spec.after <= notices.MAX_AFTER
