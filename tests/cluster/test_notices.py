@@ -48,7 +48,8 @@ def test_lost_and_restored_notices_with_consent_url_or_command_and_no_secret(
     authorized_client(cluster, sandbox, "acme", allowedAccounts=[OWNER], notify=pinned)
     open_ = webhook(cluster, "second-hook", receiver.url("second"), fmt="slack")
     authorized_client(cluster, sandbox, "second", notify=open_)
-    for name in ("acme", "second"):
+    authorized_client(cluster, sandbox, "third", notify=webhook(cluster, "h3", receiver.url("3")))
+    for name in ("acme", "second", "third"):
         cluster.wait_condition("googleclients", name, "Ready", "True", timeout=30)
     cluster.wait_condition("googleclients", "acme", "Notified", "True", timeout=10)
 
@@ -68,6 +69,10 @@ def test_lost_and_restored_notices_with_consent_url_or_command_and_no_secret(
     text = slack[0]["text"]
     assert "Google authorization lost" in text and f"`{cluster.namespace}/second`" in text
     assert f"google-token-operator authorize second -n {cluster.namespace}" in text
+
+    [unpinned] = wait_for(lambda: notices(receiver, "3") or None, 30, what="a JSON notice")
+    assert unpinned["command"] == f"google-token-operator authorize third -n {cluster.namespace}"
+    assert "consentURL" not in unpinned and unpinned["type"] == "AuthorizationLost"
 
     # A new consent restores the pinned client: one AuthorizationRestored, a new id.
     driver = Consent(cluster, sandbox, consent_port)
