@@ -252,3 +252,12 @@ def test_any_notify_spec_parses_or_raises_the_spec_error(notify):
         return
     assert spec.format in ("", *notices.FORMATS)
     assert dt.timedelta(0) < spec.after <= notices.MAX_AFTER
+
+
+def test_no_retry_wake_while_nothing_can_be_sent_but_a_refresh_failing_is_still_due():
+    state = notices.advance(NoticeState(), facts(TRUE, TRUE, failed=1), AFTER, T0)
+    tried = notices.advance(state, facts(TRUE, REVOKED), AFTER, T0)
+    tried, _ = notices.with_attempt(tried, tried.pending[0], False, T0, BASE)
+    assert tried.wake(AFTER) == T0 + BASE
+    assert tried.wake(AFTER, sendable=False) is None
+    assert state.wake(AFTER, sendable=False) == T0 + AFTER

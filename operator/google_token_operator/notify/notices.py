@@ -149,9 +149,12 @@ class NoticeState:
             "failing": self.failing,
         }
 
-    def wake(self, after: dt.timedelta) -> dt.datetime | None:
-        """When a pass must look again for this state: a retry, or a RefreshFailing due."""
+    def wake(self, after: dt.timedelta, sendable: bool = True) -> dt.datetime | None:
+        """When a pass must look again for this state: a retry (only if anything can be sent),
+        or a RefreshFailing due."""
         moments = [notice.next_attempt for notice in self.pending if notice.next_attempt]
+        if not sendable:
+            moments = []
         if self.failing_since is not None and not self.failing:
             moments.append(self.failing_since + after)
         return min(moments, default=None)

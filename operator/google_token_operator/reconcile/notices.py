@@ -78,12 +78,12 @@ class NoticeStep:
         )
         state = notices.advance(notices.state_from_status(last_status), facts, notify.after, now)
         condition, state = await self._deliver(spec, secret, notify, state, now)
-        # Nothing can be sent until the Secret changes (which wakes the pass): no retry time.
+        # Nothing can be sent until the Secret changes (which wakes the pass): no retry wake.
         sendable = condition.reason not in (
             Reason.WEBHOOK_URL_REFUSED,
             Reason.WEBHOOK_SECRET_NOT_FOUND,
         )
-        wake = state.wake(notify.after) if sendable else None
+        wake = state.wake(notify.after, sendable)
         return NoticeOutcome(condition, {"notices": state.to_status()}, wake, secret[0])
 
     def _webhook_secret(self, notify: NotifySpec) -> tuple[Key, str] | None:
