@@ -8,4 +8,5 @@ pytest_plugins = [
     "fixtures.callback",
     "fixtures.chaos",
     "fixtures.workers",
+    "fixtures.receiver",
 ]

@@ -14,6 +14,7 @@ from .timeutil import format_rfc3339
 # Condition types.
 AUTHORIZED = "Authorized"  # GoogleClient: Google holds a consent for it
 READY = "Ready"  # GoogleClient and Branch: a valid token is in the consumer Secret
+NOTIFIED = "Notified"  # GoogleClient with a webhook: its notices reach the receiver
 
 
 class Reason:
@@ -46,6 +47,15 @@ class Reason:
     CONSENT_CODE_INVALID = "ConsentCodeInvalid"
     REDIRECT_URI_MISMATCH = "RedirectURIMismatch"
     CONSENT_EXCHANGE_FAILED = "ConsentExchangeFailed"
+    # The Notified condition (a GoogleClient with a webhook), and the notice Events.
+    NOTICES_DELIVERED = "NoticesDelivered"
+    NOTICE_DELIVERY_FAILING = "NoticeDeliveryFailing"
+    NOTIFY_SPEC_INVALID = "NotifySpecInvalid"
+    WEBHOOK_SECRET_NOT_FOUND = "WebhookSecretNotFound"
+    WEBHOOK_URL_REFUSED = "WebhookURLRefused"
+    NOTICE_DELIVERED = "NoticeDelivered"
+    NOTICE_DELIVERY_FAILED = "NoticeDeliveryFailed"
+    NOTICE_ABANDONED = "NoticeAbandoned"
     # Both kinds: a Secret under a wanted name is not the operator's for this object.
     SECRET_CONFLICT = "SecretConflict"
     # Both kinds: spec.secretTemplate cannot be used (refused by the operator; the CRD
@@ -93,6 +103,10 @@ WARNING_REASONS = frozenset(
         Reason.RECONCILE_FAILED,
         Reason.SCOPES_NOT_GRANTED,
         Reason.REAUTHENTICATION_REQUIRED,
+        Reason.NOTICE_DELIVERY_FAILING,
+        Reason.NOTIFY_SPEC_INVALID,
+        Reason.WEBHOOK_SECRET_NOT_FOUND,
+        Reason.WEBHOOK_URL_REFUSED,
     }
 )
 

@@ -88,6 +88,13 @@ class Metrics:
             ["role"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications_total",
+            "Attempts to deliver a webhook notice, by result: delivered (a 2xx), failed (tried "
+            "again later), abandoned (no 2xx within an hour), refused (the URL is not allowed).",
+            ["result"],
+            registry=self.registry,
+        )
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop the series of a deleted resource so dashboards do not show ghosts."""

@@ -34,6 +34,7 @@ from .runtime.cluster import ClusterView
 from .runtime.context import Operator
 from .runtime.memory import WriteMemory
 from .settings import Settings
+from .webhook_http import WebhookHttp, policy_from_settings
 
 LEASE_NAME = "google-token-operator"
 # kopf's connections to the API server: one per watch it holds (GoogleClients in each watched
@@ -251,7 +252,10 @@ async def _lead(
 
     memory = WriteMemory()
     view = ClusterView(kube, namespaces, settings.operator_namespace, memory, branch_changed)
-    op = Operator(settings, kube, google, metrics, view=view, memory=memory)
+    webhooks = WebhookHttp(
+        await policy_from_settings(settings, [config.server]), may_send=lambda: kube.write_window()
+    )
+    op = Operator(settings, kube, google, metrics, view=view, memory=memory, webhooks=webhooks)
     janitor = Janitor(op, logger)
     background = [
         asyncio.create_task(view.run(), name="watches"),
@@ -291,6 +295,7 @@ async def _lead(
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await webhooks.close()
 
 
 # The signals that stop the operator (kopf handles them once it runs).

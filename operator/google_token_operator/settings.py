@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .consent_state.contract import CALLBACK_PATH, CALLBACK_PORT
 from .election import LeaseTimings
+from .notify.url_policy import Network, parse_networks
 from .timeutil import parse_duration
 
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/business.manage",)
@@ -94,6 +95,15 @@ class Settings:
     # lease + 2 x retry (19 s) after the leader stopped renewing; tokens keep 10 minutes.
     leader: LeaseTimings = dataclasses.field(default_factory=LeaseTimings)
     log_format: str = "plain"
+    # Webhook notices (docs/reference/notices.md): a default receiver for every client (a
+    # Secret in the operator's namespace, keys url and format); none by default.
+    notify_webhook_secret: str = ""
+    # A tenant's URL must not reach inside the cluster: https only, no private networks, unless
+    # the installer says which are receivers.
+    notify_allow_http: bool = False
+    notify_allowed_networks: tuple[Network, ...] = ()
+    # The first retry of a failed notice; doubled each time up to 10 minutes, for an hour.
+    notify_retry_base: dt.timedelta = dt.timedelta(seconds=30)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +137,10 @@ class Settings:
             kube_timeout=_duration(env, "KUBE_TIMEOUT", defaults.kube_timeout),
             leader=_lease_timings(env, defaults.leader),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("plain", "full", "json")),
+            notify_webhook_secret=_name(env, "NOTIFY_WEBHOOK_SECRET"),
+            notify_allow_http=_bool(env, "NOTIFY_ALLOW_HTTP", defaults.notify_allow_http),
+            notify_allowed_networks=_networks(env, "NOTIFY_ALLOWED_NETWORKS"),
+            notify_retry_base=_duration(env, "NOTIFY_RETRY_BASE", defaults.notify_retry_base),
         )
 
 
@@ -152,6 +166,13 @@ def _duration(env: Mapping[str, str], variable: str, default: dt.timedelta) -> d
     if value <= dt.timedelta(0):
         raise SettingsError(f"{variable}={text!r} must be a positive duration such as 30s")
     return value
+
+
+def _networks(env: Mapping[str, str], variable: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(env.get(variable, ""))
+    except ValueError as error:
+        raise SettingsError(f"{variable}: {error} (a comma list of CIDRs)") from None
 
 
 def _lease_timings(env: Mapping[str, str], default: LeaseTimings) -> LeaseTimings:

@@ -25,6 +25,7 @@ from google_token_operator.kube import KubeError, StatusConflict
 from google_token_operator.kube.informer import Informer
 from google_token_operator.metrics import Metrics
 from google_token_operator.naming import Key, is_managed
+from google_token_operator.notify.url_policy import WebhookPolicy, WebhookTarget, check_url
 from google_token_operator.runtime.cluster import ClusterView
 from google_token_operator.runtime.context import Operator
 from google_token_operator.runtime.memory import WriteMemory
@@ -323,6 +324,24 @@ class FakeGoogle:
 
 
 @dataclasses.dataclass
+class FakeWebhooks:
+    """Webhook receivers as the passes see them: the real URL policy, scripted answers (200
+    once the script is used up), every body sent kept."""
+
+    policy: WebhookPolicy = dataclasses.field(default_factory=WebhookPolicy)
+    answers: list[int] = dataclasses.field(default_factory=list)
+    sent: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+    def check(self, url: str) -> WebhookTarget:
+        return check_url(url, self.policy)
+
+    async def post(self, url: str, body: Mapping[str, Any]) -> int:
+        self.check(url)
+        self.sent.append((url, dict(body)))
+        return self.answers.pop(0) if self.answers else 200
+
+
+@dataclasses.dataclass
 class RecordedEvents:
     posted: list[tuple[str, bool, str]] = dataclasses.field(default_factory=list)
     # (object name, reason, message) of each Event, for the tests that read what it says.
@@ -340,6 +359,7 @@ class RecordedEvents:
 
 def operator_with_fakes(
     settings: Settings | None = None,
+    webhooks: FakeWebhooks | None = None,
 ) -> tuple[Operator, FakeKube, FakeGoogle, Clock, RecordedEvents]:
     """An Operator over fake edges, its watches synced and fed by the fake API server."""
     settings = settings or Settings(operator_namespace="gto")
@@ -359,5 +379,6 @@ def operator_with_fakes(
         clock=clock,
         events=events,
         memory=memory,
+        webhooks=webhooks,
     )
     return op, kube, google, clock, events

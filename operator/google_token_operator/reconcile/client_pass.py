@@ -33,6 +33,7 @@ from ..timeutil import format_rfc3339
 from ..tokens import TokenRecord, record_from_data
 from .branch_pass import BranchFanOut
 from .grants import revoke_kept_grant
+from .notices import NoticeStep
 
 
 @dataclasses.dataclass
@@ -187,7 +188,12 @@ class ClientPass:
             await op.secrets.delete_owned(spec.namespace, plan.old_consumer, owner, ROLE_CONSUMER)
         published, consent_problem, spent = await self._publish_consent(plan, owner)
         conditions, fields = plan.status(consumer_conflict, published, consent_problem, now)
-        await self._write_status(memory, conditions, fields, now)
+        noticed = await NoticeStep(op, self.body, self.logger).run(
+            spec, memory.status, conditions, fields, now
+        )
+        if noticed.condition is not None:
+            conditions.append(noticed.condition)
+        await self._write_status(memory, conditions, {**fields, **noticed.fields}, now)
         memory.record = plan.observation.record
         if spent:
             # Only now: had the status write failed, the next pass must still find what
@@ -214,8 +220,11 @@ class ClientPass:
         }
         if published is not None:
             depends.add((op.settings.operator_namespace, published.secret_name))
+        if noticed.secret is not None:
+            depends.add(noticed.secret)
         op.cluster.depend((spec.namespace, spec.name), depends)
-        return plan.next_pass(now, published, consent_problem, fan_out.wake)
+        wake = min(filter(None, (fan_out.wake, noticed.wake)), default=None)
+        return plan.next_pass(now, published, consent_problem, wake)
 
     def _consent_state(self, spec: clients.ClientSpec, last_status: Mapping[str, Any]) -> str:
         """What became of the published consent: PENDING, an outcome label, or MISSING."""

@@ -14,7 +14,7 @@ from ..naming import Key
 from ..settings import Settings
 from ..tokens import decode_data
 from .cluster import ClusterView
-from .edges import GoogleApi, KubeApi
+from .edges import GoogleApi, KubeApi, WebhookApi
 from .events import EventSink, KubeEvents
 from .memory import WriteMemory
 from .secrets import SecretWriter
@@ -62,6 +62,7 @@ class Operator:
         clock: Clock | None = None,
         events: EventSink | None = None,
         memory: WriteMemory | None = None,
+        webhooks: WebhookApi | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -71,6 +72,8 @@ class Operator:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.events = events or KubeEvents(kube, self.clock)
         self.memory = memory or WriteMemory()
+        # None where no pass runs (the consent API): only the leader's passes send notices.
+        self.webhooks = webhooks
         self.secrets = SecretWriter(kube, view, metrics, self.memory)
         self._credentials: dict[Key, tuple[str, dict[str, str]]] = {}
         self._pass_slots: asyncio.Semaphore | None = None

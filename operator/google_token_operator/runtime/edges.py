@@ -1,4 +1,5 @@
-"""The edges as the passes and the consent service use them: the Kubernetes API and Google.
+"""The edges as the passes and the consent service use them: the Kubernetes API, Google and
+webhook receivers.
 
 Typed by what is called, not by the classes that implement it (kube.Kube, GoogleHttp), so a
 unit test hands in its fakes as they are."""
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 from ..google_types import ClientCredentials, TokenResponse, Userinfo
 from ..kube.informer import WatchApi
+from ..notify.url_policy import WebhookTarget
 from .secrets import SecretApi
 
 
@@ -68,3 +70,11 @@ class GoogleApi(Protocol):
     async def userinfo(self, access_token: str) -> Userinfo: ...
 
     async def get_location(self, access_token: str, location_id: str) -> dict[str, Any]: ...
+
+
+class WebhookApi(Protocol):
+    """Webhook receivers, as the notices reach them (webhook_http.WebhookHttp)."""
+
+    def check(self, url: str) -> WebhookTarget: ...
+
+    async def post(self, url: str, body: Mapping[str, Any]) -> int: ...
