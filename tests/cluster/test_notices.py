@@ -4,6 +4,7 @@ and URLs the operator refuses to call."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import signal
 import time
@@ -22,6 +23,7 @@ from fixtures.operator import (
     wait_for,
 )
 from fixtures.receiver import Receiver
+from google_token_operator.timeutil import parse_rfc3339
 from google_token_sandbox.demo_data import DEMO_CLIENT_ID
 
 # The receiver lives on loopback: the tests allow it, as an installer lists its networks.
@@ -192,7 +194,14 @@ def test_refresh_failing_after_the_set_time_then_recovered(
     assert 50 <= waited <= 80, waited  # about a minute after the first failure
     sandbox.state.clear_faults()
     cleared = time.monotonic()
-    both = wait_for(lambda: receiver.accepted("f")[1:] and receiver.accepted("f"), 30, what="more")
+    # The next try comes when the back-off says (status.nextRefreshTime), then the notice.
+    next_try = cluster.get("googleclients", "acme")["status"]["nextRefreshTime"]
+    until_next_try = (parse_rfc3339(next_try) - dt.datetime.now(dt.UTC)).total_seconds()
+    both = wait_for(
+        lambda: receiver.accepted("f")[1:] and receiver.accepted("f"),
+        max(until_next_try, 0) + 30,
+        what="RefreshRecovered",
+    )
     assert [item.body["type"] for item in both] == ["RefreshFailing", "RefreshRecovered"]
     assert both[0].body["id"] != both[1].body["id"]
     assert both[1].body["reason"] == "TokenValid"
