@@ -20,6 +20,7 @@ import yaml
 
 from devkit import ControlPlane, ensure_binaries
 from devkit.releases import previous_release_file
+from fixtures.operator import apply_crds
 
 GROUP = "google-token-operator.dev"
 REPO = Path(__file__).resolve().parents[2]
@@ -91,17 +92,6 @@ def previous_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control
     with ControlPlane(ensure_binaries()) as plane:
         apply_crds(plane, folder)
         yield plane
-
-
-def apply_crds(plane: ControlPlane, folder: Path) -> None:
-    plane.kubectl("apply", "-f", str(folder))
-    plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        f"crd/googleclients.{GROUP}",
-        f"crd/branches.{GROUP}",
-    )
 
 
 def stored(plane: ControlPlane, plural: str) -> dict[str, str]:
