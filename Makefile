@@ -114,8 +114,9 @@ dev: $(WHEEL_STAMP) kube-binaries ## A local loop until Ctrl-C: control plane, s
 	$(BIN)/python hack/dev.py
 
 # docs/development/releasing.md: prepare (a commit), then build from that commit.
-release-prepare: $(WHEEL_STAMP) ## Set VERSION=X.Y.Z in pyproject.toml, the chart and the production overlay; CHANGELOG's Unreleased becomes X.Y.Z
+release-prepare: $(WHEEL_STAMP) ## Set VERSION=X.Y.Z in pyproject.toml, the chart (and its README) and the production overlay; CHANGELOG's Unreleased becomes X.Y.Z
 	$(DEVKIT) $(BIN)/python -m devkit.release prepare "$(VERSION)"
+	$(BIN)/python hack/chart_readme.py  # the chart's README names its version
 
 release: $(WHEEL_STAMP) node-deps ## Build release VERSION=X.Y.Z (= pyproject's, committed) into dist/: image (OCI), chart, CRDs, install.yaml, SHA256SUMS
 	$(DEVKIT) $(BIN)/python -m devkit.release build "$(VERSION)"
