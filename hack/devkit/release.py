@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for path in (*artifacts.summed(), artifacts.sums):
-        print(f"{path.relative_to(repo)}  {path.stat().st_size / 1e6:.1f} MB")
+        print(f"{path.relative_to(repo)}  {path.stat().st_size:,} bytes")
     print(f"release {version} in {time.monotonic() - started:.0f} s")
     return 0
 
