@@ -41,6 +41,7 @@ def unpack(image: images.Image, folder: Path, measurements: Measurements) -> Pat
 
 def unpack_archive(source: str, folder: Path) -> Path:
     """The image at ``source`` (a skopeo transport:path) as an OCI runtime bundle in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
     layout = f"{folder / 'oci'}:image"
     subprocess.run(["skopeo", "copy", "--quiet", source, f"oci:{layout}"], check=True)
     subprocess.run(
