@@ -15,7 +15,7 @@ PACKAGE_SOURCES := $(shell find operator sandbox -type f \( -name '*.py' -o -nam
 # hack/devkit (local control plane, background servers) is imported from the checkout.
 DEVKIT := PYTHONPATH=$(CURDIR)/hack
 
-.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools shells unit chaos test lint run demo dev bench clean
+.PHONY: help venv kube-binaries go-tools chart-lint chart-readme browser chaos-tools shells unit chaos test lint run demo dev release-prepare release bench clean
 
 # image, kind-up, kind-load, deploy, undeploy, e2e-kind: for people with Docker and kind.
 include hack/kind.mk
@@ -33,12 +33,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* $(WHEEL_STAMP)
 	touch $@
 
+# The wheels go to .venv/wheels: dist/ holds a release's artifacts (make release).
+WHEELS := $(VENV)/wheels
 $(WHEEL_STAMP): $(STAMP) $(PACKAGE_SOURCES)
 	@echo "==> Building and installing the operator's and the sandbox's wheels"
 	# build/ too: setuptools keeps copying a module that was moved or removed from there.
-	rm -rf dist build sandbox/build
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
-	$(BIN)/pip install --quiet --force-reinstall --no-deps dist/*.whl
+	rm -rf $(WHEELS) build sandbox/build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) . ./sandbox
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(WHEELS)/*.whl
 	touch $@
 
 venv: $(WHEEL_STAMP) ## Create .venv with the operator and the sandbox (from their wheels) and the test tools
@@ -110,6 +112,14 @@ demo: $(WHEEL_STAMP) kube-binaries ## Control plane + sandbox Google + operator,
 
 dev: $(WHEEL_STAMP) kube-binaries ## A local loop until Ctrl-C: control plane, sandbox Google, operator, callback, the examples
 	$(BIN)/python hack/dev.py
+
+# docs/development/releasing.md: prepare (a commit), then build from that commit.
+release-prepare: $(WHEEL_STAMP) ## Set VERSION=X.Y.Z in pyproject.toml, the chart (and its README) and the production overlay; CHANGELOG's Unreleased becomes X.Y.Z
+	$(DEVKIT) $(BIN)/python -m devkit.release prepare "$(VERSION)"
+	$(BIN)/python hack/chart_readme.py  # the chart's README names its version
+
+release: $(WHEEL_STAMP) node-deps ## Build release VERSION=X.Y.Z (= pyproject's, committed) into dist/: image (OCI), chart, CRDs, install.yaml, SHA256SUMS
+	$(DEVKIT) $(BIN)/python -m devkit.release build "$(VERSION)"
 
 BENCH_SIZES ?= 500,2000,5000
 BENCH_NOISE ?= 10000

@@ -4,6 +4,7 @@ pytest_plugins = [
     "fixtures.cluster",
     "fixtures.sandbox",
     "fixtures.operator",
+    "fixtures.installs",
     "fixtures.browser",
     "fixtures.callback",
     "fixtures.chaos",

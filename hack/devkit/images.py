@@ -13,6 +13,7 @@ each image its size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .binaries import MODULE_SUBDIR, cache_root, exclusive_lock, repo_root
@@ -338,12 +339,10 @@ def _qualified(name: str) -> str:
     return f"docker.io/{name}" if "/" in name else f"docker.io/library/{name}"
 
 
-def build_all() -> dict[str, int]:
-    """Build the base, the two Dockerfile targets and pause; export them for the node.
-
-    Returns the node's image name -> its archive's size in bytes (the uncompressed layers).
-    """
-    for tool in ("buildah", "mmdebstrap", "gcc", "go"):
+@contextlib.contextmanager
+def _cache_buildah(tools: Sequence[str]) -> Iterator[Buildah]:
+    """buildah on the cache's storage, under its lock, once ``tools`` and root are there."""
+    for tool in tools:
         if shutil.which(tool) is None:
             raise ImageBuildError(f"{tool} is not installed; run `make node-deps` (apt-get)")
     if os.geteuid() != 0:
@@ -351,8 +350,19 @@ def build_all() -> dict[str, int]:
     root = cache_root() / "containers"
     root.mkdir(parents=True, exist_ok=True)
     buildah = Buildah(root)
-    sizes: dict[str, int] = {}
     with exclusive_lock(root / ".lock"):
+        yield buildah
+        # Superseded layers of earlier builds; vfs stores every layer in full.
+        subprocess.run([*buildah.base, "rmi", "--prune"], capture_output=True, check=False)
+
+
+def build_all() -> dict[str, int]:
+    """Build the base, the two Dockerfile targets and pause; export them for the node.
+
+    Returns the node's image name -> its archive's size in bytes (the uncompressed layers).
+    """
+    sizes: dict[str, int] = {}
+    with _cache_buildah(("buildah", "mmdebstrap", "gcc", "go")) as buildah:
         base = build_base(buildah)
         buildah("tag", base, PYTHON.local_name, what="tagging the base")
         for image, target in DOCKERFILE_TARGETS.items():
@@ -363,9 +373,26 @@ def build_all() -> dict[str, int]:
             sizes[image.node_name] = archive(image).stat().st_size
             if image in DOCKERFILE_TARGETS:
                 _source_file(image).write_text(source_digest(base, DOCKERFILE_TARGETS[image]))
-        # Superseded layers of earlier builds; vfs stores every layer in full.
-        subprocess.run([*buildah.base, "rmi", "--prune"], capture_output=True, check=False)
     return sizes
+
+
+def export_operator_oci(destination: Path, reference: str) -> None:
+    """The operator's image as an OCI archive whose image is named ``reference``.
+
+    The very image the node tier runs: built the same way (skipped when its sources are
+    unchanged), so a release costs one export when the node images are up to date.
+    """
+    with _cache_buildah(("buildah", "mmdebstrap")) as buildah:
+        base = build_base(buildah)
+        build_dockerfile(buildah, base, OPERATOR, DOCKERFILE_TARGETS[OPERATOR])
+        destination.unlink(missing_ok=True)
+        buildah(
+            "push",
+            "--quiet",
+            OPERATOR.local_name,
+            f"oci-archive:{destination}:{reference}",
+            what=f"exporting {OPERATOR.local_name} as {reference}",
+        )
 
 
 def _source_file(image: Image) -> Path:

@@ -20,13 +20,11 @@ so `helm uninstall` cannot delete the namespace with what the operator keeps in 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import difflib
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,21 +35,25 @@ import pytest
 import yaml
 from kubernetes import client
 
-from devkit import ControlPlane, ensure_binaries
-from devkit.gotools import HELM, ensure_tool
+from devkit import ControlPlane
 from devkit.servers import SandboxServer
 from fixtures.installs import (
+    CHART,
     MANIFESTS,
     OPERATOR,
     OPERATOR_NS,
     OPERATOR_USER,
     PRODUCTION,
+    RELEASE,
     Doc,
+    Helm,
     can_i,
     check_cluster_wide,
     clusterwide_operator_process,
     container,
     env_of,
+    fresh_api_server,
+    inventory,
     pick,
     render,
     run_whole_flow,
@@ -61,9 +63,7 @@ from fixtures.operator import REPO, Cluster, OperatorFactory, wait_for
 from google_token_operator.consent.workload import callback_pod_template
 from google_token_operator.settings import Settings
 
-CHART = REPO / "charts" / "google-token-operator"
 COMPONENTS = MANIFESTS / "components"
-RELEASE = "google-token-operator"
 CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 HELM_LABELS = {
     "helm.sh/chart": f"google-token-operator-{CHART_VERSION}",
@@ -83,63 +83,6 @@ SETTINGS: dict[str, tuple[Doc, list[str]]] = {
         ["service-monitor", "alerts"],
     ),
 }
-
-
-class Helm:
-    """The built helm, with its own config/cache/data folders (nothing of the user's)."""
-
-    def __init__(self, binary: Path, home: Path) -> None:
-        self.binary = binary
-        self.env = {
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
-
-    def run(
-        self, *args: str, kubeconfig: Path | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        extra = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
-        result = subprocess.run(
-            [str(self.binary), *args, *extra],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if check:
-            assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result
-
-    def template(self, values: Path, chart: Path = CHART) -> list[Doc]:
-        result = self.run(
-            "template",
-            RELEASE,
-            str(chart),
-            "--namespace",
-            OPERATOR_NS,
-            "--include-crds",
-            "--values",
-            str(values),
-        )
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    def manifest(self, kubeconfig: Path) -> list[Doc]:
-        """What the installed release consists of (`helm get manifest`)."""
-        result = self.run(
-            "get", "manifest", RELEASE, "--namespace", OPERATOR_NS, kubeconfig=kubeconfig
-        )
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-@pytest.fixture(scope="session")
-def helm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    # A first build takes minutes: let its progress lines reach the terminal.
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        binary = ensure_tool(HELM)
-    return Helm(binary, tmp_path_factory.mktemp("helm-home"))
 
 
 def values_file(folder: Path, values: Doc, name: str = "values.yaml") -> Path:
@@ -444,22 +387,8 @@ def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
 
 @pytest.fixture(scope="module")
 def fresh_plane() -> Iterator[ControlPlane]:
-    """An API server of its own, as a new cluster: nothing installed, no CRDs."""
-    plane = ControlPlane(ensure_binaries()).start()
-    try:
+    with fresh_api_server() as plane:
         yield plane
-    finally:
-        plane.stop()
-
-
-def inventory(plane: ControlPlane) -> set[str]:
-    """Every object of every listable kind on the server: "kind namespace/name"."""
-    kinds = plane.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
-    listing = json.loads(plane.kubectl("get", ",".join(kinds), "-A", "-o", "json").stdout)
-    return {
-        f"{item['kind']} {item['metadata'].get('namespace', '-')}/{item['metadata']['name']}"
-        for item in listing["items"]
-    }
 
 
 def timed(action: Callable[[], Any]) -> float:

@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from devkit import ControlPlane
+from devkit import ControlPlane, release
 from devkit.servers import SandboxServer
 from fixtures.installs import (
     CALLBACK,
@@ -173,7 +173,7 @@ def test_production_overlay_renders_the_real_google_install(control_plane: Contr
     template = deployment["spec"]["template"]
     operator = container(template, "operator")
     assert operator["args"] == OPERATOR_ARGS
-    assert operator["image"] == "google-token-operator:0.1.0"
+    assert operator["image"] == f"google-token-operator:{release.project_version(REPO)}"
     env = env_of(operator)
     # The callback pods run exactly the operator's image (kustomize replacement after images:).
     assert env["CALLBACK_IMAGE"] == operator["image"]

@@ -4,7 +4,8 @@
 OCI runtime bundle with umoci, which turns the image's own config (USER, ENTRYPOINT, ENV) into
 the container's, and run as the Deployment runs it: root filesystem read-only, a tmpfs at /tmp
 (the Deployment's emptyDir), no capabilities, the image's user. `run` starts against the test
-session's API server and answers its probes.
+session's API server and answers its probes. `make release`'s image archive is this image,
+exported: it reports the release's version.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from node_support import Measurements, wait_until
 
-from devkit import ControlPlane, images
+from devkit import ControlPlane, images, release
 from fixtures.operator import free_port
 
 NON_ROOT = 10001
@@ -35,10 +36,14 @@ def unpack(image: images.Image, folder: Path, measurements: Measurements) -> Pat
     measurements.record(
         f"{image.node_name} image size (uncompressed)", archive.stat().st_size / 1e6, "MB"
     )
-    layout = f"{folder / 'oci'}:{image.key}"
-    subprocess.run(
-        ["skopeo", "copy", "--quiet", f"docker-archive:{archive}", f"oci:{layout}"], check=True
-    )
+    return unpack_archive(f"docker-archive:{archive}", folder)
+
+
+def unpack_archive(source: str, folder: Path) -> Path:
+    """The image at ``source`` (a skopeo transport:path) as an OCI runtime bundle in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    layout = f"{folder / 'oci'}:image"
+    subprocess.run(["skopeo", "copy", "--quiet", source, f"oci:{layout}"], check=True)
     subprocess.run(
         ["umoci", "unpack", "--image", layout, str(folder / "bundle")],
         check=True,
@@ -110,6 +115,36 @@ def test_help_on_a_read_only_root(bundle: Path) -> None:
     assert process.returncode == 0, output
     for command in ("run", "callback", "authorize"):
         assert command in output
+
+
+def test_the_release_image_archive_reports_the_release_version(
+    tmp_path: Path, measurements: Measurements
+) -> None:
+    """`make release`'s image: the node tier's operator image (no second build), exported as
+    an OCI archive named google-token-operator:VERSION, runs `version` -> pyproject's."""
+    version = release.project_version(REPO)
+    artifacts = release.Artifacts(tmp_path, version)
+    started = time.monotonic()
+    images.export_operator_oci(artifacts.image, artifacts.image_reference)
+    measurements.record("release image export (OCI archive)", time.monotonic() - started, "s")
+    measurements.record("release image archive size", artifacts.image.stat().st_size / 1e6, "MB")
+    index = json.loads(
+        subprocess.run(
+            ["tar", "-xOf", str(artifacts.image), "index.json"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    [manifest] = index["manifests"]
+    assert manifest["annotations"]["org.opencontainers.image.ref.name"] == (
+        f"google-token-operator:{version}"
+    )
+    bundle = unpack_archive(f"oci-archive:{artifacts.image}", tmp_path / "unpacked")
+    as_the_deployment_runs_it(bundle, ["google-token-operator", "version"], {})
+    with container(bundle, "gto-image-release-version") as process:
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert output.splitlines()[0] == f"google-token-operator {version}", output
 
 
 def test_the_sandbox_image_starts_on_a_read_only_root(
