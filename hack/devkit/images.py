@@ -13,6 +13,7 @@ each image its size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .binaries import MODULE_SUBDIR, cache_root, exclusive_lock, repo_root
@@ -208,9 +209,10 @@ _CONTEXT_SKIPPED = ("__pycache__", ".egg-info", "sandbox/build")
 SOURCE_LABEL = "dev.google-token-operator.source-digest"
 
 
-def source_digest(base: str, target: str) -> str:
-    """A digest of everything a build reads; equal digests make equal images."""
-    root = repo_root()
+def source_digest(base: str, target: str, root: Path | None = None) -> str:
+    """A digest of everything a build of ``root`` (this checkout) reads; equal digests make
+    equal images."""
+    root = root or repo_root()
     files = [root / name for name in _CONTEXT_FILES]
     for folder in _CONTEXT_FOLDERS:
         files += sorted(
@@ -226,13 +228,17 @@ def source_digest(base: str, target: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> None:
-    """`buildah bud` of the repository's Dockerfile, exactly as `docker build` would run it.
+def build_dockerfile(
+    buildah: Buildah, base: str, image: Image, target: str, root: Path | None = None
+) -> None:
+    """`buildah bud` of the Dockerfile of ``root`` (this checkout, or another release's tree),
+    exactly as `docker build` would run it.
 
     Skipped when the image was built from the same sources. buildah's own layer cache cannot
     tell: it never reuses a RUN step that had a --volume, and the build needs one (below).
     """
-    source = source_digest(base, target)
+    root = root or repo_root()
+    source = source_digest(base, target, root)
     if buildah.label(image.local_name, SOURCE_LABEL) == source:
         _progress(f"{image.local_name} is up to date (sources unchanged)")
         return
@@ -253,9 +259,7 @@ def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> 
     host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     if host_bundle.is_file():
         args.append(f"--volume={host_bundle}:{host_bundle}:ro")
-    buildah(
-        *args, str(repo_root()), what=f"building {image.local_name} (Dockerfile --target {target})"
-    )
+    buildah(*args, str(root), what=f"building {image.local_name} (Dockerfile --target {target})")
     _progress(f"built {image.local_name} in {time.monotonic() - started:.0f} s")
 
 
@@ -343,16 +347,8 @@ def build_all() -> dict[str, int]:
 
     Returns the node's image name -> its archive's size in bytes (the uncompressed layers).
     """
-    for tool in ("buildah", "mmdebstrap", "gcc", "go"):
-        if shutil.which(tool) is None:
-            raise ImageBuildError(f"{tool} is not installed; run `make node-deps` (apt-get)")
-    if os.geteuid() != 0:
-        raise ImageBuildError("the daemonless build needs root (mmdebstrap --mode=root, buildah)")
-    root = cache_root() / "containers"
-    root.mkdir(parents=True, exist_ok=True)
-    buildah = Buildah(root)
     sizes: dict[str, int] = {}
-    with exclusive_lock(root / ".lock"):
+    with _locked_buildah() as buildah:
         base = build_base(buildah)
         buildah("tag", base, PYTHON.local_name, what="tagging the base")
         for image, target in DOCKERFILE_TARGETS.items():
@@ -366,6 +362,36 @@ def build_all() -> dict[str, int]:
         # Superseded layers of earlier builds; vfs stores every layer in full.
         subprocess.run([*buildah.base, "rmi", "--prune"], capture_output=True, check=False)
     return sizes
+
+
+@contextlib.contextmanager
+def _locked_buildah() -> Iterator[Buildah]:
+    """buildah on the cache's storage, for this process alone (builds of other checkouts wait)."""
+    for tool in ("buildah", "mmdebstrap", "gcc", "go"):
+        if shutil.which(tool) is None:
+            raise ImageBuildError(f"{tool} is not installed; run `make node-deps` (apt-get)")
+    if os.geteuid() != 0:
+        raise ImageBuildError("the daemonless build needs root (mmdebstrap --mode=root, buildah)")
+    root = cache_root() / "containers"
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root / ".lock"):
+        yield Buildah(root)
+
+
+def release_image(commit: str) -> Image:
+    """The operator image of an earlier release, named by its commit (never :latest)."""
+    tag = f"release-{commit[:12]}"
+    return Image(tag, f"localhost/google-token-operator:{tag}", f"google-token-operator:{tag}")
+
+
+def build_release_image(tree: Path, commit: str) -> Path:
+    """The operator image of the release whose sources are ``tree`` (its own Dockerfile, on the
+    same base), exported for the node: the archive's path. Built once per commit."""
+    image = release_image(commit)
+    with _locked_buildah() as buildah:
+        base = build_base(buildah)
+        build_dockerfile(buildah, base, image, DOCKERFILE_TARGETS[OPERATOR], tree)
+        return export(buildah, image)
 
 
 def _source_file(image: Image) -> Path:

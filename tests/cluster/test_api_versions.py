@@ -110,7 +110,10 @@ def stored(plane: ControlPlane, plural: str) -> dict[str, str]:
     end = prefix[:-1] + bytes([prefix[-1] + 1])
     answer = requests.post(
         f"{plane.etcd_url}/v3/kv/range",
-        json={"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode()},
+        json={
+            "key": base64.b64encode(prefix).decode(),
+            "range_end": base64.b64encode(end).decode(),
+        },
         timeout=30,
     )
     answer.raise_for_status()
@@ -139,7 +142,9 @@ def migrate(plane: ControlPlane, kubeconfig: Path) -> subprocess.CompletedProces
 def without_branch_writes(plane: ControlPlane, folder: Path) -> Path:
     """A kubeconfig for a ServiceAccount with the shipped rights minus updating Branches:
     its run stops halfway, deterministically, at the first Branch."""
-    role = yaml.safe_load((REPO / "manifests/components/migrate-storage/clusterrole.yaml").read_text())
+    role = yaml.safe_load(
+        (REPO / "manifests/components/migrate-storage/clusterrole.yaml").read_text()
+    )
     rules = role["rules"]
     for rule in rules:
         if "branches" in rule.get("resources", []):
@@ -216,6 +221,6 @@ def test_migrate_storage_moves_every_object_to_v1_resumes_and_is_idempotent(
     assert client["spec"]["loginHint"] == CLIENT_SPEC["loginHint"]
     print(
         f"migrate-storage: {OBJECTS_PER_KIND} Branches rewritten in {took:.1f} s "
-        f"after {OBJECTS_PER_KIND} GoogleClients in the interrupted run\n{halfway.stdout}{rest.stdout}"
+        f"after {OBJECTS_PER_KIND} GoogleClients in the interrupted run\n"
+        f"{halfway.stdout}{rest.stdout}"
     )
-

@@ -198,4 +198,3 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         lambda _namespace: "cannot migrate the stored GoogleClients and Branches",
         **waiting.kube_flags(args),
     )
-
