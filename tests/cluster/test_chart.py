@@ -615,8 +615,12 @@ def test_helm_upgrade_from_the_previous_releases_chart(
     for example in ("googleclient.yaml", "branches.yaml"):
         for doc in yaml.safe_load_all((previous / "manifests" / "examples" / example).read_text()):
             assert doc["apiVersion"] == f"{GROUP}/v1alpha1", example
-            fresh_plane.kubectl("create", "-n", "reviews", "-f", "-", input=json.dumps(doc))
-            created[PLURALS[doc["kind"]], doc["metadata"]["name"]] = doc["spec"]
+            stored = fresh_plane.kubectl(
+                "create", "-n", "reviews", "-f", "-", "-o", "json", input=json.dumps(doc)
+            )
+            # As the API server stored it, with its defaults.
+            spec = json.loads(stored.stdout)["spec"]
+            created[PLURALS[doc["kind"]], doc["metadata"]["name"]] = spec
 
     upgraded = timed(
         lambda: helm.run("upgrade", RELEASE, str(CHART), *release, kubeconfig=kubeconfig)
@@ -625,7 +629,7 @@ def test_helm_upgrade_from_the_previous_releases_chart(
         helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
     )
     assert (status["info"]["status"], status["version"]) == ("deployed", 2)
-    # v1 stored, v1alpha1 still served (deprecated), as this tree's crds/ have them.
+    # v1 stored, v1alpha1 still served, as this tree's crds/ have them.
     assert served_versions(fresh_plane) == {
         plural: {"v1alpha1": False, "v1": True} for plural in ("googleclients", "branches")
     }
