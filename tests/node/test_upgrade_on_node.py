@@ -75,7 +75,8 @@ EXAMPLES_NS = "reviews-demo"
 CLIENT = "acme"
 PRIVATE_SECRET = f"{CLIENT}-google-oauth"
 CLIENT_SECRET = f"{CLIENT}-google-token"
-CONSUMER_SECRET = "old-town-google-token"  # mounted by the examples' review-fetcher
+CONSUMER = "review-fetcher"  # the examples' consumer
+CONSUMER_SECRET = "old-town-google-token"  # the Secret it mounts
 PLURALS = {"GoogleClient": "googleclients", "Branch": "branches"}
 TOKEN_LIFETIME_SECONDS = 300.0  # the node overlay's sandbox
 PROMISE_SECONDS = TOKEN_LIFETIME_SECONDS * PROMISED_REMAINING_FRACTION
@@ -277,6 +278,8 @@ def consented(previous_release: Node) -> dict[tuple[str, str], Any]:
     assert callback["spec"]["template"]["spec"]["containers"][0]["image"] == PREVIOUS_IMAGE
     assert f"GoogleClient {EXAMPLES_NS}/{CLIENT}" in consent_in_chromium(node, url, screenshots)
     wait_until(lambda: all_ready(node), 60, "the GoogleClient and both Branches Ready")
+    # The consumer's pod starts once its Branch's Secret exists (the kubelet retries the mount).
+    wait_until(lambda: ready_replicas(node, CONSUMER, EXAMPLES_NS) >= 1, 180, f"{CONSUMER} Ready")
     # As the API server stored them (with its defaults), read through the only version then.
     return {
         (doc["kind"], doc["metadata"]["name"]): read_as(
@@ -308,7 +311,7 @@ def watched(consented: Any, node: Node, core: client.CoreV1Api) -> Iterator[Watc
     with (
         watching(core, EXAMPLES_NS, CLIENT_SECRET) as client_secret,
         watching(core, EXAMPLES_NS, CONSUMER_SECRET) as consumer_secret,
-        reading_token_file(node, EXAMPLES_NS, "review-fetcher") as reader,
+        reading_token_file(node, EXAMPLES_NS, CONSUMER) as reader,
     ):
         wait_until(
             lambda: client_secret.seen and consumer_secret.seen, 30, "the tokens in the watches"
