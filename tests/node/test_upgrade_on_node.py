@@ -406,14 +406,13 @@ def test_rollback_to_the_previous_release_keeps_working(
     node: Node, watched: Watched, consented: dict[tuple[str, str], Any], measurements: Measurements
 ) -> None:
     private = secret_data(node, PRIVATE_SECRET)
+    counts = sandbox_counts(node)
     # The previous release's manifests but its CRDs: the API server would refuse them
     # (storedVersions lists v1), and the new ones still serve v1alpha1.
-    crds = []
-    rest = []
-    for doc in previous_manifests(node, "node"):
-        (crds if doc["kind"] == "CustomResourceDefinition" else rest).append(doc)
-    assert len(crds) == len(PLURALS)
-    apply(node, rest)
+    install = previous_manifests(node, "node")
+    kept = [doc for doc in install if doc["kind"] != "CustomResourceDefinition"]
+    assert len(install) - len(kept) == len(PLURALS)
+    apply(node, kept)
     rollout = rolled_out(node, PREVIOUS_IMAGE)
     measurements.record("rollback: apply until both replicas Ready on the old image", rollout, "s")
     for (kind, name), spec in consented.items():
@@ -440,6 +439,9 @@ def test_rollback_to_the_previous_release_keeps_working(
     )
     handled = read_as(node, "v1alpha1", "GoogleClient", CLIENT)["status"]["handledRequests"]
     assert handled.get("refresh"), handled
+    # That one call, and none while the previous release rolled in.
+    calls = operator_calls(counts, sandbox_counts(node))
+    assert calls == {"token": 1, "token.refresh_token": 1}, calls
     assert all_ready(node)
     assert secret_data(node, PRIVATE_SECRET) == private
     next_token_in_file(watched.reader, watched.consumer_secret, asked, measurements)
