@@ -209,9 +209,10 @@ _CONTEXT_SKIPPED = ("__pycache__", ".egg-info", "sandbox/build")
 SOURCE_LABEL = "dev.google-token-operator.source-digest"
 
 
-def source_digest(base: str, target: str) -> str:
-    """A digest of everything a build reads; equal digests make equal images."""
-    root = repo_root()
+def source_digest(base: str, target: str, root: Path | None = None) -> str:
+    """A digest of everything a build of ``root`` (this checkout) reads; equal digests make
+    equal images."""
+    root = root or repo_root()
     files = [root / name for name in _CONTEXT_FILES]
     for folder in _CONTEXT_FOLDERS:
         files += sorted(
@@ -227,13 +228,17 @@ def source_digest(base: str, target: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> None:
-    """`buildah bud` of the repository's Dockerfile, exactly as `docker build` would run it.
+def build_dockerfile(
+    buildah: Buildah, base: str, image: Image, target: str, root: Path | None = None
+) -> None:
+    """`buildah bud` of the Dockerfile of ``root`` (this checkout, or another release's tree),
+    exactly as `docker build` would run it.
 
     Skipped when the image was built from the same sources. buildah's own layer cache cannot
     tell: it never reuses a RUN step that had a --volume, and the build needs one (below).
     """
-    source = source_digest(base, target)
+    root = root or repo_root()
+    source = source_digest(base, target, root)
     if buildah.label(image.local_name, SOURCE_LABEL) == source:
         _progress(f"{image.local_name} is up to date (sources unchanged)")
         return
@@ -254,9 +259,7 @@ def build_dockerfile(buildah: Buildah, base: str, image: Image, target: str) -> 
     host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     if host_bundle.is_file():
         args.append(f"--volume={host_bundle}:{host_bundle}:ro")
-    buildah(
-        *args, str(repo_root()), what=f"building {image.local_name} (Dockerfile --target {target})"
-    )
+    buildah(*args, str(root), what=f"building {image.local_name} (Dockerfile --target {target})")
     _progress(f"built {image.local_name} in {time.monotonic() - started:.0f} s")
 
 
@@ -393,6 +396,22 @@ def export_operator_oci(destination: Path, reference: str) -> None:
             f"oci-archive:{destination}:{reference}",
             what=f"exporting {OPERATOR.local_name} as {reference}",
         )
+
+
+def release_image(commit: str) -> Image:
+    """The operator image of an earlier release, named by its commit (never :latest)."""
+    tag = f"release-{commit[:12]}"
+    return Image(tag, f"localhost/google-token-operator:{tag}", f"google-token-operator:{tag}")
+
+
+def build_release_image(tree: Path, commit: str) -> Path:
+    """The operator image of the release whose sources are ``tree`` (its own Dockerfile, on the
+    same base), exported for the node: the archive's path. Built once per commit."""
+    image = release_image(commit)
+    with _cache_buildah(("buildah", "mmdebstrap")) as buildah:
+        base = build_base(buildah)
+        build_dockerfile(buildah, base, image, DOCKERFILE_TARGETS[OPERATOR], tree)
+        return export(buildah, image)
 
 
 def _source_file(image: Image) -> Path:

@@ -36,6 +36,7 @@ import yaml
 from kubernetes import client
 
 from devkit import ControlPlane
+from devkit.releases import PREVIOUS_RELEASE, previous_release_tree
 from devkit.servers import SandboxServer
 from fixtures.installs import (
     CHART,
@@ -64,6 +65,8 @@ from google_token_operator.consent.workload import callback_pod_template
 from google_token_operator.settings import Settings
 
 COMPONENTS = MANIFESTS / "components"
+GROUP = "google-token-operator.dev"
+PLURALS = {"GoogleClient": "googleclients", "Branch": "branches"}
 CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 HELM_LABELS = {
     "helm.sh/chart": f"google-token-operator-{CHART_VERSION}",
@@ -385,8 +388,9 @@ def test_packaged_chart_holds_the_crds_and_rules_from_their_one_source(
 # --- Helm on a fresh API server --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fresh_plane() -> Iterator[ControlPlane]:
+    """An API server of its own for each test, as a new cluster: nothing installed, no CRDs."""
     with fresh_api_server() as plane:
         yield plane
 
@@ -539,6 +543,83 @@ def test_helm_install_upgrade_uninstall_on_a_fresh_api_server(
         f"upgrade {upgraded:.1f} s (a CRD changed), uninstall {uninstalled:.1f} s; "
         "left: CRDs and namespaces"
     )
+
+
+def test_helm_upgrade_from_the_previous_releases_chart(
+    fresh_plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> None:
+    """The previous release's chart, packaged from its own tree (hack/devkit/releases.py; the
+    links to its crds/ resolved by `helm package`), installed; objects of that release's
+    examples created under it (v1alpha1); `helm upgrade` to this chart: the CRDs now store v1
+    and still serve v1alpha1, and every object reads as v1 with its spec as created."""
+    kubeconfig = fresh_plane.kubeconfig
+    release = ["--namespace", OPERATOR_NS]
+    previous = previous_release_tree()
+    helm.run("package", str(previous / "charts" / "google-token-operator"), "-d", str(tmp_path))
+    [previous_chart] = tmp_path.glob("google-token-operator-*.tgz")
+    installed = timed(
+        lambda: helm.run(
+            "install",
+            RELEASE,
+            str(previous_chart),
+            *release,
+            "--create-namespace",
+            kubeconfig=kubeconfig,
+        )
+    )
+    assert served_versions(fresh_plane) == {
+        "googleclients": {"v1alpha1": True},
+        "branches": {"v1alpha1": True},
+    }
+
+    fresh_plane.kubectl("create", "namespace", "reviews")
+    created: dict[tuple[str, str], Doc] = {}
+    for example in ("googleclient.yaml", "branches.yaml"):
+        for doc in yaml.safe_load_all((previous / "manifests" / "examples" / example).read_text()):
+            assert doc["apiVersion"] == f"{GROUP}/v1alpha1", example
+            stored = fresh_plane.kubectl(
+                "create", "-n", "reviews", "-f", "-", "-o", "json", input=json.dumps(doc)
+            )
+            # As the API server stored it, with its defaults.
+            spec = json.loads(stored.stdout)["spec"]
+            created[PLURALS[doc["kind"]], doc["metadata"]["name"]] = spec
+
+    upgraded = timed(
+        lambda: helm.run("upgrade", RELEASE, str(CHART), *release, kubeconfig=kubeconfig)
+    )
+    status = json.loads(
+        helm.run("status", RELEASE, *release, "-o", "json", kubeconfig=kubeconfig).stdout
+    )
+    assert (status["info"]["status"], status["version"]) == ("deployed", 2)
+    # v1 stored, v1alpha1 still served, as this tree's crds/ have them.
+    assert served_versions(fresh_plane) == {
+        plural: {"v1alpha1": False, "v1": True} for plural in ("googleclients", "branches")
+    }
+    for (plural, name), spec in created.items():
+        for version in ("v1", "v1alpha1"):
+            found = json.loads(
+                fresh_plane.kubectl(
+                    "get", f"{plural}.{version}.{GROUP}", name, "-n", "reviews", "-o", "json"
+                ).stdout
+            )
+            assert found["apiVersion"] == f"{GROUP}/{version}"
+            assert found["spec"] == spec, (plural, name, version)
+    print(
+        f"\nhelm upgrade from the previous release ({PREVIOUS_RELEASE[:12]}): install "
+        f"{installed:.1f} s, {len(created)} v1alpha1 objects, upgrade {upgraded:.1f} s; "
+        "all read as v1"
+    )
+
+
+def served_versions(plane: ControlPlane) -> dict[str, dict[str, bool]]:
+    """plural -> {served version: whether it is the storage version}, for both CRDs."""
+    found = {}
+    for plural in ("googleclients", "branches"):
+        crd = f"crd/{plural}.{GROUP}"
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=30s", crd)
+        versions = json.loads(plane.kubectl("get", crd, "-o", "json").stdout)["spec"]["versions"]
+        found[plural] = {v["name"]: v["storage"] for v in versions if v["served"]}
+    return found
 
 
 # --- the operator under the chart's ServiceAccount --------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from node_support import Measurements, allow_node_dns, get, wait_until
+from node_support import OPERATOR_NS, Measurements, allow_node_dns, ready_replicas, wait_until
 
 from devkit import images
 from devkit.binaries import BinariesMissingError, ensure_netpol_binaries, ensure_node_binaries
@@ -24,7 +24,6 @@ from devkit.node import Node, NodeError
 from fixtures.workers import MEASUREMENTS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR_NS = "google-token-operator"
 EXAMPLES_NS = "reviews-demo"
 _MEASUREMENTS = Measurements()
 NODE_LOCK_TIMEOUT = 1800.0
@@ -116,17 +115,12 @@ def product(node: Node, measurements: Measurements) -> Node:
     node.kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "node"))
     allow_node_dns(node, OPERATOR_NS)
     wait_until(
-        lambda: _ready_replicas(node, "google-token-operator") == 2,
+        lambda: ready_replicas(node, "google-token-operator") == 2,
         180,
         "both operator replicas Ready",
     )
-    wait_until(lambda: _ready_replicas(node, "google-sandbox") == 1, 120, "the sandbox Ready")
+    wait_until(lambda: ready_replicas(node, "google-sandbox") == 1, 120, "the sandbox Ready")
     measurements.record(
         "apply -k overlays/node until both operator replicas Ready", time.monotonic() - started, "s"
     )
     return node
-
-
-def _ready_replicas(node: Node, name: str) -> int:
-    deployment = get(node, "deployment", name, "-n", OPERATOR_NS) or {}
-    return int((deployment.get("status") or {}).get("readyReplicas") or 0)

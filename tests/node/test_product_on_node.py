@@ -10,11 +10,8 @@ a user sees: pods, conditions, Secrets, files inside pods, kubectl.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,143 +19,55 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
-from kubernetes.client import ApiException
+from kubernetes import client
 from node_support import (
+    CALLBACK,
     NODE_DNS_POLICY,
+    OPERATOR_NS,
     Measurements,
     PodReader,
+    SecretWatch,
     allow_node_dns,
     condition,
+    consent_in_chromium,
+    core_api,
     get,
+    never_expired,
+    next_token_in_file,
+    operator_pods,
     python_in_pod,
+    reading_token_file,
+    ready,
+    ready_replicas,
     wait_until,
+    watching,
 )
-from playwright.sync_api import sync_playwright
-from urllib3.exceptions import HTTPError
 
 from devkit.node import KUBERNETES_SERVICE_IP, Node
-from fixtures.browser import CHROMIUM, CHROMIUM_ARGS, screenshot
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = REPO / "manifests" / "overlays"
-OPERATOR_NS = "google-token-operator"
 EXAMPLES_NS = "reviews-demo"
 OPERATOR = "google-token-operator"
-CALLBACK = "google-token-operator-callback"
 CLIENT = "acme"
 BRANCH_SECRET = "old-town-google-token"
-TOKEN_DIR = "/var/run/secrets/google-token"
 FINALIZER = "google-token-operator.dev/finalizer"
 # docs/design/2026-11-26-own-lease-election.md: a standby leads at most lease + 2 x retry = 19 s
 # after the leader stopped renewing; a leader stopped cleanly releases the Lease, and a standby
 # then leads within one retry (2 s).
 TAKEOVER_BOUND_SECONDS = 19.0
-# The sandbox's tokens live 300 s (node overlay); node-examples refreshes them 150 s before
-# expiry, minus up to 10 % jitter: the next refresh is at most ~165 s after the last.
-REFRESH_WAIT_SECONDS = 240.0
-# The kubelet updates Secret volumes at its pod sync (syncFrequency 1 min, jittered by up to
-# half of it).
-PROPAGATION_BOUND_SECONDS = 120.0
-
-# Runs inside the consumer pod: reads the mounted token file as a consumer would, prints a
-# JSON line whenever the token changes, when it finds it expired, and every 10 s (alive);
-# "auth": the templated `authorization` key (old-town's spec.secretTemplate) holds
-# "Bearer <the same token>".
-READER = f"""
-import datetime, hashlib, json, pathlib, time
-path = pathlib.Path({TOKEN_DIR!r}) / "token.json"
-last, beat = None, 0.0
-while True:
-    raw = path.read_text()
-    authorization = (path.parent / "authorization").read_text()
-    if path.read_text() != raw:  # the kubelet swapped the files between the two reads
-        continue
-    data = json.loads(raw)
-    now = time.time()
-    expiry = datetime.datetime.fromisoformat(data["expiry"].replace("Z", "+00:00")).timestamp()
-    digest = hashlib.sha256(data["access_token"].encode()).hexdigest()[:16]
-    auth = authorization == "Bearer " + data["access_token"]
-    if digest != last or expiry <= now or now - beat > 10:
-        record = {{"t": now, "token": digest, "left": expiry - now, "auth": auth}}
-        print(json.dumps(record), flush=True)
-        last, beat = digest, now
-    time.sleep(0.2)
-"""
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="module")
 def core(product: Node) -> Iterator[client.CoreV1Api]:
-    api = config.new_client_from_config(config_file=str(product.kubeconfig))
-    try:
-        yield client.CoreV1Api(api)
-    finally:
-        api.close()
-
-
-class SecretWatch:
-    """When this process saw each new access token of a Secret in the API (a watch, not polls)."""
-
-    def __init__(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
-        self.seen: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(core, namespace, name), daemon=True)
-        self._thread.start()
-
-    def _run(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
-        while not self._stop.is_set():
-            try:
-                self._watch(core, namespace, name)
-            except (ApiException, HTTPError):
-                # The API server ends watches now and then (and is gone once the node stops);
-                # the next one starts with a fresh list, and a token seen again keeps the time
-                # it was first seen.
-                time.sleep(0.2)
-
-    def _watch(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
-        stream = watch.Watch().stream(
-            core.list_namespaced_secret,
-            namespace,
-            field_selector=f"metadata.name={name}",
-            timeout_seconds=30,
-        )
-        for event in stream:
-            data = event["object"].data or {}
-            if "access_token" in data:
-                token = base64.b64decode(data["access_token"]).decode()
-                self.seen.setdefault(digest(token), time.time())
-            if self._stop.is_set():
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
+    with core_api(product) as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
 def branch_secret_watch(core: client.CoreV1Api) -> Iterator[SecretWatch]:
-    watcher = SecretWatch(core, EXAMPLES_NS, BRANCH_SECRET)
-    try:
+    with watching(core, EXAMPLES_NS, BRANCH_SECRET) as watcher:
         yield watcher
-    finally:
-        watcher.stop()
-
-
-def operator_pods(node: Node) -> list[dict[str, Any]]:
-    listed = get(node, "pods", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/component=operator") or {
-        "items": []
-    }
-    return list(listed["items"])
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return (
-        pod["metadata"].get("deletionTimestamp") is None
-        and condition(pod, "Ready").get("status") == "True"
-    )
 
 
 def test_the_node_overlay_differs_from_production_only_where_documented(node: Node) -> None:
@@ -234,51 +143,13 @@ def test_consent_in_chromium_through_the_callback_pod(
     )
     # The operator runs the callback Deployment while consent is pending.
     started = time.monotonic()
-    wait_until(
-        lambda: (
-            int(
-                (
-                    (get(product, "deployment", CALLBACK, "-n", OPERATOR_NS) or {}).get("status")
-                    or {}
-                ).get("readyReplicas")
-                or 0
-            )
-            >= 1
-        ),
-        120,
-        "the callback pod Ready",
-    )
+    wait_until(lambda: ready_replicas(product, CALLBACK) >= 1, 120, "the callback pod Ready")
     measurements.record("callback pod Ready after the consent URL", time.monotonic() - started, "s")
     callback = get(product, "deployment", CALLBACK, "-n", OPERATOR_NS)
     assert callback["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "google-token-operator:dev"
     )
-    # The browser runs on this host and reaches both through their Services: their cluster
-    # names resolve to the cluster IPs, which kube-proxy routes to the pods.
-    rules = ",".join(
-        f"MAP {name}.{OPERATOR_NS}.svc.cluster.local "
-        + get(product, "service", name, "-n", OPERATOR_NS)["spec"]["clusterIP"]
-        for name in ("google-sandbox", CALLBACK)
-    )
-    callback_url = f"http://{CALLBACK}.{OPERATOR_NS}.svc.cluster.local/oauth2/callback"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(url)
-            screenshot(page, test_output / "consent.png")
-            with page.expect_response(lambda r: r.url.startswith(callback_url + "?")) as landed:
-                page.get_by_role("button", name="Allow").click()
-            page.wait_for_load_state()
-            screenshot(page, test_output / "authorized.png")
-            assert landed.value.status == 200
-            text = page.inner_text("main")
-        finally:
-            browser.close()
+    text = consent_in_chromium(product, url, test_output)
     assert f"GoogleClient {EXAMPLES_NS}/{CLIENT}" in text
     assert "owner@example.com" in text
 
@@ -445,53 +316,15 @@ def test_the_callback_pod_reaches_only_the_consent_api_and_dns(
 
 @pytest.fixture(scope="module")
 def reader(product: Node) -> Iterator[PodReader]:
-    pods = get(product, "pods", "-n", EXAMPLES_NS, "-l", "app.kubernetes.io/name=review-fetcher")
-    running = PodReader(product, EXAMPLES_NS, pods["items"][0]["metadata"]["name"], READER)
-    try:
-        wait_until(lambda: running.records(), 30, "the reader in the consumer pod")
+    with reading_token_file(product, EXAMPLES_NS, "review-fetcher") as running:
         yield running
-    finally:
-        running.stop()
-
-
-def next_token_in_file(
-    reader: PodReader, watcher: SecretWatch, after: float, measurements: Measurements
-) -> None:
-    """Wait for the next refresh in the API, then for the consumer's file to follow."""
-    known = {record["token"] for record in reader.records()}
-
-    def refreshed() -> str | None:
-        fresh = [t for t, seen in watcher.seen.items() if seen > after and t not in known]
-        return fresh[0] if fresh else None
-
-    token = wait_until(refreshed, REFRESH_WAIT_SECONDS, "the operator's next refresh")
-
-    def in_file() -> dict[str, Any] | None:
-        return next((r for r in reader.records() if r["token"] == token), None)
-
-    record = wait_until(in_file, PROPAGATION_BOUND_SECONDS, "the new token in the pod's file")
-    delay = record["t"] - watcher.seen[token]
-    measurements.record("kubelet Secret volume propagation (API update -> file in pod)", delay, "s")
-    assert 0 <= delay < PROPAGATION_BOUND_SECONDS
-    # A fresh token arrived with most of its life ahead of it.
-    assert record["left"] > 100, record
-
-
-def never_expired(reader: PodReader) -> None:
-    assert reader.alive(), "\n".join(reader.lines)
-    records = reader.records()
-    assert records and all(record["left"] > 0 for record in records), [
-        r for r in records if r["left"] <= 0
-    ]
-    # The templated key followed every token (the kubelet swaps all keys of a volume at once).
-    assert all(record["auth"] for record in records), [r for r in records if not r["auth"]]
 
 
 def test_a_refresh_reaches_the_file_inside_the_consumer_pod(
     reader: PodReader, branch_secret_watch: SecretWatch, measurements: Measurements
 ) -> None:
     next_token_in_file(reader, branch_secret_watch, time.time(), measurements)
-    never_expired(reader)
+    never_expired(reader, templated=True)
 
 
 def test_deleting_the_leader_pod_hands_over_without_an_expired_token(
@@ -544,7 +377,7 @@ def test_deleting_the_leader_pod_hands_over_without_an_expired_token(
     )
     # The new leader refreshes on time, and the consumer never read an expired token.
     next_token_in_file(reader, branch_secret_watch, deleted_at, measurements)
-    never_expired(reader)
+    never_expired(reader, templated=True)
 
 
 def test_garbage_collection_removes_a_deleted_clients_secrets(
