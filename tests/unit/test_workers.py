@@ -54,3 +54,12 @@ def test_a_group_runs_on_one_worker_and_the_rest_is_spread(tmp_path: Path) -> No
     assert len(node) == 1, ran
     assert len(builds) == 1, ran
     assert len(others) > 1, ran  # the rest is spread, test by test
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """The tiers are folders, not packages: pytest imports each test file under its base name,
+    so a second file of the same name anywhere fails to import (and its tests never run)."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
